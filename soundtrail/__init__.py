@@ -1,0 +1,1 @@
+"""soundtrail: provenance-first data-to-model pipeline for music generation."""

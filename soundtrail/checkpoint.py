@@ -1,0 +1,101 @@
+"""Checkpoints: safetensors weights + JSON config, and a resumable training state.
+
+Layout of one checkpoint directory::
+
+    model.safetensors   weights only (safe to load, no pickle)
+    config.json         {"kind": ..., "config": {...}, "step": N, ...metadata}
+    train_state.pt      optimizer, scheduler, RNG states and step: only while training
+
+``config.json`` is written last and renamed into place, so a directory without it is an
+unfinished checkpoint and is ignored by :func:`latest_checkpoint`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from soundtrail.atomic import atomic_path, atomic_write_text
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+TRAIN_STATE = "train_state.pt"
+
+
+def save_weights(directory: str | Path, model: torch.nn.Module, kind: str, config: Any, **metadata: Any) -> Path:
+    """Write the model's weights and config into ``directory`` (created if needed)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {name: tensor.detach().cpu().contiguous() for name, tensor in model.state_dict().items()}
+    with atomic_path(directory / WEIGHTS) as tmp:
+        save_file(state, str(tmp))
+    config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    document = {"kind": kind, "config": config_dict, **metadata}
+    atomic_write_text(directory / CONFIG, json.dumps(document, indent=2, sort_keys=True))
+    return directory
+
+
+def read_config(directory: str | Path) -> dict[str, Any]:
+    """The ``config.json`` document of a finished checkpoint."""
+    return json.loads((Path(directory) / CONFIG).read_text())
+
+
+def load_weights(directory: str | Path, model: torch.nn.Module, device: str | torch.device = "cpu") -> None:
+    """Load ``model.safetensors`` into ``model`` (strict: every tensor must match)."""
+    model.load_state_dict(load_file(str(Path(directory) / WEIGHTS), device=str(device)))
+
+
+def save_train_state(directory: str | Path, step: int, optimizer: torch.optim.Optimizer,
+                     scheduler: Any | None = None, **extra: Any) -> None:
+    """Save everything needed to continue training bit-for-bit from ``step``."""
+    state = {
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "numpy": np.random.get_state(),
+            "python": random.getstate(),
+        },
+        "extra": extra,
+    }
+    with atomic_path(Path(directory) / TRAIN_STATE) as tmp:
+        torch.save(state, tmp)
+
+
+def load_train_state(directory: str | Path, optimizer: torch.optim.Optimizer,
+                     scheduler: Any | None = None) -> dict[str, Any] | None:
+    """Restore optimizer, scheduler and RNG states; returns the saved dict, or None if absent."""
+    path = Path(directory) / TRAIN_STATE
+    if not path.exists():
+        return None
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    np.random.set_state(rng["numpy"])
+    random.setstate(rng["python"])
+    return state
+
+
+def is_complete(directory: str | Path) -> bool:
+    """True when the checkpoint has both weights and config (config is written last)."""
+    directory = Path(directory)
+    return (directory / CONFIG).exists() and (directory / WEIGHTS).exists()
+
+
+def pick_device() -> torch.device:
+    """CUDA when present, else CPU: every model path must run on both."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

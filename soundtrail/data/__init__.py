@@ -1,0 +1,1 @@
+"""Shard schema, atomic shard writer, reader and the streaming torch dataset."""
