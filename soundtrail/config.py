@@ -1,0 +1,157 @@
+"""Workspace settings: one ``soundtrail.toml`` per workspace, read with pydantic.
+
+Every key has a default, so a workspace without the file works. Unknown keys are an error
+that names the key (``extra="forbid"``): a typo in a licence policy must never be silently
+ignored, because the policy decides what may be trained on.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+CONFIG_NAME = "soundtrail.toml"
+DEFAULT_WORKSPACE = "workspace"
+
+
+class ConfigError(ValueError):
+    """The workspace configuration is invalid; the message names the file and the key."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LicenseSettings(_Section):
+    allow: list[str] = Field(default_factory=lambda: ["CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0"])
+    deny: list[str] = Field(default_factory=lambda: ["CC-BY-NC-4.0", "CC-BY-NC-SA-4.0", "CC-BY-ND-4.0"])
+    aliases: dict[str, str] = Field(default_factory=dict)
+
+
+class IngestSettings(_Section):
+    batch_size: int = Field(16, ge=1, description="files per Prefect task (a task costs ~20 ms)")
+    min_duration_s: float = Field(1.0, ge=0)
+    silence_dbfs: float = Field(-70.0, description="files quieter than this RMS are digital silence")
+    max_tag_bytes: int = Field(1_000_000, ge=1024)
+    near_duplicate_ber: float = Field(0.2, gt=0, lt=0.5, description="Chromaprint BER below which two files are one")
+    min_overlap_s: float = Field(5.0, gt=0)
+    workers: int = Field(2, ge=1, description="Ray CPU workers used for ingestion when Ray is started locally")
+
+
+class CodecSettings(_Section):
+    checkpoint: str = Field("", description="local soundtrail or transformers Encodec dir; '' trains one")
+    steps: int = Field(300, ge=1)
+    segment_s: float = Field(1.0, gt=0)
+    batch_size: int = Field(8, ge=1)
+
+
+class TokenizeSettings(_Section):
+    segment_s: float = Field(5.0, gt=0)
+    rows_per_shard: int = Field(256, ge=1)
+    batch_size: int = Field(16, ge=1)
+
+
+class TrainSettings(_Section):
+    ar_steps: int = Field(300, ge=1)
+    diffusion_steps: int = Field(300, ge=1)
+    batch_size: int = Field(8, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    text_encoder: Literal["auto", "pretrained", "learned"] = "auto"
+    seed: int = 0
+
+
+class ScreeningSettings(_Section):
+    min_match_s: float = Field(5.0, gt=0)
+    chromaprint_flag: float = 0.5
+    chromaprint_block: float = 0.7
+    tokens_flag: float = 0.3
+    tokens_block: float = 0.6
+    robust_flag: float = 0.5
+    robust_block: float = 0.7
+
+
+class WatermarkSettings(_Section):
+    key: int = Field(0x50AD7A11, description="secret key seeding the watermark's spreading sequences")
+
+
+class CredentialSettings(_Section):
+    sign_cert: str = Field("", description="PEM certificate chain; '' generates a local demo CA in the workspace")
+    sign_key: str = ""
+
+
+class LineageSettings(_Section):
+    transport: Literal["file", "http"] = "file"
+    url: str = ""
+    namespace: str = "soundtrail"
+
+
+class Settings(_Section):
+    """The whole ``soundtrail.toml``; field names are the TOML keys."""
+
+    ledger_url: str = "sqlite:///ledger.db"
+    ray_address: str = ""
+    storage_uri: str = Field("", description="pyarrow.fs/fsspec URI for shards on a cluster; '' = the workspace")
+    licenses: LicenseSettings = Field(default_factory=LicenseSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    codec: CodecSettings = Field(default_factory=CodecSettings)
+    tokenize: TokenizeSettings = Field(default_factory=TokenizeSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    screening: ScreeningSettings = Field(default_factory=ScreeningSettings)
+    watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
+    credentials: CredentialSettings = Field(default_factory=CredentialSettings)
+    lineage: LineageSettings = Field(default_factory=LineageSettings)
+
+
+class Workspace:
+    """A workspace directory and its settings; knows where every kind of file lives."""
+
+    def __init__(self, root: str | Path, settings: Settings | None = None) -> None:
+        self.root = Path(root).resolve()
+        self.settings = settings if settings is not None else load_settings(self.root / CONFIG_NAME)
+
+    @classmethod
+    def open(cls, root: str | Path | None = None, config: str | Path | None = None) -> Workspace:
+        """Resolve ``--workspace``, then ``SOUNDTRAIL_WORKSPACE``, then ``./workspace``."""
+        chosen = Path(root or os.environ.get("SOUNDTRAIL_WORKSPACE") or DEFAULT_WORKSPACE)
+        settings = load_settings(Path(config)) if config else None
+        workspace = cls(chosen, settings)
+        workspace.root.mkdir(parents=True, exist_ok=True)
+        return workspace
+
+    @property
+    def ledger_url(self) -> str:
+        """The ledger URL with a relative SQLite path anchored in the workspace."""
+        url = self.settings.ledger_url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
+            return prefix + str(self.root / url[len(prefix):])
+        return url
+
+    def path(self, name: str) -> Path:
+        """A workspace sub-folder (``shards``, ``checkpoints``, ``outputs``, ...), created on first use."""
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+def load_settings(path: Path) -> Settings:
+    """Read ``path`` if it exists (defaults otherwise); raise :class:`ConfigError` naming bad keys."""
+    if not path.exists():
+        return Settings()
+    try:
+        document = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    try:
+        return Settings.model_validate(document)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"])
+            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append(f"{key}: {message}")
+        raise ConfigError(f"{path}: " + "; ".join(problems)) from exc

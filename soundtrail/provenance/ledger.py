@@ -1,0 +1,280 @@
+"""The ledger: an append-only, hash-chained event log with SQL projections beside it.
+
+Writes go through :meth:`Ledger.writer`, a transaction that holds the ledger's write lock
+(SQLite ``BEGIN IMMEDIATE``; a PostgreSQL transaction-scoped advisory lock), so several Ray
+workers or processes appending at once still produce one unbroken chain. A write that would
+not change the projected row appends nothing: recording the same facts twice leaves the
+ledger as it was, which is what makes every stage idempotent.
+
+Chain rule: ``event.hash = sha256(canonical_json({seq, kind, entity, entity_id, payload,
+run_id, created_at, prev_hash}))`` with ``prev_hash`` the previous event's hash (64 zeros for
+the first). :meth:`Ledger.verify` recomputes it and replays the payloads to check that every
+projection row still says what the chain says.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import create_engine, event, select, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from soundtrail.provenance.schema import PROJECTIONS, Base, Event, Projection
+
+GENESIS = "0" * 64
+_ADVISORY_LOCK_KEY = 0x50_0D_7A_11
+
+
+class LedgerError(RuntimeError):
+    """A ledger write or read that cannot proceed (unknown entity, bad value)."""
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON: sorted keys, no spaces, UTF-8 text, no NaN/Inf."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def event_hash(record: Mapping[str, Any]) -> str:
+    """The chain hash of one event's fields (everything but ``hash`` itself)."""
+    body = {key: record[key] for key in
+            ("seq", "kind", "entity", "entity_id", "payload", "run_id", "created_at", "prev_hash")}
+    return hashlib.sha256(canonical_json(body).encode("utf-8")).hexdigest()
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return a == b
+
+
+@dataclass
+class VerifyReport:
+    """Result of :meth:`Ledger.verify`: ``ok`` or the first problem found."""
+
+    ok: bool
+    events: int
+    rows: int
+    problem: str | None = None
+    first_bad_seq: int | None = None
+    details: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "events": self.events, "rows": self.rows, "problem": self.problem,
+                "first_bad_seq": self.first_bad_seq}
+
+
+class LedgerWriter:
+    """Appends events inside one locked transaction; see :meth:`Ledger.writer`."""
+
+    def __init__(self, session: Session, run_id: str | None) -> None:
+        self._session = session
+        self._run_id = run_id
+        head = session.execute(select(Event.seq, Event.hash).order_by(Event.seq.desc()).limit(1)).first()
+        self._seq, self._prev = (head[0], head[1]) if head else (0, GENESIS)
+        self.appended = 0
+
+    def record(self, entity: str, entity_id: str, fields: Mapping[str, Any], kind: str) -> bool:
+        """Upsert ``fields`` into row ``entity_id`` of ``entity`` through a chained event.
+
+        Only the fields that differ from the current row go into the event; when none differ,
+        nothing is written and ``False`` is returned.
+        """
+        model = _projection(entity)
+        unknown = set(fields) - {column.name for column in model.__table__.columns} - {"id"}
+        if unknown:
+            raise LedgerError(f"{entity} has no column(s) {sorted(unknown)}")
+        row = self._session.get(model, entity_id)
+        current = row.as_dict() if row is not None else {}
+        patch = {key: value for key, value in fields.items()
+                 if key != "id" and (row is None or not _same(current.get(key), value))}
+        if row is not None and not patch:
+            return False
+        payload_text = canonical_json(patch)
+        record = {
+            "seq": self._seq + 1,
+            "kind": kind,
+            "entity": entity,
+            "entity_id": entity_id,
+            "payload": json.loads(payload_text),
+            "run_id": self._run_id,
+            "created_at": utc_now(),
+            "prev_hash": self._prev,
+        }
+        digest = event_hash(record)
+        self._session.add(Event(**{**record, "payload": payload_text}, hash=digest))
+        if row is None:
+            row = model(id=entity_id)
+            self._session.add(row)
+        for key, value in patch.items():
+            setattr(row, key, value)
+        self._session.flush()
+        self._seq, self._prev = record["seq"], digest
+        self.appended += 1
+        return True
+
+
+class Ledger:
+    """Connection to one ledger database (SQLite file or PostgreSQL URL)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = _make_engine(url)
+        Base.metadata.create_all(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def writer(self, run_id: str | None = None) -> Iterator[LedgerWriter]:
+        """One atomic, serialised batch of appends: all of them land, or none does."""
+        with self._sessions() as session, session.begin():
+            if self.engine.dialect.name == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
+            yield LedgerWriter(session, run_id)
+
+    def record(self, entity: str, entity_id: str, fields: Mapping[str, Any], kind: str,
+               run_id: str | None = None) -> bool:
+        """A single upsert in its own transaction; see :meth:`LedgerWriter.record`."""
+        with self.writer(run_id) as writer:
+            return writer.record(entity, entity_id, fields, kind)
+
+    def get(self, entity: str, entity_id: str) -> dict[str, Any] | None:
+        with self._sessions() as session:
+            row = session.get(_projection(entity), entity_id)
+            return row.as_dict() if row is not None else None
+
+    def rows(self, entity: str, **equals: Any) -> list[dict[str, Any]]:
+        """Rows of a projection whose columns equal ``equals``, ordered by id."""
+        model = _projection(entity)
+        query = select(model).order_by(model.id)
+        for column, value in equals.items():
+            query = query.where(getattr(model, column) == value)
+        with self._sessions() as session:
+            return [row.as_dict() for row in session.scalars(query)]
+
+    def events(self, entity: str | None = None, entity_id: str | None = None,
+               kind: str | None = None) -> list[dict[str, Any]]:
+        query = select(Event).order_by(Event.seq)
+        if entity is not None:
+            query = query.where(Event.entity == entity)
+        if entity_id is not None:
+            query = query.where(Event.entity_id == entity_id)
+        if kind is not None:
+            query = query.where(Event.kind == kind)
+        with self._sessions() as session:
+            return [_event_dict(row) for row in session.scalars(query)]
+
+    def head(self) -> tuple[int, str]:
+        """``(seq, hash)`` of the newest event; ``(0, GENESIS)`` for an empty ledger."""
+        with self._sessions() as session:
+            head = session.execute(select(Event.seq, Event.hash).order_by(Event.seq.desc()).limit(1)).first()
+            return (head[0], head[1]) if head else (0, GENESIS)
+
+    def verify(self) -> VerifyReport:
+        """Recompute the chain, then check every projection row against the replayed events."""
+        expected: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in PROJECTIONS}
+        prev, count = GENESIS, 0
+        with self._sessions() as session:
+            for row in session.scalars(select(Event).order_by(Event.seq)).yield_per(2000):
+                count += 1
+                record = _event_dict(row)
+                problem = _chain_problem(record, count, prev, row.payload)
+                if problem:
+                    return VerifyReport(False, count, 0, problem, row.seq)
+                prev = row.hash
+                if record["entity"] in expected:
+                    expected[record["entity"]].setdefault(record["entity_id"], {}).update(record["payload"])
+            return self._compare_projections(session, expected, count)
+
+    def _compare_projections(self, session: Session, expected: dict[str, dict[str, dict[str, Any]]],
+                             events: int) -> VerifyReport:
+        rows = 0
+        for name, model in PROJECTIONS.items():
+            replayed = expected[name]
+            seen: set[str] = set()
+            for row in session.scalars(select(model).order_by(model.id)):
+                rows += 1
+                seen.add(row.id)
+                if row.id not in replayed:
+                    return VerifyReport(False, events, rows, f"{name} row {row.id!r} has no event in the chain")
+                actual = row.as_dict()
+                for column, value in actual.items():
+                    if column != "id" and not _same(value, replayed[row.id].get(column)):
+                        return VerifyReport(
+                            False, events, rows,
+                            f"{name} row {row.id!r} column {column!r} is {value!r} but the chain says "
+                            f"{replayed[row.id].get(column)!r}",
+                            _last_seq_for(session, name, row.id),
+                        )
+            missing = sorted(set(replayed) - seen)
+            if missing:
+                return VerifyReport(False, events, rows, f"{name} row {missing[0]!r} recorded in the chain is missing",
+                                    _last_seq_for(session, name, missing[0]))
+        return VerifyReport(True, events, rows)
+
+
+def _chain_problem(record: dict[str, Any], position: int, prev: str, payload_text: str) -> str | None:
+    seq = record["seq"]
+    if seq != position:
+        return (f"event {position} is missing (next stored is {seq}): a record was deleted"
+                if seq > position else f"event {seq} is out of order")
+    if record["prev_hash"] != prev:
+        return f"event {seq} does not link to event {seq - 1}: a record was inserted or reordered"
+    if canonical_json(record["payload"]) != payload_text:
+        return f"event {seq} payload is not canonical JSON: it was edited"
+    if event_hash(record) != record["hash"]:
+        return f"event {seq} was changed: its hash does not match its content"
+    return None
+
+
+def _last_seq_for(session: Session, entity: str, entity_id: str) -> int | None:
+    return session.execute(select(Event.seq).where(Event.entity == entity, Event.entity_id == entity_id)
+                           .order_by(Event.seq.desc()).limit(1)).scalar()
+
+
+def _event_dict(row: Event) -> dict[str, Any]:
+    return {"seq": row.seq, "kind": row.kind, "entity": row.entity, "entity_id": row.entity_id,
+            "payload": json.loads(row.payload), "run_id": row.run_id, "created_at": row.created_at,
+            "prev_hash": row.prev_hash, "hash": row.hash}
+
+
+def _projection(entity: str) -> type[Projection]:
+    try:
+        return PROJECTIONS[entity]
+    except KeyError:
+        raise LedgerError(f"unknown ledger entity {entity!r}; known: {sorted(PROJECTIONS)}") from None
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 120, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None  # let SQLAlchemy's "begin" hook issue BEGIN
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=120000")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _sqlite_begin(connection: Any) -> None:
+            # IMMEDIATE takes the write lock up front, so two writers can never both read the
+            # same chain head and fork the chain.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)

@@ -1,0 +1,42 @@
+"""Shared fixtures: ledger URLs for both backends, fast defaults for torch on 2 cores."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+POSTGRES_URL = os.environ.get("SOUNDTRAIL_TEST_POSTGRES_URL", "")
+
+
+def _postgres_database() -> Iterator[str]:
+    """A fresh database on the test server, dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    name = f"st_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    base, _, _ = POSTGRES_URL.rpartition("/")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def ledger_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
+    """The ledger tests run against both backends; PostgreSQL comes from SOUNDTRAIL_TEST_POSTGRES_URL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'ledger.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip("SOUNDTRAIL_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
+    yield from _postgres_database()

@@ -1,0 +1,114 @@
+"""The ledger's hash chain, idempotent upserts, tamper detection and concurrent writers."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+from sqlalchemy import text
+
+from soundtrail.provenance.ledger import GENESIS, Ledger, LedgerError, event_hash
+
+
+def _fill(ledger: Ledger) -> None:
+    with ledger.writer(run_id="run-1") as writer:
+        writer.record("assets", "a1", {"status": "accepted", "license": "CC0-1.0", "duration_s": 3.5}, "asset.ingested")
+        writer.record("assets", "a2", {"status": "accepted", "license": "CC-BY-4.0", "tags": ["x", "y"]},
+                      "asset.ingested")
+        writer.record("licences", "CC0-1.0", {"name": "CC0 1.0", "policy": "allow"}, "licence.seen")
+    ledger.record("assets", "a2", {"status": "revoked", "reason": "takedown"}, "asset.revoked")
+
+
+def test_chain_links_and_projection(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    _fill(ledger)
+    events = ledger.events()
+    assert [e["seq"] for e in events] == [1, 2, 3, 4]
+    assert events[0]["prev_hash"] == GENESIS
+    for earlier, later in zip(events, events[1:], strict=False):
+        assert later["prev_hash"] == earlier["hash"]
+        assert event_hash(later) == later["hash"]
+    assert ledger.get("assets", "a2")["status"] == "revoked"
+    assert ledger.get("assets", "a2")["tags"] == ["x", "y"]
+    assert [row["id"] for row in ledger.rows("assets", status="accepted")] == ["a1"]
+    report = ledger.verify()
+    assert report.ok, report.problem
+    assert report.events == 4 and report.rows == 3
+
+
+def test_same_facts_twice_append_nothing(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    assert ledger.record("assets", "a1", {"status": "accepted", "duration_s": 1.0}, "asset.ingested")
+    head = ledger.head()
+    assert not ledger.record("assets", "a1", {"status": "accepted", "duration_s": 1.0}, "asset.ingested")
+    assert ledger.head() == head
+    # A partial patch only carries the changed field.
+    assert ledger.record("assets", "a1", {"status": "accepted", "duration_s": 2.0}, "asset.updated")
+    assert ledger.events()[-1]["payload"] == {"duration_s": 2.0}
+
+
+def test_unknown_entity_and_column_are_errors(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    with pytest.raises(LedgerError, match="unknown ledger entity"):
+        ledger.record("nope", "x", {}, "k")
+    with pytest.raises(LedgerError, match="no column"):
+        ledger.record("assets", "x", {"colour": "red"}, "k")
+    assert ledger.head()[0] == 0, "a failed write must leave nothing behind"
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        ("UPDATE events SET payload = '{\"license\":\"CC-BY-NC-4.0\"}' WHERE seq = 2", "event 2 was changed"),
+        ("DELETE FROM events WHERE seq = 2", "event 2 is missing"),
+        ("UPDATE events SET prev_hash = 'f' || substr(prev_hash, 2) WHERE seq = 3", "event 3 does not link"),
+        ("UPDATE assets SET license = 'CC-BY-NC-4.0' WHERE id = 'a1'", "assets row 'a1' column 'license'"),
+        ("DELETE FROM licences WHERE id = 'CC0-1.0'", "licences row 'CC0-1.0' recorded in the chain is missing"),
+        ("INSERT INTO assets (id, status) VALUES ('a9', 'accepted')", "assets row 'a9' has no event"),
+    ],
+)
+def test_verify_names_the_first_bad_record(ledger_url: str, tamper: str, expected: str) -> None:
+    ledger = Ledger(ledger_url)
+    _fill(ledger)
+    with ledger.engine.connect() as connection:
+        connection.execute(text(tamper))
+        connection.commit()
+    report = ledger.verify()
+    assert not report.ok
+    assert expected in report.problem
+
+
+def test_reordered_events_are_caught(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    _fill(ledger)
+    with ledger.engine.connect() as connection:
+        connection.execute(text("UPDATE events SET seq = 100 WHERE seq = 2"))
+        connection.execute(text("UPDATE events SET seq = 2 WHERE seq = 3"))
+        connection.execute(text("UPDATE events SET seq = 3 WHERE seq = 100"))
+        connection.commit()
+    report = ledger.verify()
+    assert not report.ok and report.first_bad_seq == 2
+
+
+def _append_many(url: str, worker: int, count: int) -> None:
+    ledger = Ledger(url)
+    for index in range(count):
+        with ledger.writer(run_id=f"w{worker}") as writer:
+            writer.record("assets", f"w{worker}-{index}", {"status": "accepted", "duration_s": float(index)},
+                          "asset.ingested")
+    ledger.close()
+
+
+def test_concurrent_writers_keep_one_chain(ledger_url: str) -> None:
+    Ledger(ledger_url).close()  # create the tables once before the writers race
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_append_many, args=(ledger_url, w, 25)) for w in range(4)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(120)
+        assert process.exitcode == 0
+    ledger = Ledger(ledger_url)
+    report = ledger.verify()
+    assert report.ok, report.problem
+    assert report.events == 100 and len(ledger.rows("assets")) == 100
