@@ -1,1 +1,75 @@
-"""soundtrail.cli"""
+"""The ``soundtrail`` command line: thin Typer commands that call flows and tasks and print.
+
+Exit codes: 0 success; 1 error (one line on stderr, traceback only with ``--debug``);
+2 usage error; 3 release blocked by the screening gate.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+from typer.main import get_command
+
+from soundtrail.cli.common import EXIT_ERROR, EXIT_USAGE, CommandError
+from soundtrail.cli.ledger import assets_app, ledger_app
+
+app = typer.Typer(
+    name="soundtrail",
+    help="Provenance-first data-to-model pipeline for music generation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(assets_app, name="assets")
+
+
+def _register() -> None:
+    """Attach the stage command modules (imported here so each stays one small file)."""
+    from soundtrail.cli import ingest  # noqa: F401  (registers commands on ``app``)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; maps exceptions to the contract's exit codes."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args.remove("--debug")
+    _register()
+    command = get_command(app)
+    try:
+        command.main(args=args, prog_name="soundtrail", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return EXIT_ERROR
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_USAGE if isinstance(exc, click.UsageError) else EXIT_ERROR
+    except CommandError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        return exc.code
+    except Exception as exc:  # noqa: BLE001 - the contract: one clear line, traceback only with --debug
+        if debug:
+            raise
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        click.echo(f"error: {type(exc).__name__}: {message}", err=True)
+        return EXIT_ERROR
+    return 0
+
+
+def run() -> None:
+    """``soundtrail`` console script."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

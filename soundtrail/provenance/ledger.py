@@ -85,6 +85,11 @@ class LedgerWriter:
         self._seq, self._prev = (head[0], head[1]) if head else (0, GENESIS)
         self.appended = 0
 
+    def get(self, entity: str, entity_id: str) -> dict[str, Any] | None:
+        """A projection row as this transaction sees it (including its own earlier writes)."""
+        row = self._session.get(_projection(entity), entity_id)
+        return row.as_dict() if row is not None else None
+
     def record(self, entity: str, entity_id: str, fields: Mapping[str, Any], kind: str) -> bool:
         """Upsert ``fields`` into row ``entity_id`` of ``entity`` through a chained event.
 

@@ -1,0 +1,44 @@
+"""What every command shares: the workspace option, JSON output, errors with exit codes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from soundtrail.config import Workspace
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_BLOCKED = 3
+
+WorkspaceOption = Annotated[
+    Path | None,
+    typer.Option("--workspace", "-w", envvar="SOUNDTRAIL_WORKSPACE", help="workspace folder (default ./workspace)"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="print exactly one JSON object on stdout")]
+
+# Progress and tables go to stderr so that stdout stays clean for --json and for pipes.
+console = Console(stderr=True)
+
+
+class CommandError(Exception):
+    """A failure the user can act on: printed as one line on stderr, exit code 1 (or ``code``)."""
+
+    def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def open_workspace(path: Path | None) -> Workspace:
+    return Workspace.open(path)
+
+
+def emit_json(document: Any) -> None:
+    """Print one JSON object on stdout (the --json contract)."""
+    sys.stdout.write(json.dumps(document, indent=None, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()

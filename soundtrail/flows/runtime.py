@@ -1,0 +1,60 @@
+"""Where flows run: one Prefect API for the driver and every Ray worker, and the Ray task runner.
+
+Prefect's ephemeral mode starts a temporary API server in every process that needs one, so
+without care each Ray worker would start its own (seconds each, and its task runs would be
+invisible to the flow). :func:`prefect_api` makes sure exactly one API is in use: the one named
+by ``PREFECT_API_URL`` when the user has a server, otherwise a local server started once per
+command. :func:`ray_task_runner` passes that URL to the workers through Ray's runtime env.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from prefect_ray import RayTaskRunner
+
+from soundtrail.config import Workspace
+
+# Workers inherit these, so a worker's Prefect client talks to the driver's API.
+_FORWARDED_ENV = ("PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_LOGGING_LEVEL",
+                  "SOUNDTRAIL_WORKSPACE", "RAY_USAGE_STATS_ENABLED")
+
+
+@contextlib.contextmanager
+def prefect_api() -> Iterator[str]:
+    """Yield the Prefect API URL in use, starting a local server if none is configured."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    configured = os.environ.get("PREFECT_API_URL")
+    if configured:
+        yield configured
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server = SubprocessASGIServer()
+    server.start()
+    os.environ["PREFECT_API_URL"] = server.api_url
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+            yield server.api_url
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()
+
+
+def ray_task_runner(workspace: Workspace, num_cpus: int | None = None) -> RayTaskRunner:
+    """A RayTaskRunner joining ``ray_address`` (a cluster) or starting Ray locally.
+
+    Local Ray gets ``num_cpus`` (default: the ingest worker setting) and no dashboard; a cluster
+    keeps its own resources. Environment needed by the tasks travels in the runtime env.
+    """
+    env = {name: os.environ[name] for name in _FORWARDED_ENV if name in os.environ}
+    env["SOUNDTRAIL_WORKSPACE"] = str(workspace.root)
+    init_kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False}
+    address = workspace.settings.ray_address or None
+    if address is None:
+        init_kwargs.update(num_cpus=num_cpus or workspace.settings.ingest.workers, include_dashboard=False)
+    return RayTaskRunner(address=address, init_kwargs=init_kwargs)
