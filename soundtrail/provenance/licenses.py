@@ -123,7 +123,11 @@ _PORT_NAMES = {
 }
 # Words allowed between a licence's parts: "Creative Commons Attribution 4.0 International Public License".
 _FILLER = {"license", "licence", "licensed", "licenced", "international", "unported", "generic", "public", "the"}
+_PORT_WORDS = {name.lower(): code for code, name in _PORT_NAMES.items() if " " not in name} | {
+    "england and wales": "UK", "united states": "US"}
 _MULTIWORD = [
+    (re.compile(r"england and wales"), "uk"),
+    (re.compile(r"united states"), "us"),
     (re.compile(r"non[\s_-]*commercial"), "noncommercial"),
     (re.compile(r"share[\s_-]*alike"), "sharealike"),
     (re.compile(r"no[\s_-]*deriv(?:ative)?s?(?:[\s_-]*works)?"), "noderivs"),
@@ -236,7 +240,7 @@ def _read_cc(tokens: list[str], i: int, scan: _Scan, *, marked: bool) -> int:
             scan.vague.append((named, frozenset(elements)))
         return i
     i += 1
-    port = tokens[i] if i < len(tokens) and tokens[i].upper() in _PORT_NAMES else None
+    port = _PORT_WORDS.get(tokens[i], tokens[i].upper()) if i < len(tokens) else None
     if port and spdx_id(_cc_id(elements, version, port)):
         i += 1
     else:
