@@ -173,6 +173,11 @@ def _info_fields(data: bytes, collector: _Collector) -> None:
         offset += 8 + size + (size & 1)
 
 
+def _describe(exc: Exception) -> str:
+    message = _clip(str(exc), 200)
+    return f"{type(exc).__module__}.{type(exc).__name__}" + (f": {message}" if message else "")
+
+
 def read_tags(path: Path, max_tag_bytes: int = 1_000_000) -> FileTags:
     """The tags of ``path``; never raises for bad content (see the module docstring for the limits)."""
     collector = _Collector(max_tag_bytes)
@@ -182,15 +187,18 @@ def read_tags(path: Path, max_tag_bytes: int = 1_000_000) -> FileTags:
     try:
         audio = mutagen.File(path)
     except Exception as exc:  # noqa: BLE001 - mutagen raises many types on hostile files; none may stop a batch
-        collector.note(f"tags unreadable: {type(exc).__name__}: {_clip(str(exc), 200)}")
+        collector.note(f"tags unreadable: {_describe(exc)}")
         audio = None
+    else:
+        if audio is None:
+            collector.note("no tags: mutagen recognises no format in the file")
     if audio is not None and audio.tags is not None:
         fields = _id3_fields(audio.tags) if isinstance(audio.tags, ID3) else _mapping_fields(audio.tags)
         try:
             for key, value, role in fields:
                 collector.add(key, value, role)
         except Exception as exc:  # noqa: BLE001 - a malformed frame met while iterating
-            collector.note(f"tags partly unreadable: {type(exc).__name__}: {_clip(str(exc), 200)}")
+            collector.note(f"tags partly unreadable: {_describe(exc)}")
     try:
         _riff_info(path, collector)
     except OSError as exc:
