@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from soundtrail.provenance.licenses import (
     LICENSE_NAMES,
@@ -95,6 +97,7 @@ def test_alias_to_a_non_id_is_a_config_error_naming_it(target: str) -> None:
     ("CC BY 4.0, see https://creativecommons.org/licenses/by-nc/4.0/", "names several licences: CC-BY-NC-4.0, "
                                                                        "CC-BY-4.0"),
     ("CC BY (or CC BY-SA 4.0)", "names CC-BY-SA-4.0 and also 'CC BY'"),
+    ("CC BY 4.0 or CC BY 5.0", "names CC-BY-4.0, and 'CC BY 5.0' names CC-BY-5.0, which is not in the SPDX"),
     ("MIT OR Apache-2.0", "licence expression 'MIT OR Apache-2.0' combines several licences"),
     ("CC-BY-4.0 AND MIT", "combines several licences"),
 ])
@@ -119,6 +122,22 @@ def test_missing_and_unknown(text: str | None, status: str, reason: str) -> None
     result = normalize_license(text)
     assert (result.spdx_id, result.status) == (None, status)
     assert reason in result.reason
+
+
+_WORDS = st.sampled_from(["CC", "BY", "sa", "4.0", "3", "Creative", "Commons", "OR", "and", "WITH", "(", ")",
+                          "MIT", "licensed", "under", "public", "domain", "https://creativecommons.org/licenses/",
+                          "by-nc/", "2.0/uk/", "zero", "0", "GPL-2.0+", "LicenseRef-x", "\u00a9", "\x00", "deed.de"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(_WORDS, st.text(max_size=8)), max_size=12).map(" ".join))
+def test_any_string_gets_a_status_and_never_raises(text: str) -> None:
+    result = normalize_license(text)
+    assert result.status in ("ok", "missing", "unknown", "ambiguous")
+    assert (result.spdx_id is not None) == (result.status == "ok")
+    assert result.status == "ok" or result.reason
+    if result.status == "ok":
+        assert spdx_id(result.spdx_id) == result.spdx_id
 
 
 def test_long_unknown_strings_are_quoted_briefly() -> None:

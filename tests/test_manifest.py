@@ -95,6 +95,7 @@ def test_every_bad_line_is_a_problem_naming_file_and_line(corpus: Path) -> None:
         {"path": "nope.wav"},
         {"path": "sub"},
         {"path": "a\u0000.wav"},
+        {"path": "b.flac", "tags": ["t"] * (MAX_FIELD_CHARS + 1)},
     )
     with open(manifest, "ab") as handle:
         handle.write(b'{"path": "\xff.wav"}\n')
@@ -117,7 +118,8 @@ def test_every_bad_line_is_a_problem_naming_file_and_line(corpus: Path) -> None:
         12: f"{prefix} 12: path 'nope.wav' does not exist",
         13: f"{prefix} 13: path 'sub' is not a file",
         14: f"{prefix} 14: 'path' contains a NUL character",
-        15: f"{prefix} 15: not UTF-8 text",
+        15: f"{prefix} 15: 'tags' have {MAX_FIELD_CHARS + 1} characters, over the {MAX_FIELD_CHARS} limit",
+        16: f"{prefix} 16: not UTF-8 text",
     }
     # a problem that could be pinned to a file says which
     assert result.problems[5].path == corpus.resolve() / "b.flac"

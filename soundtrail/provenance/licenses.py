@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from license_expression import ExpressionError, get_spdx_licensing
+from license_expression import ExpressionError, Licensing, get_spdx_licensing
 
 Status = Literal["ok", "missing", "unknown", "ambiguous"]
 
@@ -69,6 +69,12 @@ class PolicyDecision:
 
 
 @functools.cache
+def _licensing() -> Licensing:
+    """The SPDX licensing object; building it takes tens of milliseconds, so it is built once."""
+    return get_spdx_licensing()
+
+
+@functools.cache
 def _spdx_ids() -> dict[str, str]:
     """Lower-cased SPDX licence ids and their deprecated spellings -> the current id.
 
@@ -76,7 +82,7 @@ def _spdx_ids() -> dict[str, str]:
     keys are not SPDX ids, so both are left out; deprecated ids (``GPL-2.0``) map to their successors.
     """
     table: dict[str, str] = {}
-    for key, symbol in get_spdx_licensing().known_symbols.items():
+    for key, symbol in _licensing().known_symbols.items():
         if symbol.is_exception or key.startswith("LicenseRef-"):
             continue
         table[key.lower()] = key
@@ -123,14 +129,14 @@ _PORT_NAMES = {
 }
 # Words allowed between a licence's parts: "Creative Commons Attribution 4.0 International Public License".
 _FILLER = {"license", "licence", "licensed", "licenced", "international", "unported", "generic", "public", "the"}
-_PORT_WORDS = {name.lower(): code for code, name in _PORT_NAMES.items() if " " not in name} | {
-    "england and wales": "UK", "united states": "US"}
+# Ports are written as codes ("UK") or as the names above ("Germany"); two-word names are folded first.
+_PORT_WORDS = {name.lower(): code for code, name in _PORT_NAMES.items()}
 _MULTIWORD = [
-    (re.compile(r"england and wales"), "uk"),
-    (re.compile(r"united states"), "us"),
-    (re.compile(r"non[\s_-]*commercial"), "noncommercial"),
-    (re.compile(r"share[\s_-]*alike"), "sharealike"),
-    (re.compile(r"no[\s_-]*deriv(?:ative)?s?(?:[\s_-]*works)?"), "noderivs"),
+    (re.compile(r"\bengland and wales\b"), "uk"),
+    (re.compile(r"\bunited states\b"), "us"),
+    (re.compile(r"\bnon[\s_-]*commercial"), "noncommercial"),
+    (re.compile(r"\bshare[\s_-]*alike"), "sharealike"),
+    (re.compile(r"\bno[\s_-]*deriv(?:ative)?s?(?:[\s_-]*works)?"), "noderivs"),
 ]
 _TOKEN = re.compile(r"v?\d+(?:\.\d+)*|[a-z]+")
 _VERSION = re.compile(r"v?(\d)(?:\.(\d))?")
@@ -288,7 +294,7 @@ def _expression(text: str) -> LicenseResult | None:
     if not re.search(r"\s(?:AND|OR|WITH)\s", text, re.IGNORECASE):
         return None
     try:
-        parsed = get_spdx_licensing().parse(text, validate=True, strict=True)
+        parsed = _licensing().parse(text, validate=True, strict=True)
     except ExpressionError:
         return None
     return LicenseResult(None, "ambiguous", f"licence expression {_quote(parsed.render())} combines several "
@@ -320,6 +326,9 @@ def normalize_license(text: str | None, aliases: Mapping[str, str] | None = None
     found_elements = {frozenset(p for p in found.split("-")[1:] if p in _ELEMENT_NAMES) for found in scan.found}
     # A vague mention that agrees with the licence found ("Creative Commons licence: CC BY 4.0") is harmless.
     vague = [(q, e) for q, e in scan.vague if not scan.found or (e and e not in found_elements)]
+    if scan.found and scan.unlisted:
+        return LicenseResult(None, "ambiguous", f"licence string {_quote(text)} names {scan.found[0]}, and "
+                             f"{scan.unlisted[0]}")
     if vague:
         quoted, elements = vague[0]
         if scan.found:

@@ -141,9 +141,9 @@ class _RowReader:
             row = {**row, "license": row["licence"]}
         given = row.get("path")
         if not isinstance(given, str) or not given.strip():
-            detail = "missing or empty 'path'" if given in (None, "") or isinstance(given, str) else \
-                f"'path' must be a string, not {type(given).__name__}"
-            self.problem(line, None, detail)
+            wrong_type = given is not None and not isinstance(given, str)
+            self.problem(line, None, f"'path' must be a string, not {type(given).__name__}" if wrong_type
+                         else "missing or empty 'path'")
             return
         path, path_error = self._resolve(given)
         if path_error:
@@ -162,6 +162,8 @@ class _RowReader:
         tags = _tags(row.get("tags"))
         if tags is None:
             errors.append(f"'tags' must be a list of strings or one separated string, not {row['tags']!r:.60}")
+        elif sum(map(len, tags)) > MAX_FIELD_CHARS:
+            errors.append(f"'tags' have {sum(map(len, tags))} characters, over the {MAX_FIELD_CHARS} limit")
         if errors:
             self.problem(line, path, "; ".join(errors))
             return
