@@ -150,6 +150,19 @@ def test_oversized_riff_info_chunk_is_skipped_without_reading_it(tmp_path: Path)
     assert tags.copyright is None
 
 
+@pytest.mark.parametrize(("chunk", "copyright"), [
+    (b"LIST" + struct.pack("<I", 0) + b"INFO", None),  # a list claiming no bytes at all
+    (b"LIST" + struct.pack("<I", 13) + b"INFOICOP" + struct.pack("<I", 0xFFFFFFF0) + b"x", "x"),  # an entry of 4 GB
+])
+def test_riff_chunk_sizes_that_lie(tmp_path: Path, chunk: bytes, copyright: str | None) -> None:
+    path = tmp_path / "lying.wav"
+    sf.write(path, SILENCE, SR)
+    with open(path, "ab") as handle:
+        handle.write(chunk)
+    tags = read_tags(path)
+    assert (tags.copyright, tags.notes) == (copyright, [])
+
+
 def test_raw_is_bounded_and_json_serialisable(tmp_path: Path) -> None:
     comments = {f"FIELD{i:03d}": f"value {i}" for i in range(RAW_MAX_FIELDS + 20)}
     comments["NOTES"] = "n" * 5000

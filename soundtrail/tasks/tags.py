@@ -153,7 +153,7 @@ def _riff_info(path: Path, collector: _Collector) -> None:
                 if size > collector.limit:
                     collector.note(f"RIFF INFO chunk of {_size(size)} exceeds the {_size(collector.limit)} limit; "
                                    "ignored")
-                else:
+                elif size > 4:  # a smaller size would make read() run to the end of the file
                     handle.seek(position + 12)
                     _info_fields(handle.read(size - 4), collector)
             position += 8 + size + (size & 1)
