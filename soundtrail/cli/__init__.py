@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     if debug:
         args.remove("--debug")
+    # Progress bars and summaries are the CLI's output; Prefect's per-task INFO lines are noise there.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "DEBUG" if debug else "WARNING")
     _register()
     command = get_command(app)
     try:

@@ -10,6 +10,7 @@ command. :func:`ray_task_runner` passes that URL to the workers through Ray's ru
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -41,6 +42,9 @@ def prefect_api() -> Iterator[str]:
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
             yield server.api_url
     finally:
+        from prefect.logging.handlers import APILogWorker
+
+        APILogWorker.drain_all(timeout=5)  # deliver the last task logs before the server goes away
         os.environ.pop("PREFECT_API_URL", None)
         server.stop()
 
@@ -53,7 +57,8 @@ def ray_task_runner(workspace: Workspace, num_cpus: int | None = None) -> RayTas
     """
     env = {name: os.environ[name] for name in _FORWARDED_ENV if name in os.environ}
     env["SOUNDTRAIL_WORKSPACE"] = str(workspace.root)
-    init_kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False}
+    init_kwargs: dict[str, Any] = {"runtime_env": {"env_vars": env}, "log_to_driver": False,
+                                   "logging_level": logging.WARNING}
     address = workspace.settings.ray_address or None
     if address is None:
         init_kwargs.update(num_cpus=num_cpus or workspace.settings.ingest.workers, include_dashboard=False)

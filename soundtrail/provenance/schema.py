@@ -150,6 +150,7 @@ class Shard(Projection):
 
     __tablename__ = "shards"
     shard_set: Mapped[str | None] = _text()
+    status: Mapped[str | None] = _text()  # "current", or "superseded" once rewritten without revoked assets
     path: Mapped[str | None] = _text()
     rows: Mapped[int | None] = _int()
     asset_ids: Mapped[Any] = _json()

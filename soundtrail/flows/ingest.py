@@ -1,0 +1,82 @@
+"""The ingest flow: analyse batches of files on Ray, then decide and record them in order.
+
+    inputs ──batches──▶ analyze_files (Ray, parallel) ──records──▶ record_assets (ledger, in path order)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.context import get_run_context
+from prefect.futures import as_completed
+
+from soundtrail.config import IngestSettings, LicenseSettings, Workspace
+from soundtrail.flows.progress import reporter
+from soundtrail.provenance.ledger import Ledger
+from soundtrail.tasks.catalog import Catalog, IngestItem
+from soundtrail.tasks.ingest import analyze_batch, manifest_problem_analyses
+from soundtrail.tasks.manifest import InputFile, read_manifest, resolve_inputs
+
+
+@task(name="analyze-files", retries=2, retry_delay_seconds=2)
+def analyze_files(items: list[InputFile], ingest: IngestSettings, licenses: LicenseSettings,
+                  manifest: str | None) -> list[dict[str, Any]]:
+    """Hash, decode, check, tag-read and fingerprint one batch (runs on a Ray worker)."""
+    return analyze_batch(items, ingest, licenses, manifest)
+
+
+@task(name="record-assets")
+def record_assets(workspace_root: str, analyses: list[dict[str, Any]], flow_run_id: str | None) -> list[dict]:
+    """Decide each file's status in path order and append it to the ledger, one transaction per file."""
+    workspace = Workspace(workspace_root)
+    ledger = Ledger(workspace.ledger_url)
+    catalog = Catalog(ledger, workspace.settings.ingest, workspace.settings.licenses)
+    items: list[IngestItem] = []
+    for analysis in sorted(analyses, key=_curator_order):
+        with ledger.writer(run_id=flow_run_id) as writer:
+            items.append(catalog.admit(analysis, writer, flow_run_id))
+    ledger.close()
+    return [item.as_dict() for item in items]
+
+
+def _curator_order(record: dict[str, Any]) -> tuple[int, str, str]:
+    """Manifest order first (the curator's order decides which of two copies is the original), then path."""
+    line = record["manifest_line"] if record["manifest_line"] is not None else 1 << 30
+    return line, record["path"], record["asset_id"]
+
+
+def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ingest contract's summary object."""
+    counts = {status: sum(item["status"] == status for item in items)
+              for status in ("accepted", "quarantined", "duplicate", "blocked")}
+    return {**counts, "items": items}
+
+
+@flow(name="ingest")
+def ingest_flow(workspace: str, paths: list[str], manifest: str | None = None) -> dict[str, Any]:
+    """Ingest files and folders into the workspace's ledger; returns the summary object."""
+    logger = get_run_logger()
+    ws = Workspace(workspace)
+    settings = ws.settings
+    manifest_result = read_manifest(Path(manifest)) if manifest else None
+    inputs = resolve_inputs([Path(path) for path in paths], manifest_result)
+    size = settings.ingest.batch_size
+    batches = [inputs[start:start + size] for start in range(0, len(inputs), size)]
+    logger.info("ingesting %d files in %d batches", len(inputs), len(batches))
+    progress = reporter()
+    progress.start("analyse", len(inputs))
+    futures = [analyze_files.submit(batch, settings.ingest, settings.licenses, manifest) for batch in batches]
+    analyses = manifest_problem_analyses(manifest_result, inputs) if manifest_result else []
+    for future in as_completed(futures):
+        batch_result = future.result()
+        analyses.extend(batch_result)
+        progress.advance("analyse", len(batch_result))
+    progress.finish("analyse")
+    flow_run_id = str(get_run_context().flow_run.id)
+    items = record_assets(str(ws.root), analyses, flow_run_id)
+    summary = summarize(items)
+    logger.info("accepted %(accepted)d, quarantined %(quarantined)d, duplicate %(duplicate)d, blocked %(blocked)d",
+                summary)
+    return summary
