@@ -8,6 +8,7 @@ shaped ``[channels, samples]``; tensors are made only where a model needs them.
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -40,6 +41,7 @@ class AudioInfo:
 
 def probe(path: str | Path) -> AudioInfo:
     """Read and validate the header of ``path`` without decoding the samples."""
+    _check_wav_header(Path(path))
     try:
         info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
@@ -69,11 +71,55 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
         raise AudioError(f"decoding failed: {_clean(exc)}") from exc
     if data.shape[0] == 0:
         raise AudioError("no audio frames could be decoded")
-    if info.frames and data.shape[0] < 0.5 * info.frames:
+    if info.frames and data.shape[0] < 0.98 * info.frames:
         raise AudioError(f"truncated: decoded {data.shape[0]} of {info.frames} frames")
+    _check_not_truncated(Path(path), info, data.shape[0] / sample_rate)
     if not np.isfinite(data).all():
         raise AudioError("samples contain NaN or Inf")
     return np.ascontiguousarray(data.T), int(sample_rate)
+
+
+def _check_wav_header(path: Path) -> None:
+    """Name an implausible WAV header plainly (libsndfile only says its struct is "incomplete")."""
+    with open(path, "rb") as handle:
+        head = handle.read(4096)
+    if len(head) < 12 or head[:4] not in (b"RIFF", b"RF64") or head[8:12] != b"WAVE":
+        return
+    position = 12
+    while position + 8 <= len(head):
+        chunk, size = head[position:position + 4], struct.unpack_from("<I", head, position + 4)[0]
+        if chunk == b"fmt " and position + 16 <= len(head):
+            channels, rate = struct.unpack_from("<HI", head, position + 10)
+            if not 0 < rate <= MAX_SAMPLE_RATE:
+                raise AudioError(f"implausible sample rate in header: {rate} Hz")
+            if not 0 < channels <= MAX_CHANNELS:
+                raise AudioError(f"implausible channel count in header: {channels}")
+            return
+        position += 8 + size + (size & 1)
+
+
+def _check_not_truncated(path: Path, info: AudioInfo, decoded_s: float) -> None:
+    """Catch cut-off files that libsndfile decodes without complaint.
+
+    An Ogg stream must end with a page flagged end-of-stream; an MP3 whose Xing/Info header
+    states its length must decode to about that length.
+    """
+    if info.container == "OGG":
+        with open(path, "rb") as handle:
+            handle.seek(max(0, path.stat().st_size - 65_536))
+            tail = handle.read()
+        last_page = tail.rfind(b"OggS")
+        if last_page < 0 or last_page + 5 >= len(tail) or not tail[last_page + 5] & 0x04:
+            raise AudioError("truncated: the Ogg stream ends without its end-of-stream page")
+    elif info.container == "MP3":
+        from mutagen.mp3 import MP3, HeaderNotFoundError
+
+        try:
+            stated = MP3(path).info.length
+        except (HeaderNotFoundError, OSError, ValueError):
+            return
+        if stated and decoded_s < 0.95 * stated - 0.1:
+            raise AudioError(f"truncated: decoded {decoded_s:.2f} s of the {stated:.2f} s the MP3 header states")
 
 
 def mono(audio: np.ndarray) -> np.ndarray:

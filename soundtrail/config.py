@@ -112,15 +112,14 @@ class Workspace:
     def __init__(self, root: str | Path, settings: Settings | None = None) -> None:
         self.root = Path(root).resolve()
         self.settings = settings if settings is not None else load_settings(self.root / CONFIG_NAME)
+        self.root.mkdir(parents=True, exist_ok=True)
 
     @classmethod
     def open(cls, root: str | Path | None = None, config: str | Path | None = None) -> Workspace:
         """Resolve ``--workspace``, then ``SOUNDTRAIL_WORKSPACE``, then ``./workspace``."""
         chosen = Path(root or os.environ.get("SOUNDTRAIL_WORKSPACE") or DEFAULT_WORKSPACE)
         settings = load_settings(Path(config)) if config else None
-        workspace = cls(chosen, settings)
-        workspace.root.mkdir(parents=True, exist_ok=True)
-        return workspace
+        return cls(chosen, settings)
 
     @property
     def ledger_url(self) -> str:
@@ -147,7 +146,7 @@ def load_settings(path: Path) -> Settings:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     try:
-        return Settings.model_validate(document)
+        settings = Settings.model_validate(document)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
@@ -155,3 +154,16 @@ def load_settings(path: Path) -> Settings:
             message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
             problems.append(f"{key}: {message}")
         raise ConfigError(f"{path}: " + "; ".join(problems)) from exc
+    _check_license_policy(path, settings.licenses)
+    return settings
+
+
+def _check_license_policy(path: Path, licenses: LicenseSettings) -> None:
+    """Policy lists and aliases must name real SPDX ids: a typo would silently change what is allowed."""
+    from soundtrail.provenance.licenses import LicenseConfigError, LicensePolicy, validate_aliases
+
+    try:
+        LicensePolicy(allow=licenses.allow, deny=licenses.deny)
+        validate_aliases(licenses.aliases)
+    except LicenseConfigError as exc:
+        raise ConfigError(f"{path}: [licenses] {exc}") from exc

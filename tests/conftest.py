@@ -40,3 +40,27 @@ def ledger_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
     if not POSTGRES_URL:
         pytest.skip("SOUNDTRAIL_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
     yield from _postgres_database()
+
+
+@pytest.fixture(scope="session")
+def prefect_server() -> Iterator[str]:
+    """One Prefect test server for the session; Ray workers reach it through PREFECT_API_URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        url = PREFECT_API_URL.value()
+        os.environ["PREFECT_API_URL"] = url
+        try:
+            yield url
+        finally:
+            os.environ.pop("PREFECT_API_URL", None)
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process; returns (exit code, stdout, stderr)."""
+    from soundtrail.cli import main
+
+    code = main([str(arg) for arg in args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err

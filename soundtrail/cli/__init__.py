@@ -9,11 +9,10 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 from typer.main import get_command
 
-from soundtrail.cli.common import EXIT_ERROR, EXIT_USAGE, CommandError
+from soundtrail.cli.common import EXIT_ERROR, CommandError
 from soundtrail.cli.ledger import assets_app, ledger_app
 
 app = typer.Typer(
@@ -45,25 +44,20 @@ def main(argv: list[str] | None = None) -> int:
     _register()
     command = get_command(app)
     try:
-        command.main(args=args, prog_name="soundtrail", standalone_mode=False)
-    except click.exceptions.Exit as exc:
-        return exc.exit_code
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return EXIT_ERROR
-    except click.ClickException as exc:
-        exc.show()
-        return EXIT_USAGE if isinstance(exc, click.UsageError) else EXIT_ERROR
+        # Standalone mode: Typer itself prints usage errors and exits 2, and turns Exit(n) into SystemExit(n).
+        command.main(args=args, prog_name="soundtrail", standalone_mode=True)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else EXIT_ERROR)
     except CommandError as exc:
         if debug:
             raise
-        click.echo(f"error: {exc}", err=True)
+        print(f"error: {exc}", file=sys.stderr)
         return exc.code
     except Exception as exc:  # noqa: BLE001 - the contract: one clear line, traceback only with --debug
         if debug:
             raise
         message = " ".join(str(exc).split()) or type(exc).__name__
-        click.echo(f"error: {type(exc).__name__}: {message}", err=True)
+        print(f"error: {type(exc).__name__}: {message}", file=sys.stderr)
         return EXIT_ERROR
     return 0
 

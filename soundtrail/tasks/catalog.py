@@ -23,7 +23,7 @@ from typing import Any
 
 from soundtrail.config import IngestSettings, LicenseSettings
 from soundtrail.provenance.ledger import Ledger, LedgerWriter, utc_now
-from soundtrail.provenance.licenses import license_name, requires_attribution
+from soundtrail.provenance.licenses import LicensePolicy, license_name, requires_attribution
 from soundtrail.tasks.fingerprint import ITEM_SECONDS, FingerprintIndex
 from soundtrail.tasks.ingest import decode_fingerprint
 
@@ -51,7 +51,7 @@ class Catalog:
     def __init__(self, ledger: Ledger, ingest: IngestSettings, licenses: LicenseSettings) -> None:
         self.ledger = ledger
         self.ingest = ingest
-        self.licenses = licenses
+        self.licenses = LicensePolicy(allow=licenses.allow, deny=licenses.deny)
         self._by_sha: dict[str, str] = {}
         self._by_pcm: dict[str, str] = {}
         self._accepted = FingerprintIndex()
@@ -161,7 +161,7 @@ def _record_source(writer: LedgerWriter, analysis: dict[str, Any]) -> str:
     return source_id
 
 
-def _record_licence(writer: LedgerWriter, spdx_id: str, licenses: LicenseSettings) -> None:
+def _record_licence(writer: LedgerWriter, spdx_id: str, licenses: LicensePolicy) -> None:
     policy = "allow" if spdx_id in licenses.allow else "deny" if spdx_id in licenses.deny else "other"
     writer.record("licences", spdx_id, {"name": license_name(spdx_id), "policy": policy,
                                         "requires_attribution": int(requires_attribution(spdx_id))}, "licence.seen")

@@ -80,7 +80,7 @@ def decode_fingerprint(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype="<u4").astype(np.uint32)
 
 
-def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSettings,
+def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSettings, policy: LicensePolicy,
                  manifest: str | None = None) -> FileAnalysis:
     """Hash, probe, decode, check, tag-read, licence-check and fingerprint one file."""
     path = Path(item.path)
@@ -103,7 +103,7 @@ def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSetti
     except (AudioError, OSError) as exc:
         analysis.problem = str(exc)
         return analysis
-    _check_license(analysis, entry.license if entry else None, licenses)
+    _check_license(analysis, entry.license if entry else None, licenses, policy)
     return analysis
 
 
@@ -118,6 +118,8 @@ def _inspect_audio(path: Path, analysis: FileAnalysis, ingest: IngestSettings) -
     if file_tags.notes:  # oversized or unreadable tag fields: kept as evidence beside the tags
         analysis.file_tags["soundtrail:notes"] = "; ".join(file_tags.notes)[:1000]
     analysis.tag_licenses = list(file_tags.license_candidates)
+    if file_tags.oversized:
+        raise AudioError(f"oversized tag block: {file_tags.oversized}")
     analysis.title = analysis.title or file_tags.title
     audio, sample_rate = decode(path)
     analysis.sample_rate = sample_rate
@@ -134,10 +136,11 @@ def _inspect_audio(path: Path, analysis: FileAnalysis, ingest: IngestSettings) -
     analysis.fingerprint = encode_fingerprint(chromaprint(mono(audio), sample_rate))
 
 
-def _check_license(analysis: FileAnalysis, manifest_license: str | None, licenses: LicenseSettings) -> None:
+def _check_license(analysis: FileAnalysis, manifest_license: str | None, licenses: LicenseSettings,
+                   policy: LicensePolicy) -> None:
     result = combine_licenses(manifest_license, analysis.tag_licenses, aliases=licenses.aliases)
     analysis.license = result.spdx_id
-    decision = LicensePolicy(allow=licenses.allow, deny=licenses.deny).decide(result)
+    decision = policy.decide(result)
     analysis.license_problem = None if decision.accepted else decision.reason
 
 
@@ -145,9 +148,10 @@ def analyze_batch(items: list[InputFile], ingest: IngestSettings, licenses: Lice
                   manifest: str | None = None) -> list[dict[str, Any]]:
     """One Prefect task's work: every file analysed, none able to stop the others."""
     results = []
+    policy = LicensePolicy(allow=licenses.allow, deny=licenses.deny)
     for item in items:
         try:
-            analysis = analyze_file(item, ingest, licenses, manifest)
+            analysis = analyze_file(item, ingest, licenses, policy, manifest)
         except Exception as exc:  # noqa: BLE001 - an unexpected failure quarantines this file only
             analysis = FileAnalysis(path=str(item.path), asset_id=asset_id_for(Path(item.path), None),
                                     problem=f"unexpected error while reading: {type(exc).__name__}: {exc}")

@@ -60,6 +60,7 @@ class FileTags:
     copyright: str | None = None
     raw: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    oversized: str | None = None  # the first note about tags over the size limit: ingestion quarantines on it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,14 +86,18 @@ class _Collector:
     def note(self, text: str) -> None:
         self.tags.notes.append(text)
 
+    def oversize(self, text: str) -> None:
+        self.note(text)
+        self.tags.oversized = self.tags.oversized or text
+
     def add(self, key: str, value: str, role: Role) -> None:
         size = len(value.encode("utf-8", "replace"))
         if size > self.limit:
-            self.note(f"tag {key} of {_size(size)} exceeds the {_size(self.limit)} limit; ignored")
+            self.oversize(f"tag {key} of {_size(size)} exceeds the {_size(self.limit)} limit; ignored")
             return
         if self.used + size > self.limit:
             if not self.over_budget:
-                self.note(f"tags beyond {_size(self.limit)} in total ignored, from {key} on")
+                self.oversize(f"tags beyond {_size(self.limit)} in total ignored, from {key} on")
                 self.over_budget = True
             return
         self.used += size
@@ -151,7 +156,7 @@ def _riff_info(path: Path, collector: _Collector) -> None:
             chunk_id, size = header[:4], int.from_bytes(header[4:8], "little")
             if chunk_id == b"LIST" and header[8:12] == b"INFO":
                 if size > collector.limit:
-                    collector.note(f"RIFF INFO chunk of {_size(size)} exceeds the {_size(collector.limit)} limit; "
+                    collector.oversize(f"RIFF INFO chunk of {_size(size)} exceeds the {_size(collector.limit)} limit; "
                                    "ignored")
                 elif size > 4:  # a smaller size would make read() run to the end of the file
                     handle.seek(position + 12)
