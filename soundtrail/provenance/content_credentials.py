@@ -215,7 +215,7 @@ def _assertion(manifest: Mapping[str, Any], label: str) -> dict[str, Any] | None
 
 
 def _manifest(title: str, model_id: str, output_id: str, digest: str) -> dict[str, Any]:
-    agent = {"name": "soundtrail", "version": _version()}
+    agent = {"name": "soundtrail", "version": importlib.metadata.version("soundtrail")}
     return {
         "claim_generator_info": [agent],
         "title": title,
@@ -261,13 +261,6 @@ def _label_and_signer(signed: Path) -> tuple[str, str]:
             c2pa.Reader(WAV_MIME, stream, context=context) as reader:
         manifest = reader.get_active_manifest() or {}
     return manifest["label"], manifest.get("signature_info", {}).get("common_name", "")
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("soundtrail")
-    except importlib.metadata.PackageNotFoundError:  # running from a source tree that is not installed
-        return "0+source"
 
 
 def _user_identity(cert_path: Path, key_path: Path) -> SigningIdentity:
