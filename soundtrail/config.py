@@ -51,7 +51,7 @@ class CodecSettings(_Section):
 
 class TokenizeSettings(_Section):
     segment_s: float = Field(5.0, gt=0)
-    rows_per_shard: int = Field(256, ge=1)
+    assets_per_shard: int = Field(8, ge=1, description="assets per shard, and per Ray encode task")
     batch_size: int = Field(16, ge=1)
 
 

@@ -63,3 +63,17 @@ def ray_task_runner(workspace: Workspace, num_cpus: int | None = None) -> RayTas
     if address is None:
         init_kwargs.update(num_cpus=num_cpus or workspace.settings.ingest.workers, include_dashboard=False)
     return RayTaskRunner(address=address, init_kwargs=init_kwargs)
+
+
+def cluster_has_gpu() -> bool:
+    """True when the Ray cluster this flow runs on offers GPUs (checked from inside a running flow)."""
+    import ray
+
+    return ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
+
+
+def accelerator_options(cpus: int | None = None) -> dict[str, Any]:
+    """Ray options for model work: one GPU when the cluster has one, else ``cpus`` CPUs (threads for torch)."""
+    if cluster_has_gpu():
+        return {"num_gpus": 1}
+    return {"num_cpus": cpus} if cpus else {}

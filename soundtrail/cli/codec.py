@@ -1,0 +1,80 @@
+"""``soundtrail codec train|eval`` and ``soundtrail tokenize``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from soundtrail.cli import app
+from soundtrail.cli.common import JsonOption, WorkspaceOption, console, emit_json, open_workspace
+from soundtrail.cli.progress import progress_bars
+
+codec_app = typer.Typer(help="Train, evaluate or import the neural codec.", no_args_is_help=True)
+app.add_typer(codec_app, name="codec")
+
+
+@codec_app.command("train")
+def codec_train(
+    steps: Annotated[int | None, typer.Option(min=1, help="training steps (default: codec.steps)")] = None,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Train the codec on accepted assets (resumes after a kill; records which assets it saw)."""
+    from soundtrail.flows.codec import codec_train_flow
+    from soundtrail.flows.runtime import prefect_api, ray_task_runner
+
+    ws = open_workspace(workspace)
+    with prefect_api():
+        result = codec_train_flow.with_options(task_runner=ray_task_runner(ws))(str(ws.root), steps)
+    if as_json:
+        emit_json(result)
+        return
+    metrics = result["metrics"]
+    console.print(f"codec {result['codec_id']}: loss {metrics['initial_loss']:.3f} -> {metrics['final_loss']:.3f} "
+                  f"over {metrics['steps']} steps on {len(result['assets'])} assets ({metrics['device']})")
+    if "held_out" in metrics:
+        held = metrics["held_out"]
+        console.print(f"held-out: SI-SNR {held['si_snr_db']:.2f} dB, mel distance {held['mel_distance']:.3f}, "
+                      f"{held['bitrate_kbps']:.2f} kbps")
+    console.print(f"checkpoint: {result['path']}")
+
+
+@codec_app.command("eval")
+def codec_eval(
+    codec: Annotated[str | None, typer.Option("--codec", help="codec id (default: the newest)")] = None,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """SI-SNR, multi-scale mel distance and bitrate on held-out accepted assets."""
+    from soundtrail.tasks.codec_stage import evaluate_workspace_codec
+
+    report = evaluate_workspace_codec(open_workspace(workspace), codec)
+    if as_json:
+        emit_json(report)
+    else:
+        console.print(f"codec {report['codec_id']} on {report['held_out']} held-out assets: "
+                      f"SI-SNR {report['si_snr_db']:.2f} dB, mel distance {report['mel_distance']:.3f}, "
+                      f"{report['bitrate_kbps']:.2f} kbps")
+
+
+@app.command("tokenize")
+def tokenize(
+    codec: Annotated[str | None, typer.Option("--codec", help="codec id (default: configured or newest)")] = None,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Encode every accepted asset into Parquet token shards (Ray; GPU when present)."""
+    from soundtrail.flows.runtime import prefect_api, ray_task_runner
+    from soundtrail.flows.tokenize import tokenize_flow
+
+    ws = open_workspace(workspace)
+    with prefect_api(), progress_bars(not as_json):
+        summary = tokenize_flow.with_options(task_runner=ray_task_runner(ws))(str(ws.root), codec)
+    if as_json:
+        emit_json(summary)
+        return
+    console.print(f"shard set {summary['shard_set']}: {summary['shards']} shards, {summary['rows']} segments "
+                  f"({summary['new_shards']} new, {summary['superseded']} superseded)")
+    for item in summary["skipped"]:
+        console.print(f"  skipped {item['asset_id']} segment {item['segment']}: {item['reason']}")

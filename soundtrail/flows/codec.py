@@ -1,0 +1,26 @@
+"""The codec flow: train the workspace codec in one Ray task (on a GPU when the cluster has one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+
+from soundtrail.config import Workspace
+from soundtrail.flows.runtime import accelerator_options
+from soundtrail.tasks.codec_stage import train_workspace_codec
+
+
+@task(name="train-codec", retries=1)
+def train_codec_task(workspace_root: str, steps: int | None) -> dict[str, Any]:
+    """Resumes from the newest checkpoint if a previous attempt was killed."""
+    return train_workspace_codec(Workspace(workspace_root), steps)
+
+
+@flow(name="codec-train")
+def codec_train_flow(workspace: str, steps: int | None = None) -> dict[str, Any]:
+    from prefect_ray.context import remote_options
+
+    ws = Workspace(workspace)
+    with remote_options(**accelerator_options(ws.settings.ingest.workers)):
+        return train_codec_task.submit(str(ws.root), steps).result()
