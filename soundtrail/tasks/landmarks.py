@@ -1,0 +1,356 @@
+"""Landmark triplets that survive pitch shift and tempo change (the Panako idea, in NumPy/SciPy).
+
+Chromaprint compares chroma at fixed times, so a copy played 5 % faster or two semitones higher no longer lines
+up. Here audio becomes a sparse set of spectral peaks on a log-frequency axis (``bins_per_octave`` bins per
+octave), and each peak is joined with two later peaks into a triplet::
+
+    log f ^        * p3                   hash = (band of f1 // band_bins,   coarse: a shift moves it <= 1 band
+          |   * p2                                log(t3 - t1) bin,           tempo moves it <= 1 bin
+          | * p1                                  (t2 - t1) / (t3 - t1),      tempo-invariant
+          +------------------> t                  f2 - f1, f3 - f1)          pitch-invariant (log axis)
+
+A pitch shift adds a constant to every log frequency and a tempo change scales every time, so ratios of time
+differences and differences of log frequencies stay put; the two coarse fields are probed at their neighbouring
+values when querying. Matching is two-stage: hash hits are counted per (asset, pitch shift); for the best few,
+a Hough transform over a grid of slopes (1 / tempo) finds the line ``t_query = slope * t_asset + offset`` that most hits
+lie on, and the hits near that line give the copied stretch. Its score is the fraction of the query's triplets
+inside the stretch whose hash found their counterpart there: ~1 for an exact copy, ~0.1-0.4 after pitch or tempo
+edits, under ~0.02 for unrelated music.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import maximum_filter
+from scipy.signal import stft
+
+from soundtrail.atomic import atomic_write_bytes
+from soundtrail.audio import resample
+from soundtrail.tasks.fingerprint import expand_ranges
+
+
+@dataclass
+class LandmarkConfig:
+    sample_rate: int = 8_000
+    n_fft: int = 2048  # 256 ms: resolves semitones down to ~110 Hz
+    hop: int = 128  # 16 ms frames
+    f_min: float = 110.0
+    octaves: int = 5
+    bins_per_octave: int = 36  # a third of a semitone
+    peak_frames: int = 6  # a peak is the maximum of +-6 frames ...
+    peak_bins: int = 6  # ... and +-2 semitones
+    peaks_per_second: int = 20
+    min_dt: int = 4  # triplet partners lie 64 ms to 1.28 s after the anchor
+    max_dt: int = 80
+    max_df: int = 36  # ... and within an octave of it
+    fan_out: int = 5  # each anchor pairs its first 5 partners: 10 triplets
+    band_bins: int = 12  # anchor frequency band for the hash (4 semitones)
+    ratio_levels: int = 8
+    log_dt_step: float = 0.1  # hash bins of log(t3 - t1): 10 % wide
+    max_semitones: float = 2.5  # searched pitch shifts
+    max_tempo_change: float = 0.08  # searched tempo factors: 0.92 .. 1.08
+    tempo_step: float = 0.005
+    offset_bin: int = 8  # Hough offset bins, frames
+    inlier_frames: float = 6.0
+    max_gap_s: float = 1.5  # hits further apart than this start a new stretch
+    min_hits: int = 8  # hits on one line before it is a candidate copy
+    candidates: int = 40  # (asset, pitch) pairs examined per query
+
+
+@dataclass(frozen=True)
+class Triplets:
+    """One recording's triplets: anchor time/frequency, last-peak time, and the hash each was indexed under."""
+
+    t1: np.ndarray  # frames
+    t3: np.ndarray
+    f1: np.ndarray  # fractional log-frequency bins
+    hashes: np.ndarray  # int64, exact (the query side probes neighbours of the coarse fields)
+    log_dt: np.ndarray  # unquantised log(t3 - t1) / log_dt_step, for probing
+
+
+def spectral_peaks(audio_mono: np.ndarray, sample_rate: int,
+                   config: LandmarkConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(frame, fractional log-frequency bin) of the strongest local maxima, ``peaks_per_second`` per second."""
+    cfg = config
+    audio = resample(np.asarray(audio_mono, dtype=np.float32).reshape(-1), sample_rate, cfg.sample_rate)
+    _, _, spec = stft(audio, fs=cfg.sample_rate, nperseg=cfg.n_fft, noverlap=cfg.n_fft - cfg.hop, window="hann")
+    power_db = 10.0 * np.log10(np.abs(spec) ** 2 + 1e-10)  # [fft bins, frames]
+    n_log = cfg.octaves * cfg.bins_per_octave
+    hz = cfg.f_min * 2.0 ** (np.arange(n_log) / cfg.bins_per_octave)
+    position = hz * cfg.n_fft / cfg.sample_rate
+    lower = np.floor(position).astype(int)
+    frac = (position - lower)[:, None]
+    log_spec = (1 - frac) * power_db[lower] + frac * power_db[lower + 1]  # [log bins, frames]
+    size = (2 * cfg.peak_bins + 1, 2 * cfg.peak_frames + 1)
+    is_peak = (log_spec == maximum_filter(log_spec, size=size, mode="nearest")) & (log_spec > log_spec.max() - 60.0)
+    bins, frames = np.nonzero(is_peak)
+    strength = log_spec[bins, frames]
+    per_block = int(cfg.sample_rate / cfg.hop)  # rank peaks within each second, so quiet passages keep theirs
+    block = frames // per_block
+    order = np.lexsort((-strength, block))
+    block_sorted = block[order]
+    first_of_block = np.searchsorted(block_sorted, block_sorted, side="left")
+    keep = order[np.arange(len(order)) - first_of_block < cfg.peaks_per_second]
+    bins, frames = bins[keep], frames[keep]
+    fine_hz = _refine_hz(power_db, np.rint(position[bins]).astype(int), frames, cfg)
+    log_bin = cfg.bins_per_octave * np.log2(np.maximum(fine_hz, 1.0) / cfg.f_min)
+    order = np.lexsort((log_bin, frames))
+    return frames[order], log_bin[order]
+
+
+def _refine_hz(power_db: np.ndarray, fft_bin: np.ndarray, frames: np.ndarray, cfg: LandmarkConfig) -> np.ndarray:
+    """Frequency of each peak by a parabola through the strongest FFT bin near it and its two neighbours."""
+    candidates = np.clip(fft_bin[:, None] + np.array([-1, 0, 1]), 1, power_db.shape[0] - 2)
+    best = candidates[np.arange(len(fft_bin)), np.argmax(power_db[candidates, frames[:, None]], axis=1)]
+    left, mid, right = power_db[best - 1, frames], power_db[best, frames], power_db[best + 1, frames]
+    denominator = left - 2 * mid + right
+    shift = np.where(denominator < 0, 0.5 * (left - right) / np.where(denominator < 0, denominator, -1.0), 0.0)
+    return (best + np.clip(shift, -0.5, 0.5)) * cfg.sample_rate / cfg.n_fft
+
+
+def triplets(audio_mono: np.ndarray, sample_rate: int, config: LandmarkConfig) -> Triplets:
+    """Every anchor peak joined with pairs of its first ``fan_out`` partners, hashed."""
+    cfg = config
+    t, f = spectral_peaks(audio_mono, sample_rate, cfg)
+    lo = np.searchsorted(t, t + cfg.min_dt, side="left")
+    hi = np.searchsorted(t, t + cfg.max_dt, side="right")
+    width = int(max(1, (hi - lo).max(initial=1)))
+    partner = lo[:, None] + np.arange(width)[None, :]
+    valid = partner < hi[:, None]
+    partner = np.minimum(partner, len(t) - 1)
+    valid &= np.abs(f[partner] - f[:, None]) <= cfg.max_df
+    first = np.argsort(~valid, axis=1, kind="stable")[:, :cfg.fan_out]
+    partner = np.take_along_axis(partner, first, axis=1)
+    valid = np.take_along_axis(valid, first, axis=1)
+    a_idx, b_idx = np.triu_indices(partner.shape[1], k=1)
+    anchor = np.repeat(np.arange(len(t)), len(a_idx))
+    p2, p3 = partner[:, a_idx].reshape(-1), partner[:, b_idx].reshape(-1)
+    ok = (valid[:, a_idx] & valid[:, b_idx]).reshape(-1)
+    anchor, p2, p3 = anchor[ok], p2[ok], p3[ok]
+    ok = t[p3] > t[p2]
+    anchor, p2, p3 = anchor[ok], p2[ok], p3[ok]
+    dt13 = (t[p3] - t[anchor]).astype(np.float64)
+    log_dt = np.log(dt13) / cfg.log_dt_step
+    ratio = np.minimum(((t[p2] - t[anchor]) / dt13 * cfg.ratio_levels).astype(np.int64), cfg.ratio_levels - 1)
+    df12 = np.rint(f[p2] - f[anchor]).astype(np.int64)
+    df13 = np.rint(f[p3] - f[anchor]).astype(np.int64)
+    band = np.floor(f[anchor] / cfg.band_bins).astype(np.int64)
+    hashes = _hash(cfg, band, np.floor(log_dt).astype(np.int64), ratio, df12, df13)
+    return Triplets(t[anchor].astype(np.int32), t[p3].astype(np.int32), f[anchor].astype(np.float32), hashes, log_dt)
+
+
+def _hash(cfg: LandmarkConfig, band: np.ndarray, log_dt: np.ndarray, ratio: np.ndarray,
+          df12: np.ndarray, df13: np.ndarray) -> np.ndarray:
+    span = 2 * cfg.max_df + 1
+    key = (band + 4) * 64 + log_dt
+    key = key * cfg.ratio_levels + ratio
+    return (key * span + df12 + cfg.max_df) * span + df13 + cfg.max_df
+
+
+def _probe_hashes(cfg: LandmarkConfig, found: Triplets) -> tuple[np.ndarray, np.ndarray]:
+    """(query triplet index, hash) for the triplet's own hash and the coarse fields' neighbours."""
+    span = 2 * cfg.max_df + 1
+    fine = found.hashes % (cfg.ratio_levels * span * span)
+    band = found.hashes // (64 * cfg.ratio_levels * span * span)
+    tempo_bins = np.log1p(cfg.max_tempo_change) / cfg.log_dt_step
+    dt_low = np.floor(found.log_dt - tempo_bins).astype(np.int64)
+    dt_high = np.floor(found.log_dt + tempo_bins).astype(np.int64)
+    probes, owners = [], []
+    index = np.arange(len(fine))
+    for band_step in (-1, 0, 1):
+        for dt_step in range(int(np.ceil(2 * tempo_bins)) + 1):
+            dt = dt_low + dt_step
+            use = dt <= dt_high
+            probes.append(((band[use] + band_step) * 64 + dt[use]) * cfg.ratio_levels * span * span + fine[use])
+            owners.append(index[use])
+    return np.concatenate(owners), np.concatenate(probes)
+
+
+@dataclass(frozen=True)
+class LandmarkMatch:
+    """A stretch of the query whose triplets line up with an asset's at one pitch shift and tempo."""
+
+    asset_id: str
+    query_offset_s: float
+    asset_offset_s: float
+    duration_s: float
+    score: float
+    semitones: float
+    tempo: float  # query tempo / asset tempo: 1.05 when the copy plays 5 % faster
+
+    def to_dict(self) -> dict[str, str | float]:
+        return asdict(self)
+
+
+class LandmarkIndex:
+    """Inverted index from triplet hash to (asset, anchor time, anchor frequency), sorted NumPy arrays."""
+
+    def __init__(self, config: LandmarkConfig | None = None) -> None:
+        self.config = config or LandmarkConfig()
+        self._asset_ids: list[str] = []
+        self._known: set[str] = set()
+        self._pending: list[tuple[int, Triplets]] = []
+        self._keys = np.zeros(0, dtype=np.int64)
+        self._asset = np.zeros(0, dtype=np.int32)
+        self._t1 = np.zeros(0, dtype=np.int32)
+        self._f1 = np.zeros(0, dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self._asset_ids)
+
+    def add(self, asset_id: str, audio_mono: np.ndarray, sample_rate: int) -> None:
+        if asset_id in self._known:
+            raise ValueError(f"asset {asset_id!r} is already in the landmark index")
+        self._asset_ids.append(asset_id)
+        self._known.add(asset_id)
+        self._pending.append((len(self._asset_ids) - 1, triplets(audio_mono, sample_rate, self.config)))
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        keys = np.concatenate([self._keys] + [found.hashes for _, found in self._pending])
+        asset = np.concatenate([self._asset] + [np.full(len(found.t1), i, np.int32) for i, found in self._pending])
+        t1 = np.concatenate([self._t1] + [found.t1 for _, found in self._pending])
+        f1 = np.concatenate([self._f1] + [found.f1 for _, found in self._pending])
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._asset, self._t1, self._f1 = keys[order], asset[order], t1[order], f1[order]
+        self._pending = []
+
+    def query(self, audio_mono: np.ndarray, sample_rate: int, min_duration_s: float = 5.0) -> list[LandmarkMatch]:
+        """Copied stretches of at least ``min_duration_s``, best score first."""
+        self._flush()
+        cfg = self.config
+        found = triplets(audio_mono, sample_rate, cfg)
+        if not len(found.t1) or not len(self._keys):
+            return []
+        owner, probes = _probe_hashes(cfg, found)
+        lo = np.searchsorted(self._keys, probes, side="left")
+        counts = np.searchsorted(self._keys, probes, side="right") - lo
+        query_idx = np.repeat(owner, counts)
+        posting = expand_ranges(lo, counts)
+        shift = found.f1[query_idx] - self._f1[posting]
+        max_shift = cfg.max_semitones * cfg.bins_per_octave / 12
+        near = np.abs(shift) <= max_shift
+        query_idx, posting, shift = query_idx[near], posting[near], shift[near]
+        asset = self._asset[posting].astype(np.int64)
+        matches = []
+        for candidate, pitch in _top_asset_pitches(asset, shift, cfg):
+            use = (asset == candidate) & (np.abs(shift - pitch) <= 1.5)
+            matches.extend(self._stretches(found, query_idx[use], self._t1[posting[use]], shift[use],
+                                           self._asset_ids[candidate], min_duration_s))
+        return sorted(matches, key=lambda m: -m.score)
+
+    def _stretches(self, found: Triplets, query_idx: np.ndarray, asset_t1: np.ndarray, shift: np.ndarray,
+                   asset_id: str, min_duration_s: float) -> list[LandmarkMatch]:
+        """Hough-vote a slope/offset line through the hits, then split its inliers into copied stretches."""
+        cfg = self.config
+        query_t1 = found.t1[query_idx].astype(np.float64)
+        asset_t = asset_t1.astype(np.float64)
+        slope, offset = _hough_line(query_t1, asset_t, cfg)
+        inlier = np.abs(query_t1 - slope * asset_t - offset) <= cfg.inlier_frames
+        if inlier.any() and np.ptp(asset_t[inlier]) > cfg.sample_rate / cfg.hop:  # refine on >1 s of inliers
+            fitted = np.polyfit(asset_t[inlier], query_t1[inlier], 1)
+            refined = np.abs(query_t1 - fitted[0] * asset_t - fitted[1]) <= cfg.inlier_frames
+            if abs(fitted[0] - 1) <= cfg.max_tempo_change and refined.sum() >= inlier.sum():
+                (slope, offset), inlier = fitted, refined
+        hit = np.unique(query_idx[inlier])
+        if len(hit) < cfg.min_hits:
+            return []
+        seconds_per_frame = cfg.hop / cfg.sample_rate
+        times = found.t1[hit]
+        breaks = np.flatnonzero(np.diff(times) > cfg.max_gap_s / seconds_per_frame)
+        semitones = float(np.median(shift[inlier])) * 12 / cfg.bins_per_octave
+        out = []
+        for group in np.split(hit, breaks + 1):
+            start, end = int(found.t1[group].min()), int(found.t3[group].max())
+            duration_s = (end - start) * seconds_per_frame
+            inside = int(np.count_nonzero((found.t1 >= start) & (found.t3 <= end)))
+            if duration_s < min_duration_s or len(group) < cfg.min_hits or inside == 0:
+                continue
+            out.append(LandmarkMatch(
+                asset_id=asset_id, query_offset_s=round(start * seconds_per_frame, 3),
+                asset_offset_s=round((start - offset) / slope * seconds_per_frame, 3),
+                duration_s=round(duration_s, 3), score=round(len(group) / inside, 4),
+                semitones=round(semitones, 2), tempo=round(1.0 / float(slope), 4),
+            ))
+        return out
+
+    def to_bytes(self) -> bytes:
+        self._flush()
+        buffer = io.BytesIO()
+        config = np.array([getattr(self.config, f.name) for f in fields(self.config)], dtype=np.float64)
+        np.savez(buffer, keys=self._keys, asset=self._asset, t1=self._t1, f1=self._f1, config=config,
+                 asset_ids=np.array(self._asset_ids, dtype=np.str_))
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> LandmarkIndex:
+        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
+            values = {f.name: type(f.default)(v) for f, v in zip(fields(LandmarkConfig), stored["config"], strict=True)}
+            index = cls(LandmarkConfig(**values))
+            index._keys, index._asset, index._t1, index._f1 = (stored[k] for k in ("keys", "asset", "t1", "f1"))
+            index._asset_ids = [str(a) for a in stored["asset_ids"]]
+            index._known = set(index._asset_ids)
+        return index
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_bytes(Path(path), self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | Path) -> LandmarkIndex:
+        return cls.from_bytes(Path(path).read_bytes())
+
+
+def _top_asset_pitches(asset: np.ndarray, shift: np.ndarray, cfg: LandmarkConfig) -> list[tuple[int, float]]:
+    """The (asset, pitch shift in bins) pairs with most hits (at least ``min_hits``), two pitches per asset at most.
+
+    Music repeats itself at other intervals, so an asset's runner-up pitch is kept as well as its best.
+    """
+    if not len(asset):
+        return []
+    pitch = np.rint(shift).astype(np.int64)
+    width = 2 * int(np.ceil(cfg.max_semitones * cfg.bins_per_octave / 12)) + 3
+    keys, votes = np.unique(asset * width + pitch + width // 2, return_counts=True)
+    support = votes.copy()  # a shift between two bins splits its hits: count the neighbours too
+    for step in (-1, 1):
+        at = np.minimum(np.searchsorted(keys, keys + step), len(keys) - 1)
+        same = keys[at] == keys + step
+        support[same] += votes[at[same]]
+    ranked: list[tuple[int, float]] = []
+    per_asset: dict[int, list[float]] = {}
+    for i in np.argsort(-support, kind="stable").tolist():
+        if support[i] < cfg.min_hits or len(ranked) == cfg.candidates:
+            break
+        owner, pitch_bins = int(keys[i] // width), float(keys[i] % width - width // 2)
+        taken = per_asset.setdefault(owner, [])
+        if len(taken) < 2 and all(abs(pitch_bins - other) > 1 for other in taken):
+            taken.append(pitch_bins)
+            ranked.append((owner, pitch_bins))
+    return ranked
+
+
+def _hough_line(query_t: np.ndarray, asset_t: np.ndarray, cfg: LandmarkConfig) -> tuple[float, float]:
+    """(slope, offset) of the line ``query_t = slope * asset_t + offset`` through most hits (slope = 1 / tempo).
+
+    Offsets are taken relative to the hits' median asset time, so a grid step in slope moves them by at most
+    ``tempo_step`` times the copy's length, not times its position in the asset.
+    """
+    steps = int(round(cfg.max_tempo_change / cfg.tempo_step))
+    slopes = 1.0 + cfg.tempo_step * np.arange(-steps, steps + 1)
+    centre = float(np.median(asset_t))
+    local = query_t[None, :] - slopes[:, None] * (asset_t[None, :] - centre)  # [slopes, hits]
+    bins = np.floor(local / cfg.offset_bin).astype(np.int64)
+    base = bins.min()
+    width = int(bins.max() - base) + 2
+    flat = (np.arange(len(slopes))[:, None] * width + (bins - base)).reshape(-1)
+    votes = np.bincount(flat, minlength=len(slopes) * width).reshape(len(slopes), width)
+    votes[:, :-1] += votes[:, 1:]  # windows of two bins, so a line on a bin edge is not split
+    slope_i, bin_i = np.unravel_index(np.argmax(votes), votes.shape)
+    window = (bins[slope_i] >= bin_i + base) & (bins[slope_i] <= bin_i + base + 1)
+    local_offset = float(np.median(local[slope_i][window]))
+    slope = float(slopes[slope_i])
+    return slope, local_offset - slope * centre
