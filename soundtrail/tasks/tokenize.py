@@ -165,9 +165,10 @@ def finalize_set(ledger: Ledger, plan: TokenizePlan, new_entries: list[dict[str,
     """Write the manifest last, record current and superseded shards, delete superseded files."""
     set_dir = Path(plan.set_dir)
     entries = [ShardEntry(**entry) for entry in plan.keep + new_entries]
-    if not entries:
+    described_by = [set_dir / entry.file for entry in entries] + [set_dir / entry["file"] for entry in plan.stale]
+    if not described_by:
         raise ValueError("no accepted audio produced any segment: nothing to write")
-    info = read_codec_info(set_dir / entries[0].file)
+    info = read_codec_info(described_by[0])  # an emptied set (all revoked) still says which codec it is for
     manifest = write_manifest(set_dir, entries, info, {"segment_s": segment_s})
     with ledger.writer(run_id=run_id) as writer:
         for entry in entries:
