@@ -131,6 +131,10 @@ def test_inference_copy_folds_weight_norm_without_changing_outputs():
         assert torch.equal(model.encode(wav), frozen.encode(wav))
         codes = model.encode(wav)
         torch.testing.assert_close(model.decode(codes), frozen.decode(codes), rtol=1e-4, atol=1e-5)
+    embed = frozen.quantizer.codebooks[0].embed.clone()
+    model.train()(torch.randn(2, 1, 640))  # EMA updates move the original's codebooks, not the copy's
+    assert not torch.equal(model.quantizer.codebooks[0].embed, embed)
+    assert torch.equal(frozen.quantizer.codebooks[0].embed, embed)
 
 
 @pytest.mark.parametrize("in_ch,out_ch,kernel,stride,dilation,causal", [

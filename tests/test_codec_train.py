@@ -34,7 +34,7 @@ def chord_files(tmp_path_factory) -> list[Path]:
 
 
 def test_tiny_codec_training_halves_the_loss(chord_files, tmp_path):
-    train = CodecTrainConfig(batch_size=4, segment_seconds=0.5, learning_rate=1e-2, mel_fft_sizes=(256, 512),
+    train = CodecTrainConfig(batch_size=4, segment_seconds=0.25, learning_rate=1e-2, mel_fft_sizes=(256, 512),
                              checkpoint_every=1000)
     started = time.perf_counter()
     result = train_codec(chord_files, tmp_path / "codec", TINY, steps=60, train=train)

@@ -474,7 +474,7 @@ class NeuralCodec(nn.Module):
         # fresh build from drawing random numbers.
         with torch.device("meta"):
             model = NeuralCodec(self.config)
-        model.load_state_dict(self.state_dict(), assign=True)
+        model.load_state_dict({name: t.detach().clone() for name, t in self.state_dict().items()}, assign=True)
         model.eval()
         for module in model.modules():
             if parametrize.is_parametrized(module, "weight"):

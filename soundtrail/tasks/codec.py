@@ -289,7 +289,7 @@ class CodecTrainConfig:
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
     mel_weight: float = 1.0
-    l1_weight: float = 0.1
+    l1_weight: float = 5.0  # waveform term: without it log-mel alone leaves phase free (SI-SNR far below 0)
     commit_weight: float = 1.0
     mel_fft_sizes: tuple[int, ...] = (256, 512, 1024, 2048)
     adversarial: bool = False  # multi-scale STFT discriminator: better texture, slower steps
