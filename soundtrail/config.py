@@ -111,7 +111,8 @@ class Workspace:
 
     def __init__(self, root: str | Path, settings: Settings | None = None) -> None:
         self.root = Path(root).resolve()
-        self.settings = settings if settings is not None else load_settings(self.root / CONFIG_NAME)
+        settings = settings if settings is not None else load_settings(self.root / CONFIG_NAME)
+        self.settings = apply_environment(settings)
         self.root.mkdir(parents=True, exist_ok=True)
 
     @classmethod
@@ -135,6 +136,21 @@ class Workspace:
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
         return folder
+
+
+# Cluster pods get their ledger and Ray address from the environment (a Secret, the RayJob spec),
+# not from a file baked into the image.
+ENVIRONMENT_OVERRIDES = {
+    "SOUNDTRAIL_LEDGER_URL": "ledger_url",
+    "SOUNDTRAIL_RAY_ADDRESS": "ray_address",
+    "SOUNDTRAIL_STORAGE_URI": "storage_uri",
+}
+
+
+def apply_environment(settings: Settings) -> Settings:
+    """Settings with the ``SOUNDTRAIL_*`` environment overrides applied (they win over the TOML file)."""
+    updates = {key: os.environ[name] for name, key in ENVIRONMENT_OVERRIDES.items() if os.environ.get(name)}
+    return settings.model_copy(update=updates) if updates else settings
 
 
 def load_settings(path: Path) -> Settings:
