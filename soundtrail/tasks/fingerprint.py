@@ -165,7 +165,7 @@ class FingerprintMatch:
 
 @dataclass
 class FingerprintIndexConfig:
-    key_bits: int = 24  # items are indexed by their top bits: a re-encode flips few of them
+    key_bits: int = 20  # items are indexed by their top bits (as AcoustID does): a re-encode flips few of them
     smooth_items: int = 12  # ~1.5 s window over which the per-item BER is averaged to find a copied stretch
     max_gap_items: int = 8  # a stretch interrupted by less than ~1 s of damage is one stretch
     min_votes: int = 3  # key hits at one alignment before it is checked bit by bit

@@ -11,11 +11,12 @@ octave), and each peak is joined with two later peaks into a triplet::
 
 A pitch shift adds a constant to every log frequency and a tempo change scales every time, so ratios of time
 differences and differences of log frequencies stay put; the two coarse fields are probed at their neighbouring
-values when querying. Matching is two-stage: hash hits are counted per (asset, pitch shift); for the best few,
-a Hough transform over a grid of slopes (1 / tempo) finds the line ``t_query = slope * t_asset + offset`` that most hits
-lie on, and the hits near that line give the copied stretch. Its score is the fraction of the query's triplets
-inside the stretch whose hash found their counterpart there: ~1 for an exact copy, ~0.1-0.4 after pitch or tempo
-edits, under ~0.02 for unrelated music.
+values when querying. Matching is two-stage: hash hits are counted per (asset, pitch shift, 2 s delay); for the
+best few, a Hough transform over a grid of slopes (1 / tempo) finds the line ``t_query = slope * t_asset + offset``
+that most hits lie on, and the hits near that line give the copied stretch. Its score is the fraction of the
+query's triplets inside the stretch whose hash found their counterpart there: ~0.6-0.9 for an exact copy,
+~0.15-0.5 after pitch or tempo edits, ~0.05-0.25 for a copy mixed with other music, and mostly under 0.05 (rarely
+up to ~0.1, from music in the same key and metre) for unrelated music.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class LandmarkConfig:
     inlier_frames: float = 6.0
     max_gap_s: float = 1.5  # hits further apart than this start a new stretch
     min_hits: int = 8  # hits on one line before it is a candidate copy
-    candidates: int = 40  # (asset, pitch) pairs examined per query
+    delay_bin: int = 125  # 2 s bins of query time - asset time, to pick candidate alignments
+    candidates: int = 40  # (asset, pitch, delay) cells examined per query
 
 
 @dataclass(frozen=True)
@@ -237,12 +239,14 @@ class LandmarkIndex:
         near = np.abs(shift) <= max_shift
         query_idx, posting, shift = query_idx[near], posting[near], shift[near]
         asset = self._asset[posting].astype(np.int64)
+        delay = found.t1[query_idx].astype(np.int64) - self._t1[posting]
+        delay_bin = np.floor(delay / cfg.delay_bin).astype(np.int64)
         matches = []
-        for candidate, pitch in _top_asset_pitches(asset, shift, cfg):
-            use = (asset == candidate) & (np.abs(shift - pitch) <= 1.5)
+        for candidate, pitch, bin_index in _top_alignments(asset, shift, delay, cfg):
+            use = (asset == candidate) & (np.abs(shift - pitch) <= 1.5) & (np.abs(delay_bin - bin_index) <= 2)
             matches.extend(self._stretches(found, query_idx[use], self._t1[posting[use]], shift[use],
                                            self._asset_ids[candidate], min_duration_s))
-        return sorted(matches, key=lambda m: -m.score)
+        return _distinct(matches)
 
     def _stretches(self, found: Triplets, query_idx: np.ndarray, asset_t1: np.ndarray, shift: np.ndarray,
                    asset_id: str, min_duration_s: float) -> list[LandmarkMatch]:
@@ -305,31 +309,49 @@ class LandmarkIndex:
         return cls.from_bytes(Path(path).read_bytes())
 
 
-def _top_asset_pitches(asset: np.ndarray, shift: np.ndarray, cfg: LandmarkConfig) -> list[tuple[int, float]]:
-    """The (asset, pitch shift in bins) pairs with most hits (at least ``min_hits``), two pitches per asset at most.
+def _distinct(matches: list[LandmarkMatch]) -> list[LandmarkMatch]:
+    """Neighbouring candidate cells find the same stretch again: keep the best-scoring one, best first."""
+    kept: list[LandmarkMatch] = []
+    for m in sorted(matches, key=lambda m: (-m.score, -m.duration_s)):
+        if not any(k.asset_id == m.asset_id and m.query_offset_s < k.query_offset_s + k.duration_s
+                   and k.query_offset_s < m.query_offset_s + m.duration_s
+                   and abs((k.asset_offset_s - k.query_offset_s) - (m.asset_offset_s - m.query_offset_s)) < 2.0
+                   for k in kept):
+            kept.append(m)
+    return kept
 
-    Music repeats itself at other intervals, so an asset's runner-up pitch is kept as well as its best.
+
+def _top_alignments(asset: np.ndarray, shift: np.ndarray, delay: np.ndarray,
+                    cfg: LandmarkConfig) -> list[tuple[int, float, int]]:
+    """(asset, pitch shift in bins, delay bin) cells with most hits (at least ``min_hits``), best first.
+
+    ``delay`` is query time minus asset time, binned ``delay_bin`` frames wide: a copy's hits share one delay (up
+    to the drift its tempo change builds up), while chance hits from music in the same key spread over all of
+    them. Counts include the 3 x 3 neighbouring cells, since a shift or delay on a bin edge splits its hits;
+    a cell next to one already taken for the same asset is skipped.
     """
     if not len(asset):
         return []
-    pitch = np.rint(shift).astype(np.int64)
-    width = 2 * int(np.ceil(cfg.max_semitones * cfg.bins_per_octave / 12)) + 3
-    keys, votes = np.unique(asset * width + pitch + width // 2, return_counts=True)
-    support = votes.copy()  # a shift between two bins splits its hits: count the neighbours too
-    for step in (-1, 1):
+    pitch_span = 2 * int(np.ceil(cfg.max_semitones * cfg.bins_per_octave / 12)) + 3
+    delay_bin = np.floor(delay / cfg.delay_bin).astype(np.int64)
+    delay_base = int(delay_bin.min()) - 1
+    delay_span = int(delay_bin.max()) - delay_base + 2
+    cell = (asset * pitch_span + np.rint(shift).astype(np.int64) + pitch_span // 2) * delay_span
+    keys, votes = np.unique(cell + delay_bin - delay_base, return_counts=True)
+    support = np.zeros_like(votes)
+    for step in (d_pitch * delay_span + d_delay for d_pitch in (-1, 0, 1) for d_delay in (-1, 0, 1)):
         at = np.minimum(np.searchsorted(keys, keys + step), len(keys) - 1)
         same = keys[at] == keys + step
         support[same] += votes[at[same]]
-    ranked: list[tuple[int, float]] = []
-    per_asset: dict[int, list[float]] = {}
+    ranked: list[tuple[int, float, int]] = []
     for i in np.argsort(-support, kind="stable").tolist():
         if support[i] < cfg.min_hits or len(ranked) == cfg.candidates:
             break
-        owner, pitch_bins = int(keys[i] // width), float(keys[i] % width - width // 2)
-        taken = per_asset.setdefault(owner, [])
-        if len(taken) < 2 and all(abs(pitch_bins - other) > 1 for other in taken):
-            taken.append(pitch_bins)
-            ranked.append((owner, pitch_bins))
+        owner, rest = divmod(int(keys[i]), pitch_span * delay_span)
+        pitch_bins, bin_index = divmod(rest, delay_span)
+        pitch_bins, bin_index = float(pitch_bins - pitch_span // 2), bin_index + delay_base
+        if not any(o == owner and abs(p - pitch_bins) <= 1 and abs(d - bin_index) <= 1 for o, p, d in ranked):
+            ranked.append((owner, pitch_bins, bin_index))
     return ranked
 
 
