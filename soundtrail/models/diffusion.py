@@ -27,8 +27,9 @@ Objective (rectified flow, the convention of stable-audio-tools' ``rectified_flo
 with ``t = sigmoid(N(mean, std))`` (logit-normal, as in SD3), which spends the training signal on the middle
 of the path where the velocity is hardest to predict. Sampling integrates dx/dt = v from t = 1 to t = 0.
 
-Imports only torch. The anchors were stable-audio-tools' ``models/dit.py`` and ``training/diffusion.py``
-and the DiT paper (Peebles & Xie, adaLN-Zero); this is a fresh, smaller implementation.
+Imports only torch (and the shared null-text substitution of ``conditioning``). The anchors were
+stable-audio-tools' ``models/dit.py`` and ``training/diffusion.py`` and the DiT paper (Peebles & Xie,
+adaLN-Zero); this is a fresh, smaller implementation.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from soundtrail.models.conditioning import replace_condition
 
 
 @dataclass
@@ -260,14 +263,8 @@ class DiT(nn.Module):
 
     def drop_condition(self, cond: torch.Tensor, cond_mask: torch.Tensor,
                        drop: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Replace the text of rows where ``drop`` [B] is True by the null embedding (one valid token).
-
-        The shapes stay [B,L,Dc] / [B,L], so conditional and unconditional rows batch together for CFG.
-        """
-        null_mask = torch.zeros_like(cond_mask)
-        null_mask[:, 0] = True
-        cond = torch.where(drop[:, None, None], self.null_cond.to(cond.dtype).expand_as(cond), cond)
-        return cond, torch.where(drop[:, None], null_mask, cond_mask)
+        """Rows where ``drop`` [B] is True get the learned null text (condition dropout, the CFG branch)."""
+        return replace_condition(cond, cond_mask, drop, self.null_cond)
 
     def _conditioning(self, t: torch.Tensor, cond: torch.Tensor,
                       cond_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
