@@ -3,7 +3,8 @@
 Both models are built with the EnCodec 24 kHz layout (strides 8-5-4-2 -> 75 Hz, 32 filters, 2-layer
 LSTM, latent 128, 8 codebooks x 1024 = 6 kbps) and random weights; EncodecModel gets
 ``use_conv_shortcut=False`` so the two networks have the same parameters (checked). Both run under
-``torch.inference_mode`` on the same batch; timings are medians of interleaved repeats, reported as
+``torch.inference_mode`` on the same batch; timings are the best of interleaved repeats (the least
+disturbed by other processes on a shared machine), reported as
 seconds of audio encoded (decoded) per second of wall time. Given a trained checkpoint
 (``--checkpoint DIR``), it also reports SI-SNR and mel distance on ``--audio`` files (synthetic
 chords when none are given).
@@ -14,7 +15,6 @@ chords when none are given).
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
@@ -41,7 +41,7 @@ def hf_encodec_like(config) -> torch.nn.Module:
     return EncodecModel(hf_config).eval()
 
 
-def median_seconds(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+def best_seconds(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
     """Interleave the contenders so a noisy neighbour slows both alike; one warm-up call each."""
     for run in runs.values():
         run()
@@ -51,7 +51,7 @@ def median_seconds(runs: dict[str, Callable[[], object]], repeats: int) -> dict[
             started = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - started)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {name: min(values) for name, values in times.items()}
 
 
 def throughput(batch: int, seconds: float, repeats: int, device: torch.device) -> None:
@@ -76,9 +76,9 @@ def throughput(batch: int, seconds: float, repeats: int, device: torch.device) -
         codes = ours.encode(wav)
         hf_codes = theirs.encode(wav, bandwidth=bandwidth)
         assert codes.shape == hf_codes.audio_codes[0].shape
-        enc = median_seconds({"soundtrail": lambda: sync(ours.encode(wav)),
+        enc = best_seconds({"soundtrail": lambda: sync(ours.encode(wav)),
                               "transformers": lambda: sync(theirs.encode(wav, bandwidth=bandwidth))}, repeats)
-        dec = median_seconds({"soundtrail": lambda: sync(ours.decode(codes)),
+        dec = best_seconds({"soundtrail": lambda: sync(ours.decode(codes)),
                               "transformers": lambda: sync(theirs.decode(hf_codes.audio_codes, [None]))}, repeats)
     print(f"device {device}, batch {batch} x {seconds:g} s at {config.sample_rate} Hz, "
           f"{n_ours / 1e6:.2f} M parameters each, {bandwidth:g} kbps, {torch.get_num_threads()} threads")
@@ -111,11 +111,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="batch 2 x 1 s, 3 repeats")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice, one per core)")
     parser.add_argument("--checkpoint", type=Path, help="trained codec dir: also report SI-SNR and mel distance")
     parser.add_argument("--audio", type=Path, nargs="*", default=[], help="held-out files for --checkpoint")
     args = parser.parse_args(argv)
     if args.quick:
         args.batch, args.seconds, args.repeats = 2, 1.0, 3
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     throughput(args.batch, args.seconds, args.repeats, device)
     if device.type == "cuda":

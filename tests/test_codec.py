@@ -171,7 +171,9 @@ def test_soundtrail_checkpoint_loads_through_load_codec(tmp_path):
     model = tiny_model().train()
     model(torch.randn(2, 1, 640))
     checkpoint.save_weights(tmp_path, model, "codec", model.config)
+    rng_state = torch.get_rng_state()
     codec = load_codec(tmp_path, "cpu")
+    assert torch.equal(torch.get_rng_state(), rng_state)  # loading draws no random numbers
     assert isinstance(codec, SoundtrailCodec)
     assert codec.codec_id == sha256_file(tmp_path / "model.safetensors")[:16]
     assert (codec.sample_rate, codec.frame_rate, codec.num_codebooks, codec.codebook_size, codec.latent_dim) == (

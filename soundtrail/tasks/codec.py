@@ -31,6 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch import nn
 
 from soundtrail import checkpoint
@@ -176,8 +177,9 @@ def load_codec(path: str | Path, device: torch.device | str | None = None) -> Co
     document = json.loads(config_path.read_text())
     weights = path / checkpoint.WEIGHTS
     if document.get("kind") == KIND:
-        model = NeuralCodec(CodecConfig.from_dict(document["config"]))
-        checkpoint.load_weights(path, model)
+        with torch.device("meta"):  # no random initialisation: the weights come from the file
+            model = NeuralCodec(CodecConfig.from_dict(document["config"]))
+        model.load_state_dict(load_file(str(weights)), assign=True)
         return SoundtrailCodec(model, codec_id_of(weights), device)
     if document.get("model_type") == "encodec":
         from transformers import EncodecModel
