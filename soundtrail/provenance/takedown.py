@@ -1,0 +1,86 @@
+"""Takedown: revoke one source and record everything that was derived from it.
+
+A rights holder's opt-out (or a licence found to be wrong) becomes two ledger events::
+
+    assets/<asset id>      status -> "revoked", reason -> the request        kind asset.revoked
+    takedowns/<takedown>   asset_id, reason, affected, created_at           kind takedown.recorded
+
+``affected`` is :func:`~soundtrail.provenance.lineage.asset_descendants` at the time: the shards
+holding the asset's segments, the codecs and models trained on it and those models' outputs.
+Revocation itself removes nothing: the next ``soundtrail tokenize`` rewrites every shard holding a
+non-accepted asset and marks the old one superseded, and training reads current shards only, so
+later models no longer see it. The models and outputs listed were made before the takedown; the
+record names them so the operator can retrain or withdraw them.
+
+Revoking an asset twice changes nothing: the second call finds the asset revoked and returns the
+takedown already on record without appending an event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from soundtrail.provenance.ledger import Ledger, utc_now
+from soundtrail.provenance.lineage import LineageError, asset_descendants
+
+
+class TakedownError(LookupError):
+    """The asset to revoke is not in the ledger, or the request is malformed."""
+
+
+@dataclass(frozen=True)
+class TakedownResult:
+    """One takedown as recorded; ``already_revoked`` when this call found it done and wrote nothing."""
+
+    takedown_id: str
+    asset_id: str
+    reason: str
+    created_at: str
+    affected: dict[str, Any]
+    already_revoked: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def takedown_id_for(asset_id: str) -> str:
+    """A stable id per asset: revoking the same asset again finds the same record."""
+    return "t" + hashlib.sha256(asset_id.encode("utf-8")).hexdigest()[:15]
+
+
+def same_recording(ledger: Ledger, asset_id: str) -> list[str]:
+    """Other assets the ledger knows to be the same recording (duplicates of it, or the one it duplicates).
+
+    A takedown names one file; the same work ingested from another path survives it unless the
+    operator revokes that asset too, so the record lists them.
+    """
+    asset = ledger.get("assets", asset_id) or {}
+    related = {row["id"] for row in ledger.rows("assets", duplicate_of=asset_id)}
+    if asset.get("duplicate_of"):
+        related.add(asset["duplicate_of"])
+    return sorted(related - {asset_id})
+
+
+def revoke(ledger: Ledger, asset_id: str, reason: str, run_id: str | None = None) -> TakedownResult:
+    """Revoke ``asset_id`` for ``reason`` and record what was derived from it (idempotent)."""
+    if not reason.strip():
+        raise TakedownError("a takedown needs a reason (the request, its sender, a reference)")
+    try:
+        affected = asset_descendants(ledger, asset_id)
+    except LineageError:
+        raise TakedownError(f"no asset {asset_id!r} in the ledger (see `soundtrail assets list`)") from None
+    affected = {**affected, "same_recording": same_recording(ledger, asset_id)}
+    takedown_id = takedown_id_for(asset_id)
+    with ledger.writer(run_id) as writer:
+        asset = writer.get("assets", asset_id)
+        existing = writer.get("takedowns", takedown_id)
+        if asset is not None and asset["status"] == "revoked" and existing is not None:
+            return TakedownResult(takedown_id, asset_id, existing["reason"], existing["created_at"],
+                                  existing["affected"], already_revoked=True)
+        created_at = utc_now()
+        writer.record("assets", asset_id, {"status": "revoked", "reason": f"takedown: {reason}"}, "asset.revoked")
+        writer.record("takedowns", takedown_id, {"asset_id": asset_id, "reason": reason, "affected": affected,
+                                                 "created_at": created_at}, "takedown.recorded")
+    return TakedownResult(takedown_id, asset_id, reason, created_at, affected, already_revoked=False)
