@@ -10,7 +10,7 @@ from test_screen_signals import SAMPLE_RATE, pitch_shift, synth_music, time_stre
 
 from soundtrail.tasks.fingerprint import FingerprintIndex, chromaprint
 from soundtrail.tasks.landmarks import LandmarkIndex
-from soundtrail.tasks.screen import Screener, ScreenMatch, ScreenThresholds, verdict_of
+from soundtrail.tasks.screen import Screener, ScreenMatch, ScreenResult, ScreenThresholds, verdict_of
 from soundtrail.tasks.token_ngrams import TokenNgramConfig, TokenNgramIndex
 
 SR = SAMPLE_RATE
@@ -154,3 +154,12 @@ def test_screener_blocks_copies_flags_edits_passes_new_music_and_reloads(tmp_pat
     assert reloaded.screen(new_music, SR, codes=memorised) == by_tokens
     with pytest.raises(FileNotFoundError):
         Screener.load(tmp_path / "missing")
+
+
+def test_silence_and_fragments_screen_as_pass() -> None:
+    screener = Screener()
+    screener.add_asset("silence", np.zeros(SR * 3, np.float32), SR)
+    screener.add_asset("blip", synth_music(0.3, 5), SR)
+    screener.add_asset("music", synth_music(8.0, 6), SR)
+    for audio in (np.zeros(SR * 6, np.float32), np.zeros(10, np.float32), synth_music(8.0, 7)):
+        assert screener.screen(audio, SR) == ScreenResult("pass", [])

@@ -45,6 +45,7 @@ class LandmarkConfig:
     peak_frames: int = 6  # a peak is the maximum of +-6 frames ...
     peak_bins: int = 6  # ... and +-2 semitones
     peaks_per_second: int = 20
+    min_db: float = -90.0  # peaks quieter than this (full-scale sine ~ -6 dB) are noise floor
     min_dt: int = 4  # triplet partners lie 64 ms to 1.28 s after the anchor
     max_dt: int = 80
     max_df: int = 36  # ... and within an octave of it
@@ -79,6 +80,8 @@ def spectral_peaks(audio_mono: np.ndarray, sample_rate: int,
     """(frame, fractional log-frequency bin) of the strongest local maxima, ``peaks_per_second`` per second."""
     cfg = config
     audio = resample(np.asarray(audio_mono, dtype=np.float32).reshape(-1), sample_rate, cfg.sample_rate)
+    if len(audio) < cfg.n_fft:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     _, _, spec = stft(audio, fs=cfg.sample_rate, nperseg=cfg.n_fft, noverlap=cfg.n_fft - cfg.hop, window="hann")
     power_db = 10.0 * np.log10(np.abs(spec) ** 2 + 1e-10)  # [fft bins, frames]
     n_log = cfg.octaves * cfg.bins_per_octave
@@ -88,7 +91,8 @@ def spectral_peaks(audio_mono: np.ndarray, sample_rate: int,
     frac = (position - lower)[:, None]
     log_spec = (1 - frac) * power_db[lower] + frac * power_db[lower + 1]  # [log bins, frames]
     size = (2 * cfg.peak_bins + 1, 2 * cfg.peak_frames + 1)
-    is_peak = (log_spec == maximum_filter(log_spec, size=size, mode="nearest")) & (log_spec > log_spec.max() - 60.0)
+    floor = max(log_spec.max() - 60.0, cfg.min_db)  # digital silence has no peaks
+    is_peak = (log_spec == maximum_filter(log_spec, size=size, mode="nearest")) & (log_spec > floor)
     bins, frames = np.nonzero(is_peak)
     strength = log_spec[bins, frames]
     per_block = int(cfg.sample_rate / cfg.hop)  # rank peaks within each second, so quiet passages keep theirs
@@ -118,6 +122,10 @@ def triplets(audio_mono: np.ndarray, sample_rate: int, config: LandmarkConfig) -
     """Every anchor peak joined with pairs of its first ``fan_out`` partners, hashed."""
     cfg = config
     t, f = spectral_peaks(audio_mono, sample_rate, cfg)
+    if len(t) < 3:  # silence or a fragment: nothing to hash
+        empty = np.zeros(0, dtype=np.int64)
+        return Triplets(empty.astype(np.int32), empty.astype(np.int32), empty.astype(np.float32), empty,
+                        empty.astype(np.float64))
     lo = np.searchsorted(t, t + cfg.min_dt, side="left")
     hi = np.searchsorted(t, t + cfg.max_dt, side="right")
     width = int(max(1, (hi - lo).max(initial=1)))

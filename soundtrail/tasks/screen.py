@@ -52,9 +52,9 @@ class ScreenThresholds:
     """Per-method score thresholds; the defaults keep unrelated music under 1 % flagged (benchmarks/release.py)."""
 
     min_match_s: float = 5.0
-    # Match boundaries are known to about +-0.5 s (Chromaprint items read ~2.7 s of audio, triplets span up to
+    # Match boundaries are known to about +-0.3 s (Chromaprint items read ~2.7 s of audio, triplets span up to
     # 1.3 s), so a stretch is kept when it is at most this much shorter than ``min_match_s``.
-    boundary_tolerance_s: float = 1.0
+    boundary_tolerance_s: float = 0.6
     chromaprint_flag: float = 0.5  # BER 0.25
     chromaprint_block: float = 0.7  # BER 0.15
     tokens_flag: float = 0.3
