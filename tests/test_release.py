@@ -3,28 +3,33 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
+from soundtrail import checkpoint
 from soundtrail.atomic import sha256_file
-from soundtrail.audio import decode
+from soundtrail.audio import decode, load_mono
 from soundtrail.config import Settings, Workspace
+from soundtrail.models.codec import NeuralCodec
 from soundtrail.provenance.content_credentials import TRAINED_ALGORITHMIC_MEDIA, read_credentials, training_digest
 from soundtrail.provenance.ledger import Ledger, utc_now
 from soundtrail.provenance.lineage import training_license_summary
 from soundtrail.tasks import screen_index
-from soundtrail.tasks.release import ReleaseError, release, watermark_config
+from soundtrail.tasks.codec import KIND, codec_id_of
+from soundtrail.tasks.release import ReleaseError, new_output_id, release, watermark_config
 from soundtrail.tasks.screen import ScreenThresholds
-from soundtrail.tasks.screen_index import screen_file, screening_index
+from soundtrail.tasks.screen_index import asset_codes, screen_file, screening_index
 from soundtrail.tasks.watermark import detect
 from tests.audio_fixtures import RATE, melody, write, write_manifest
 from tests.conftest import run_cli
 from tests.test_ingest import ingest
-from tests.test_tokenize import tiny_codec, tokenize
+from tests.test_tokenize import TINY, tokenize
 
 MODEL = "ar-test-model"
 ASSET_SECONDS = 12.0
@@ -42,7 +47,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     workspace = Workspace(root / "ws", Settings())
     ingest(workspace, [corpus], write_manifest(corpus, rows))
     ledger = Ledger(workspace.ledger_url)
-    codec_path, codec_id = tiny_codec(workspace.path("checkpoints") / "codec")
+    codec_path, codec_id = corpus_codec(workspace.path("checkpoints") / "codec", sorted(corpus.glob("*.flac")))
     ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
                   "codec.trained")
     tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
@@ -51,6 +56,18 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
                   "model.trained")
     ledger.close()
     return workspace.root
+
+
+def corpus_codec(folder: Path, paths: list[Path]) -> tuple[str, str]:
+    """The tokenize tests' tiny codec with codebooks k-means-initialised on the corpus, as its first training
+    step does: untrained codebooks map every frame to one code, and the token method needs varied codes."""
+    torch.manual_seed(0)
+    model = NeuralCodec(TINY).train()
+    audio = np.stack([load_mono(path, TINY.sample_rate) for path in paths])
+    with torch.no_grad():
+        model(torch.from_numpy(audio)[:, None])
+    checkpoint.save_weights(folder, model.eval(), KIND, TINY, step=0)
+    return str(folder), codec_id_of(folder / checkpoint.WEIGHTS)
 
 
 @pytest.fixture
@@ -149,6 +166,20 @@ def test_unrelated_clip_is_released_marked_signed_and_chained(workspace: Workspa
     ledger.close()
 
 
+def test_generator_codes_that_repeat_a_training_asset_are_blocked(workspace: Workspace, tmp_path: Path) -> None:
+    index = screening_index(workspace)
+    copied = asset_ids(workspace)["track12.flac"]
+    memorised = asset_codes(index.snapshot.tokens, {copied})[copied]
+    frame_rate = index.snapshot.tokens.frame_rate
+    codes = memorised[None, int(2 * frame_rate):int(9 * frame_rate)]  # 7 s of its first codebook, from 2 s
+    result = release(workspace, unrelated(tmp_path), output_id="70ce4500", model_id=MODEL, prompt="", seed=0,
+                     seconds=10.0, codes=codes)
+    assert result.status == "blocked"
+    tokens = [m for m in result.matches if m["method"] == "tokens"]
+    assert tokens[0]["asset_id"] == copied and tokens[0]["score"] > 0.9
+    assert (tokens[0]["query_offset_s"], tokens[0]["asset_offset_s"]) == (0.0, pytest.approx(2.0))
+
+
 def test_a_flagged_clip_is_released_with_the_flag_recorded(workspace: Workspace, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     never_block = ScreenThresholds(chromaprint_block=2.0, tokens_block=2.0, landmarks_block=2.0)
@@ -171,6 +202,7 @@ def test_unknown_model_and_bad_output_id_are_refused_before_anything_is_recorded
         gate(workspace, clip, "xyz")
     ledger = Ledger(workspace.ledger_url)
     assert ledger.rows("outputs") == []
+    assert re.fullmatch("[0-9a-f]{8}", new_output_id(ledger))
     ledger.close()
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -72,6 +73,14 @@ class ReleaseResult:
                 "evidence": str(self.evidence) if self.evidence else None}
 
 
+def new_output_id(ledger: Ledger) -> str:
+    """A random output id (8 hex digits: the watermark's 32-bit payload) that no output in the ledger has."""
+    while True:
+        output_id = secrets.token_hex(4)
+        if ledger.get("outputs", output_id) is None:
+            return output_id
+
+
 def watermark_config(workspace: Workspace) -> WatermarkConfig:
     """The workspace's watermark: the default layout keyed by ``[watermark] key``."""
     return WatermarkConfig(key=str(workspace.settings.watermark.key))
@@ -120,8 +129,9 @@ def release(workspace: Workspace, candidate: Path, *, output_id: str, model_id: 
         row = ledger.get("outputs", output_id)
         if row is not None:
             previous = (row.get("screening") or {}).get("candidate_sha256")
-            if previous != candidate_sha256:
-                raise ReleaseError(f"output id {output_id} was already used for another file; pick a new id")
+            if previous != candidate_sha256 or row["model_id"] != model_id:
+                raise ReleaseError(f"output id {output_id} was already used for another file or model; "
+                                   "pick a new id")
             if row["status"] in ("released", "blocked"):
                 return _recorded(workspace, row)
             screening = row["screening"]  # killed after screening: resume from what was recorded
