@@ -65,13 +65,16 @@ class TrainSettings(_Section):
 
 
 class ScreeningSettings(_Section):
-    min_match_s: float = Field(5.0, gt=0)
-    chromaprint_flag: float = 0.5
-    chromaprint_block: float = 0.7
+    """Release-gate thresholds per method (scores in [0, 1]); the defaults come from benchmarks/release.py."""
+
+    min_match_s: float = Field(5.0, gt=0, description="shortest copied stretch that counts")
+    boundary_tolerance_s: float = Field(0.6, ge=0)
+    chromaprint_flag: float = 0.5  # bit error rate 0.25
+    chromaprint_block: float = 0.7  # bit error rate 0.15
     tokens_flag: float = 0.3
     tokens_block: float = 0.6
-    robust_flag: float = 0.5
-    robust_block: float = 0.7
+    landmarks_flag: float = 0.1  # pitch/tempo-robust landmark triplets
+    landmarks_block: float = 0.3
 
 
 class WatermarkSettings(_Section):
@@ -89,6 +92,20 @@ class LineageSettings(_Section):
     namespace: str = "soundtrail"
 
 
+class PipelineSettings(_Section):
+    """What ``soundtrail run`` does end to end over the workspace's inputs."""
+
+    inputs: list[str] = Field(default_factory=lambda: ["inputs"], description="relative to the workspace")
+    manifest: str = Field("inputs/manifest.jsonl", description="'' for none; relative to the workspace")
+    models: list[Literal["ar", "diffusion"]] = Field(default_factory=lambda: ["ar", "diffusion"])
+    prompts: list[str] = Field(default_factory=lambda: [
+        "upbeat electronic track with bright synth lead, drums and bass",
+        "calm ambient piece with soft pads and slow tempo",
+    ])
+    generate_seconds: float = Field(4.0, gt=0)
+    seed: int = 0
+
+
 class Settings(_Section):
     """The whole ``soundtrail.toml``; field names are the TOML keys."""
 
@@ -104,6 +121,7 @@ class Settings(_Section):
     watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
     credentials: CredentialSettings = Field(default_factory=CredentialSettings)
     lineage: LineageSettings = Field(default_factory=LineageSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
 
 
 class Workspace:

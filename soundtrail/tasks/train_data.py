@@ -1,0 +1,93 @@
+"""What a generator trains on, and the ledger record that proves it.
+
+Training reads only the *current* shards of the codec's shard set (superseded shards hold
+revoked assets), and the model record lists exactly those shards by sha256 plus the codec, so
+``audit model`` can walk back to every licensed source and ``takedown`` forward to the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from soundtrail.atomic import sha256_file
+from soundtrail.config import Workspace
+from soundtrail.data.shards import CodecInfo, manifest_entries, read_codec_info
+from soundtrail.provenance.ledger import Ledger, utc_now
+from soundtrail.tasks.codec_stage import resolve_codec
+from soundtrail.tasks.tokenize import shard_set_dir
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The shard files a model will read, their sha256s, and the codec that made them."""
+
+    codec_id: str
+    codec_path: str
+    codec: CodecInfo
+    files: list[Path]
+    shard_ids: list[str]
+
+
+def training_data(workspace: Workspace, codec_id: str | None = None) -> TrainingData:
+    """Current shards of the codec's shard set, checked against the manifest's sha256s."""
+    codec = resolve_codec(workspace, codec_id)
+    set_dir = shard_set_dir(workspace.path("shards"), codec["id"], workspace.settings.tokenize.segment_s)
+    entries = manifest_entries(set_dir)
+    if not entries:
+        raise ValueError(f"no shards for codec {codec['id']}: run `soundtrail tokenize` first")
+    ledger = Ledger(workspace.ledger_url)
+    current = {row["id"] for row in ledger.rows("shards", status="current", codec_id=codec["id"])}
+    ledger.close()
+    files, ids = [], []
+    for entry in entries:
+        path = set_dir / entry.file
+        if entry.sha256 not in current:
+            raise ValueError(f"shard {entry.file} is not a current shard in the ledger: re-run `soundtrail tokenize`")
+        if sha256_file(path) != entry.sha256:
+            raise ValueError(f"shard {entry.file} changed since it was written (sha256 differs from the manifest)")
+        files.append(path)
+        ids.append(entry.sha256)
+    return TrainingData(codec["id"], codec["path"], read_codec_info(files[0]), files, ids)
+
+
+def run_dir(workspace: Workspace, kind: str, data: TrainingData, identity: dict[str, Any]) -> Path:
+    """One checkpoint folder per (kind, shards, codec, configuration): re-running resumes it."""
+    key = json.dumps({"kind": kind, "codec": data.codec_id, "shards": sorted(data.shard_ids), **identity},
+                     sort_keys=True, default=str)
+    return workspace.path("checkpoints") / kind / hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+def record_model(workspace: Workspace, kind: str, directory: Path, data: TrainingData, text_encoder: str,
+                 steps: int, metrics: dict[str, Any], run_id: str | None = None) -> str:
+    """Record a trained model; its id is the first 16 hex digits of its weights' sha256."""
+    model_id = sha256_file(directory / "model.safetensors")[:16]
+    ledger = Ledger(workspace.ledger_url)
+    existing = ledger.get("models", model_id)
+    ledger.record("models", model_id, {
+        "kind": kind, "path": str(directory), "codec_id": data.codec_id, "shards": sorted(data.shard_ids),
+        "text_encoder": text_encoder, "steps": steps, "metrics": metrics,
+        "created_at": existing["created_at"] if existing else utc_now(),
+    }, "model.trained", run_id=run_id)
+    ledger.close()
+    return model_id
+
+
+def resolve_model(workspace: Workspace, model: str) -> dict[str, Any]:
+    """A model row by id, or the newest model of a kind (``ar`` / ``diffusion``)."""
+    ledger = Ledger(workspace.ledger_url)
+    try:
+        if model in ("ar", "diffusion"):
+            rows = sorted(ledger.rows("models", kind=model), key=lambda row: row["created_at"] or "")
+            if not rows:
+                raise ValueError(f"no {model} model yet: run `soundtrail train {model}`")
+            return rows[-1]
+        row = ledger.get("models", model)
+        if row is None:
+            raise ValueError(f"no model {model!r} in the ledger")
+        return row
+    finally:
+        ledger.close()
