@@ -135,91 +135,121 @@ def synthesize_corpus(out_dir: Path, tracks: int = 12, seconds: float = 8.0, see
     if seconds < MIN_SECONDS:
         raise ValueError(f"tracks must be at least {MIN_SECONDS:g} s long for Chromaprint to tell copies apart")
     config = config or CorpusConfig()
-    root = Path(out_dir)
+    out = _Output(Path(out_dir))
     containers = available_containers()
     protected_seconds = config.protected_length * seconds
     compositions = distinct_compositions(Planner(seed), [seconds] * (tracks + 2) + [protected_seconds],
                                          config.distinct)
-    entries: list[CorpusTrack] = []
-    written: dict[str, bytes] = {}
-    first_audio: np.ndarray | None = None
-    spellings_used = {spdx: 0 for spdx in LICENSE_SPELLINGS}
+    spellings_used = dict.fromkeys(LICENSE_SPELLINGS, 0)
+    first_audio = np.zeros(0)
     for index in range(tracks):
         spec, audio = next(compositions)
+        out.add(_licensed_track(index, spec, seed, containers[index % len(containers)], spellings_used), audio)
         first_audio = audio if index == 0 else first_audio
-        rng = np.random.default_rng([seed, 2, index])
-        spdx = "CC-BY-4.0" if rng.random() < 0.5 else "CC0-1.0"
-        text = LICENSE_SPELLINGS[spdx][spellings_used[spdx] % len(LICENSE_SPELLINGS[spdx])]
-        spellings_used[spdx] += 1
-        container = containers[index % len(containers)]
-        in_tags = container != "wav" and index % 3 == 2
-        track = CorpusTrack(
-            path=_track_path(index, spec.title, container), spec=spec, role="licensed", expected_status="accepted",
-            purpose=f"licensed {spdx}, read from the {'file tags' if in_tags else 'manifest'}", title=spec.title,
-            rights_holder=str(rng.choice(_RIGHTS_HOLDERS)), license=spdx, license_text=text,
-            license_in="tags" if in_tags else "manifest")
-        entries.append(track)
-        written[track.path] = _encode(audio, track)
-
-    n = tracks
     spec, audio = next(compositions)
-    denied = CorpusTrack(
-        path=_track_path(n, spec.title, "flac"), spec=spec, role="denied-licence", expected_status="quarantined",
+    out.add(CorpusTrack(
+        path=_track_path(tracks, spec.title, "flac"), spec=spec, role="denied-licence", expected_status="quarantined",
         purpose="licence CC-BY-NC-4.0 is on the deny list", title=spec.title, rights_holder=_RIGHTS_HOLDERS[0],
-        license="CC-BY-NC-4.0", license_text=DENIED_LICENSE, license_in="manifest")
-    spec, unlicensed_audio = next(compositions)
-    unlicensed = CorpusTrack(
-        path=_track_path(n + 1, spec.title, "wav"), spec=spec, role="no-licence", expected_status="quarantined",
+        license="CC-BY-NC-4.0", license_text=DENIED_LICENSE, license_in="manifest"), audio)
+    spec, audio = next(compositions)
+    out.add(CorpusTrack(
+        path=_track_path(tracks + 1, spec.title, "wav"), spec=spec, role="no-licence", expected_status="quarantined",
         purpose="no licence in the manifest or the file's tags", title=spec.title, rights_holder=_UPLOADER,
-        license=None, license_text=None, license_in=None)
-    written[denied.path] = _encode(audio, denied)
-    written[unlicensed.path] = _encode(unlicensed_audio, unlicensed)
+        license=None, license_text=None, license_in=None), audio)
 
     protected_spec, protected_audio = next(compositions)
-    protected_path = f"protected/{_slug(protected_spec.title)}.wav"
-    written[protected_path] = _encode(protected_audio, None)
+    protected_path = out.add_protected(protected_spec, protected_audio)
     excerpt_s = min(seconds, config.excerpt_max_s)
     start = int(round((protected_seconds - excerpt_s) / 2 * SAMPLE_RATE))
-    excerpt = protected_audio[:, start:start + int(round(excerpt_s * SAMPLE_RATE))]
-    blocked = CorpusTrack(
-        path=_track_path(n + 2, protected_spec.title, "ogg", "excerpt"), spec=protected_spec, role="protected-copy",
-        expected_status="blocked",
+    excerpt = _faded(protected_audio[:, start:start + int(round(excerpt_s * SAMPLE_RATE))])
+    out.add(CorpusTrack(
+        path=_track_path(tracks + 2, protected_spec.title, "ogg", "excerpt"), spec=protected_spec,
+        role="protected-copy", expected_status="blocked",
         purpose=f"{excerpt_s:g} s excerpt of {protected_path}, re-encoded, {config.protected_gain_db:+g} dB",
         title=f"{protected_spec.title} (excerpt)", rights_holder=_UPLOADER, license="CC-BY-4.0",
         license_text="CC-BY-4.0", license_in="manifest", copy_of=protected_path, gain_db=config.protected_gain_db,
-        excerpt_start_s=start / SAMPLE_RATE)
-    written[blocked.path] = _encode(_with_gain(_faded(excerpt), config.protected_gain_db), blocked)
+        excerpt_start_s=start / SAMPLE_RATE), _with_gain(excerpt, config.protected_gain_db))
 
-    original = entries[0]
-    copy_container = next(ext for ext in ("mp3", "ogg", "flac") if ext in containers and ext != original.container)
-    duplicate = CorpusTrack(
-        path=_track_path(n + 3, original.title, copy_container, "reupload"), spec=original.spec, role="duplicate",
+    original = out.tracks[0]
+    container = next(ext for ext in ("mp3", "ogg", "flac") if ext in containers and ext != original.container)
+    out.add(CorpusTrack(
+        path=_track_path(tracks + 3, original.title, container, "reupload"), spec=original.spec, role="duplicate",
         expected_status="duplicate",
-        purpose=f"{original.path} re-encoded as {copy_container.upper()}, {config.duplicate_gain_db:+g} dB",
+        purpose=f"{original.path} re-encoded as {container.upper()}, {config.duplicate_gain_db:+g} dB",
         title=original.title, rights_holder=original.rights_holder, license=original.license,
         license_text=original.license_text, license_in="manifest", copy_of=original.path,
-        gain_db=config.duplicate_gain_db)
-    assert first_audio is not None
-    written[duplicate.path] = _encode(_with_gain(first_audio, config.duplicate_gain_db), duplicate)
-    entries += [denied, unlicensed, blocked, duplicate]
+        gain_db=config.duplicate_gain_db), _with_gain(first_audio, config.duplicate_gain_db))
+    return out.finish(seed, tracks, seconds)
 
-    _remove_stale(root, set(written))
-    for relative, data in written.items():
-        _write_if_changed(root / relative, data)
-    manifest_path = root / "manifest.jsonl"
-    manifest = "".join(json.dumps(_manifest_row(track, seed)) + "\n" for track in entries)
-    _write_if_changed(manifest_path, manifest.encode("utf-8"))
-    expected_path = root / "expected.json"
-    expected = {
-        "seed": seed, "tracks": tracks, "seconds": seconds, "blocklist_reason": BLOCKLIST_REASON,
-        "expected_status": {track.path: track.expected_status for track in entries},
-        "purpose": {track.path: track.purpose for track in entries},
-        "protected": [protected_path],
-        "specs": {**{track.path: track.spec.to_dict() for track in entries}, protected_path: protected_spec.to_dict()},
-    }
-    _write_if_changed(expected_path, (json.dumps(expected, indent=2) + "\n").encode("utf-8"))
-    return CorpusSummary(root=root, tracks=entries, manifest_path=manifest_path, expected_path=expected_path,
-                         protected_paths=[root / protected_path], protected_specs=[protected_spec])
+
+def _licensed_track(index: int, spec: TrackSpec, seed: int, container: str,
+                    spellings_used: dict[str, int]) -> CorpusTrack:
+    """A CC0 or CC-BY track, its licence in the next spelling; every third one with tags keeps it in the tags only."""
+    rng = np.random.default_rng([seed, 2, index])
+    spdx = "CC-BY-4.0" if rng.random() < 0.5 else "CC0-1.0"
+    text = LICENSE_SPELLINGS[spdx][spellings_used[spdx] % len(LICENSE_SPELLINGS[spdx])]
+    spellings_used[spdx] += 1
+    in_tags = container != "wav" and index % 3 == 2
+    return CorpusTrack(
+        path=_track_path(index, spec.title, container), spec=spec, role="licensed", expected_status="accepted",
+        purpose=f"licensed {spdx}, read from the {'file tags' if in_tags else 'manifest'}", title=spec.title,
+        rights_holder=str(rng.choice(_RIGHTS_HOLDERS)), license=spdx, license_text=text,
+        license_in="tags" if in_tags else "manifest")
+
+
+class _Output:
+    """Writes the corpus folder: each file as soon as it is encoded, the manifest and expected.json last.
+
+    Files an earlier run listed in its expected.json and this run does not write are removed at the
+    end (only those: a folder shared with other audio is safe). expected.json is written last, so
+    until a run finishes, the previous run's listing stays valid.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tracks: list[CorpusTrack] = []
+        self.protected: list[tuple[str, TrackSpec]] = []
+        self.previous = self._listed_files()
+
+    def add(self, track: CorpusTrack, audio: np.ndarray) -> None:
+        _write_if_changed(self.root / track.path, _encode(audio, track))
+        self.tracks.append(track)
+
+    def add_protected(self, spec: TrackSpec, audio: np.ndarray) -> str:
+        path = f"protected/{_slug(spec.title)}.wav"
+        _write_if_changed(self.root / path, _encode(audio, None))
+        self.protected.append((path, spec))
+        return path
+
+    def finish(self, seed: int, tracks: int, seconds: float) -> CorpusSummary:
+        written = {track.path for track in self.tracks} | {path for path, _ in self.protected}
+        for relative in self.previous - written:
+            target = (self.root / relative).resolve()
+            if self.root.resolve() in target.parents and target.is_file():
+                target.unlink()
+        manifest_path = self.root / "manifest.jsonl"
+        rows = "".join(json.dumps(_manifest_row(track, seed)) + "\n" for track in self.tracks)
+        _write_if_changed(manifest_path, rows.encode("utf-8"))
+        expected_path = self.root / "expected.json"
+        expected = {
+            "seed": seed, "tracks": tracks, "seconds": seconds, "blocklist_reason": BLOCKLIST_REASON,
+            "expected_status": {track.path: track.expected_status for track in self.tracks},
+            "purpose": {track.path: track.purpose for track in self.tracks},
+            "protected": [path for path, _ in self.protected],
+            "specs": {**{track.path: track.spec.to_dict() for track in self.tracks},
+                      **{path: spec.to_dict() for path, spec in self.protected}},
+        }
+        _write_if_changed(expected_path, (json.dumps(expected, indent=2) + "\n").encode("utf-8"))
+        return CorpusSummary(root=self.root, tracks=self.tracks, manifest_path=manifest_path,
+                             expected_path=expected_path, protected_paths=[self.root / p for p, _ in self.protected],
+                             protected_specs=[spec for _, spec in self.protected])
+
+    def _listed_files(self) -> set[str]:
+        try:
+            listed = json.loads((self.root / "expected.json").read_text(encoding="utf-8"))
+            return {*listed.get("expected_status", {}), *listed.get("protected", [])}
+        except (OSError, ValueError, AttributeError, TypeError):  # no earlier run, or not a listing of ours
+            return set()
 
 
 def _slug(title: str) -> str:
@@ -321,22 +351,3 @@ def _write_if_changed(path: Path, data: bytes) -> None:
     if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
         return
     atomic_write_bytes(path, data)
-
-
-def _remove_stale(root: Path, keep: set[str]) -> None:
-    """Delete audio an earlier run wrote (as its expected.json lists) that this run does not write again.
-
-    Only files this module wrote are touched, so a folder shared with other audio is safe.
-    """
-    previous = root / "expected.json"
-    if not previous.is_file():
-        return
-    try:
-        listed = json.loads(previous.read_text(encoding="utf-8"))
-        paths = [*listed.get("expected_status", {}), *listed.get("protected", [])]
-    except (ValueError, AttributeError, TypeError):
-        return
-    for relative in paths:
-        target = (root / relative).resolve()
-        if relative not in keep and root.resolve() in target.parents and target.is_file():
-            target.unlink()

@@ -271,7 +271,8 @@ def _chord(spec: TrackSpec, numeral: str) -> tuple[int, int, int]:
     scale = SCALES[spec.mode]
     degree = _DEGREES[numeral.lower()]
     tonic = NOTE_NAMES.index(spec.key)
-    return tuple((tonic + scale[(degree + k) % 7]) % 12 for k in (0, 2, 4))  # type: ignore[return-value]
+    root, third, fifth = ((tonic + scale[(degree + k) % 7]) % 12 for k in (0, 2, 4))
+    return root, third, fifth
 
 
 def _nearest(pitch_class: int, target: int) -> int:

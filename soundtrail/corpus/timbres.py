@@ -1,6 +1,6 @@
 """Instrument voices for the demo corpus: additive, FM, plucked (Karplus-Strong) and noise drums.
 
-Every voice renders one note as a mono float64 array, vectorised over samples, from four arguments::
+Every voice renders one note as a mono float array, vectorised over samples, from four arguments::
 
     voice(freq_hz, length, gate, rng)      length: samples to return (note plus release tail)
                                            gate:   samples the note is held before it is let go
@@ -65,7 +65,7 @@ def _adsr(length: int, gate: int, attack_s: float, decay_s: float, sustain: floa
 # Oscillators: a phase is a uint32 fraction of a period, so it wraps for free; its top bits index a table
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=64)  # ~50 distinct tables in use, 256 kB each
 def _wavetable(amplitudes: tuple[float, ...]) -> np.ndarray:
     """One period of ``sum_k amplitudes[k-1] sin(k x)``.
 
@@ -275,6 +275,6 @@ class DrumKit:
 
     def _hat(self, rng: np.random.Generator) -> np.ndarray:
         t = _time(int(6 * self.hat_decay_s * SAMPLE_RATE))
-        noise = np.diff(rng.standard_normal(len(t) + 2), n=2) / 4.0  # second difference: mostly above 8 kHz
+        noise = np.diff(rng.standard_normal(len(t) + 2), n=2) / 4.0  # a second difference tilts noise to the top
         return 0.5 * noise * np.exp(-t / self.hat_decay_s)
 
