@@ -14,12 +14,12 @@
       protected/<title>.wav  a protected reference work: not in the manifest; the demo blocklists it first
 
 Licences are spelled as people write them ("cc-by-4.0", "Creative Commons Attribution 4.0", CC URLs),
-and every third licensed track that has tags carries its licence only there (Vorbis ``LICENSE`` in
-FLAC/Ogg, ID3 ``TCOP``/``WCOP`` in MP3), its manifest row without a ``license`` field.
+and licensed tracks 2, 5, 8, ... that are not WAV carry their licence only in their own tags (Vorbis
+``LICENSE`` in FLAC/Ogg, ID3 ``TCOP``/``WCOP`` in MP3), their manifest rows without a ``license`` field.
 
-Every byte is a function of (tracks, seconds, seed): files are encoded in memory (the Ogg stream serial,
-random in libsndfile, is set from the path) and written only when they differ, atomically, so a re-run
-leaves the folder as it was.
+Every byte is a function of (tracks, seconds, seed) and the libsndfile build: files are encoded in
+memory (the Ogg stream serial, random in libsndfile, is set from the path) and written only when they
+differ, atomically, so a re-run leaves the folder as it was.
 """
 
 from __future__ import annotations
