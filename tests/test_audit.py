@@ -11,12 +11,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from markdown_it import MarkdownIt
 
 from soundtrail.atomic import sha256_file
 from soundtrail.audio import write_wav
 from soundtrail.config import Workspace
+from soundtrail.provenance import content_credentials as cc
 from soundtrail.provenance.audit import build_report, license_url, markdown_escape, write_report
 from soundtrail.provenance.ledger import Ledger
+from soundtrail.provenance.lineage import training_license_summary
 from tests.conftest import run_cli
 from tests.test_lineage import build_ledger
 
@@ -26,17 +29,25 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ALLOWED_LINKS = re.compile(r"https://(creativecommons\.org/(licenses|publicdomain)/|spdx\.org/licenses/)")
 
 
+@pytest.fixture(scope="module")
+def identity(tmp_path_factory: pytest.TempPathFactory) -> cc.SigningIdentity:
+    return cc.ensure_signing_identity(tmp_path_factory.mktemp("keys"))
+
+
 @pytest.fixture
-def workspace(tmp_path: Path) -> Workspace:
-    """A workspace whose ledger holds the lineage fixture, with o1 and o2 written under outputs/."""
+def workspace(tmp_path: Path, identity: cc.SigningIdentity) -> Workspace:
+    """The lineage fixture's ledger in a workspace; o1 and o2 under outputs/, o1 signed as the release gate does."""
     ws = Workspace(tmp_path / "ws")
     outputs = ws.path("outputs")
     t = np.arange(int(OUTPUT_SECONDS * RATE)) / RATE
-    for name, pitch in (("o1", 440.0), ("o2", 660.0)):
+    for name, pitch in (("o1-unsigned", 440.0), ("o2", 660.0)):
         write_wav(outputs / f"{name}.wav", (0.3 * np.sin(2 * np.pi * pitch * t)).astype(np.float32)[None], RATE)
     ledger = Ledger(ws.ledger_url)
     build_ledger(ledger, outputs)
-    ledger.record("outputs", "o1", {"sha256": sha256_file(outputs / "o1.wav")}, "output.released")
+    signed = cc.sign_wav(outputs / "o1-unsigned.wav", outputs / "o1.wav", identity, model_id="m1", output_id="o1",
+                         training_license_summary=training_license_summary(ledger, "m1"), title="o1")
+    (outputs / "o1-unsigned.wav").unlink()
+    ledger.record("outputs", "o1", {"sha256": signed.signed_sha256, "credential": signed.as_dict()}, "output.released")
     ledger.record("outputs", "o2", {"sha256": sha256_file(outputs / "o2.wav")}, "output.released")
     ledger.record("blocklist", "b1", {"path": "/refs/hit.flac", "reason": "label reference"}, "blocklist.added")
     ledger.close()
@@ -109,11 +120,13 @@ def test_markdown_and_json_carry_the_same_items(workspace: Workspace) -> None:
                      "Label B archive"):
             assert item in text, item
     assert "[CC-BY-4.0](https://creativecommons.org/licenses/by/4.0/)" in markdown
-    assert "\\<script\\>alert(1)\\</script\\>" in markdown and "<script>" not in markdown
-    release_rows = [line for line in markdown.splitlines() if line.startswith("| `o1`")]
-    assert len(release_rows) == 1
-    cells = re.split(r"(?<!\\)\|", release_rows[0])[1:-1]
-    assert len(cells) == 10, "a '|' in a prompt must not split the table row"
+    # Rendered by a CommonMark renderer that passes raw HTML through: escaping is what keeps the script out.
+    rendered = MarkdownIt("commonmark", {"html": True}).enable("table").render(markdown)
+    assert "<script>" not in rendered and "&lt;script&gt;alert(1)&lt;/script&gt; lo-fi | *piano*" in rendered
+    o1_row = next(row for row in rendered.split("<tr>") if "<code>o1</code>" in row)
+    assert o1_row.count("<td") == 10, "a '|' in a prompt must not split the table row"
+    assert '<a href="https://creativecommons.org/licenses/by/4.0/">CC-BY-4.0</a>' in rendered
+    assert "<em>" not in rendered, "asterisks in titles and prompts stay literal"
     assert document["releases"][0]["prompt"] == "<script>alert(1)</script> lo-fi | *piano*"
 
 
@@ -199,6 +212,6 @@ def test_audit_cli(workspace: Workspace, tmp_path: Path, capsys: pytest.CaptureF
     code, out, _ = run_cli(["audit", "report", "--format", "md", "--out", target, "--json", *ws], capsys)
     assert code == 0 and json.loads(out) == {"path": str(target), "format": "md"} and target.is_file()
     code, _, err = run_cli(["audit", "report", *ws], capsys)
-    assert code == 0 and str(workspace.root / "reports" / "audit.html") in err.replace("\n", "")
+    assert code == 0 and str(workspace.root / "reports" / "audit.html") in err
     code, _, _ = run_cli(["audit", "report", "--format", "pdf", *ws], capsys)
     assert code == 2

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from soundtrail.cli import app
@@ -39,7 +40,7 @@ def _table(title: str, rows: list[dict[str, Any]], columns: dict[str, Callable[[
         return
     table = Table(*columns, title=title, title_justify="left")
     for row in rows:
-        table.add_row(*("" if (value := get(row)) is None else str(value) for get in columns.values()))
+        table.add_row(*("" if (value := get(row)) is None else escape(str(value)) for get in columns.values()))
     console.print(table)
 
 
@@ -67,9 +68,9 @@ def audit_model(
         emit_json(result)
         return
     model, summary = result["model"], result["license_summary"]
-    console.print(f"model {model['id']} ({model['kind']}), codec {model['codec_id']}, {len(result['shards'])} shards, "
-                  f"{summary['assets']} assets, {summary['duration_s']:.1f} s; training digest "
-                  f"{result['training_digest']}")
+    console.print(escape(f"model {model['id']} ({model['kind']}), codec {model['codec_id']}, "
+                         f"{len(result['shards'])} shards, {summary['assets']} assets, {summary['duration_s']:.1f} s; "
+                         f"training digest {result['training_digest']}"))
     _table("shards", result["shards"], {"shard": lambda r: r["id"][:16], "status": lambda r: r["status"],
                                         "rows": lambda r: r["rows"], "set": lambda r: r["shard_set"]})
     _table("assets", result["assets"], {
@@ -96,10 +97,11 @@ def audit_asset(
         emit_json(result)
         return
     asset, source, licence = result["asset"], result["source"] or {}, result["licence"] or {}
-    console.print(f"asset {asset['id']}: {asset['status']}{' (' + asset['reason'] + ')' if asset['reason'] else ''}")
-    console.print(f"  path {asset['path']}\n  licence {licence.get('id')} {licence.get('name') or ''}\n"
-                  f"  rights holder {asset['rights_holder']}, attribution {asset['attribution']}, "
-                  f"source {source.get('source')}")
+    reason = f" ({asset['reason']})" if asset["reason"] else ""
+    console.print(escape(f"asset {asset['id']}: {asset['status']}{reason}\n  path {asset['path']}\n"
+                         f"  licence {licence.get('id')} {licence.get('name') or ''}\n"
+                         f"  rights holder {asset['rights_holder']}, attribution {asset['attribution']}, "
+                         f"source {source.get('source')}"))
     _print_descendants(result)
 
 
@@ -127,8 +129,8 @@ def audit_output(
         emit_json(result)
         return
     output, summary = result["output"], result["license_summary"]
-    console.print(f"output {output['id']}: {output['status']} (screening {output['verdict']}), prompt "
-                  f"{output['prompt']!r}, model {output['model_id']}")
+    console.print(escape(f"output {output['id']}: {output['status']} (screening {output['verdict']}), prompt "
+                         f"{output['prompt']!r}, model {output['model_id']}"))
     _table("assets", result["assets"], {
         "asset": lambda r: r["id"], "licence": lambda r: r["license"], "rights holder": lambda r: r["rights_holder"],
         "seconds": _seconds})
@@ -151,7 +153,7 @@ def audit_report(
     if as_json:
         emit_json({"path": str(path), "format": fmt})
     else:
-        console.print(f"audit report: {path}")
+        console.print(f"audit report: {escape(str(path))}", soft_wrap=True)
 
 
 @app.command("takedown")
@@ -175,10 +177,16 @@ def takedown(
         emit_json(result.as_dict())
         return
     state = "was already revoked" if result.already_revoked else "revoked"
-    console.print(f"asset {asset_id} {state} (takedown {result.takedown_id}, {result.created_at}): {result.reason}")
+    console.print(escape(f"asset {asset_id} {state} (takedown {result.takedown_id}, {result.created_at}): "
+                         f"{result.reason}"))
     _print_descendants(result.affected)
     for other in result.affected["same_recording"]:
-        console.print(f"[yellow]asset {other} is the same recording and is not revoked[/yellow]: "
-                      f"run `soundtrail takedown {other}` too if the request covers it")
+        console.print(f"[yellow]asset {escape(other)} is the same recording and is not revoked[/yellow]: "
+                      f"run `soundtrail takedown {escape(other)}` too if the request covers it")
     if result.affected["shards"]:
-        console.print("next `soundtrail tokenize` rewrites these shards without the asset; retrain the models listed")
+        console.print("the next `soundtrail tokenize` rewrites these shards without the asset")
+    if result.affected["codecs"]:
+        console.print("[yellow]the codecs listed were trained on the asset[/yellow]: shards they encode still carry "
+                      "it; train a new codec (`soundtrail codec train`) and tokenize again to remove it entirely")
+    if result.affected["models"]:
+        console.print("the models listed (and their outputs) were trained on the asset: retrain or withdraw them")

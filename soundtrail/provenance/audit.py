@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.metadata
 import io
 import json
 import re
@@ -34,6 +33,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from soundtrail import __version__
 from soundtrail.atomic import atomic_write_text, sha256_file
 from soundtrail.config import Workspace
 from soundtrail.provenance.content_credentials import training_digest
@@ -107,7 +107,7 @@ def asset_audit(ledger: Ledger, asset_id: str) -> dict[str, Any]:
         "licence": {"id": spdx, "name": license_name(spdx), "url": license_url(spdx),
                     "requires_attribution": requires_attribution(spdx)} if spdx else None,
         "takedowns": ledger.rows("takedowns", asset_id=asset_id),
-        **{key: descendants[key] for key in ("shards", "codecs", "models", "outputs")},
+        **{kind: descendants[kind] for kind in DERIVED_KINDS},
     }
 
 
@@ -116,6 +116,8 @@ def output_audit(ledger: Ledger, output_id: str) -> dict[str, Any]:
     output = ledger.get("outputs", output_id)
     if output is None:
         raise LineageError(f"no output {output_id!r} in the ledger")
+    if not output.get("model_id"):
+        raise LineageError(f"output {output_id!r} names no model")
     model = model_audit(ledger, output["model_id"])
     return {"output": {key: value for key, value in output.items() if key != "credential"},
             "credential": output.get("credential"), **model}
@@ -199,7 +201,7 @@ def build_report(workspace: Workspace, ledger: Ledger) -> dict[str, Any]:
     return {
         "title": "soundtrail data-governance audit",
         "generated_at": utc_now(),
-        "soundtrail_version": importlib.metadata.version("soundtrail"),
+        "soundtrail_version": __version__,
         "workspace": str(workspace.root),
         "ledger": {"events": seq, "head": head, "verified": verified.ok, "problem": verified.problem},
         "policy": {"allow": list(policy.allow), "deny": list(policy.deny)},
