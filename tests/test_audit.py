@@ -17,7 +17,7 @@ from soundtrail.atomic import sha256_file
 from soundtrail.audio import write_wav
 from soundtrail.config import Workspace
 from soundtrail.provenance import content_credentials as cc
-from soundtrail.provenance.audit import build_report, license_url, markdown_escape, write_report
+from soundtrail.provenance.audit import AuditConfig, build_report, license_url, markdown_escape, write_report
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.provenance.lineage import training_license_summary
 from tests.conftest import run_cli
@@ -145,7 +145,7 @@ def _elements(html: str) -> list[tuple[str, dict[str, str | None]]]:
     return parser.elements
 
 
-def test_html_is_self_contained_and_escaped(workspace: Workspace) -> None:
+def test_html_is_self_contained_and_escaped(workspace: Workspace, tmp_path: Path) -> None:
     html = write_report(workspace, "html").read_text()
     elements = _elements(html)
     for tag, attrs in elements:
@@ -163,6 +163,8 @@ def test_html_is_self_contained_and_escaped(workspace: Workspace) -> None:
     assert [attrs for tag, attrs in elements if tag == "script"] == [{}], "one inline script, allowed by its hash"
     for name in ("Licences", "Credits", "Excluded from training", "Release log", "Summary of the training content"):
         assert name in html
+    newest_only = write_report(workspace, "html", tmp_path / "one.html", AuditConfig(max_media=1)).read_text()
+    assert newest_only.count("<audio") == 1 and 'id="output-o2"' in newest_only, "media for the newest release only"
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (`make setup` installs Debian's chromium)")

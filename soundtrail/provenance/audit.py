@@ -67,6 +67,7 @@ class AuditConfig:
     """How much media goes into the HTML page (everything else is the same in every format)."""
 
     embed_limit_bytes: int = 32 * 1024 * 1024  # larger released files are listed, not embedded
+    max_media: int = 50  # the newest released outputs get a spectrogram and a player; older ones are listed
     spectrogram_max_s: float = 30.0  # only the start of a long output is drawn
     spectrogram_inches: tuple[float, float] = (7.0, 2.2)
     spectrogram_dpi: int = 96
@@ -448,8 +449,9 @@ def render_json(report: dict[str, Any]) -> str:
 def render_html(report: dict[str, Any], workspace: Workspace, config: AuditConfig | None = None) -> str:
     """The self-contained page: released outputs get a spectrogram and a player as ``data:`` URIs."""
     config = config or AuditConfig()
-    media = {row["id"]: _release_media(resolve_output_path(workspace, row["path"]), config)
-             for row in report["releases"] if row["status"] == "released" and row["file"] == "ok"}
+    released = [row for row in report["releases"] if row["status"] == "released" and row["file"] == "ok"]
+    newest = released[-config.max_media:] if config.max_media > 0 else []
+    media = {row["id"]: _release_media(resolve_output_path(workspace, row["path"]), config) for row in newest}
     script = (_TEMPLATES / "media_check.js").read_text()
     script_hash = base64.b64encode(hashlib.sha256(script.encode("utf-8")).digest()).decode("ascii")
     return _environment(autoescape=True).get_template("audit.html.j2").render(
