@@ -118,7 +118,7 @@ class Conv(nn.Module):
 
     Three shapes skip oneDNN's convolution, which is 4-8x slower than a GEMM for them on CPU:
     1x1 convs are a matmul over channels; single-input-channel convs (the first layer, on raw
-    audio) are an ``unfold`` into [B*T, kernel] windows times the [kernel, C] weight; and
+    audio) are the [C, kernel] weight times a [B, kernel, T] matrix of shifted copies of the input; and
     single-output-channel convs (the last layer, to audio) mix channels per tap with one matmul,
     then add the ``kernel`` shifted tap rows.
     """
@@ -145,11 +145,8 @@ class Conv(nn.Module):
         if self.pointwise:
             return torch.matmul(weight[:, :, 0], x).add_(bias[:, None])
         if self.from_mono:
-            kernel, stride = weight.shape[-1], self.conv.stride[0]
-            windows = x[:, 0].unfold(-1, kernel, stride)  # [B, F, kernel]
-            batch, frames = windows.shape[:2]
-            out = torch.addmm(bias, windows.reshape(batch * frames, kernel), weight[:, 0].t())
-            return out.view(batch, frames, -1).transpose(1, 2).contiguous()
+            columns = x[:, 0].unfold(-1, weight.shape[-1], self.conv.stride[0]).transpose(1, 2).contiguous()
+            return torch.matmul(weight[:, 0], columns).add_(bias[:, None])  # [C, kernel] @ [B, kernel, F]
         if self.to_mono:
             dilation = self.conv.dilation[0]
             length = x.shape[-1] - (weight.shape[-1] - 1) * dilation
