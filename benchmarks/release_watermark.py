@@ -221,12 +221,13 @@ def _swr_db(host: np.ndarray, marked: np.ndarray) -> float:
     return 10 * math.log10(float(np.sum(np.square(host, dtype=np.float64))) / float(np.sum(mark**2)))
 
 
-def run(clips: list[tuple[str, np.ndarray]], rate: int, keys: int, seed: int, edits: dict[str, Edit]) -> dict:
+def run(clips: list[tuple[str, np.ndarray]], rate: int, keys: int, seed: int, edits: dict[str, Edit],
+        tail_keys: int) -> dict:
     """Embed, edit and detect every clip; check unmarked clips under ``keys`` keys. Returns the figures."""
     config = wm.WatermarkConfig()
     rng = np.random.default_rng(seed)
     rows: dict[str, list[tuple[str, bool, bool, float, float]]] = {name: [] for name in edits}
-    swr, busy_s, null = [], 0.0, []
+    swr, busy_s, null, excerpts = [], 0.0, [], []
     for kind, host in clips:
         payload = int(rng.integers(0, 1 << watermark_code.PAYLOAD_BITS))
         started = time.thread_time()
@@ -244,6 +245,7 @@ def run(clips: list[tuple[str, np.ndarray]], rate: int, keys: int, seed: int, ed
                 result = wm.detect(excerpt, rate, keyed)
                 null.append((result.detected, result.sync_z, result.p_value))
         null.append(tuple(_as_null(wm.detect(host, rate, config))))  # the release key itself on unmarked audio
+        excerpts.extend([host, attacks.crop(host, rate, CROP_SECONDS, rng)])
     audio_s = sum(host.shape[-1] for _, host in clips) / rate
     return {
         "edits": {name: _summary(values) for name, values in rows.items()},
@@ -252,7 +254,32 @@ def run(clips: list[tuple[str, np.ndarray]], rate: int, keys: int, seed: int, ed
         "swr_db": {"mean": float(np.mean(swr)), "min": float(np.min(swr))},
         "realtime_factor": audio_s / busy_s,
         "null": _null_summary(null, config),
+        "pilot_tail": pilot_tail(excerpts, rate, config, tail_keys),
     }
+
+
+def pilot_tail(excerpts: list[np.ndarray], rate: int, config: wm.WatermarkConfig, keys: int) -> dict:
+    """The null distribution of the best pilot score, over many keys, against its Hoeffding and Gaussian tails.
+
+    The detector's features do not depend on the key, so each unmarked excerpt is analysed once and scored
+    against ``keys`` independent pilot patterns (max over all 512 alignments, as the detector does).
+    A false positive needs ``z`` over 4.39 and a CRC match (probability 2^-16), or ``z`` over 6.44.
+    """
+    pilots = [wm._layout(wm.WatermarkConfig(key=f"tail-{k}")).pilot for k in range(keys)]
+    best = []
+    for excerpt in excerpts:
+        folded = wm._folded_tiles(wm.resample(excerpt.mean(axis=0), rate, config.working_rate), wm._layout(config),
+                                  config)
+        if folded is not None:
+            best.extend(float(wm._pilot_scores(folded, pilot).max()) for pilot in pilots)
+    z = np.array(best)
+    s = config.alignments
+    rows = {}
+    for t in (3.5, 4.0, 4.39, 5.0, 6.44):
+        rows[t] = {"empirical": float(np.mean(z >= t)), "hoeffding": min(1.0, s * math.exp(-t * t / 2)),
+                   "gaussian": min(1.0, s * 0.5 * math.erfc(t / math.sqrt(2)))}
+    expected_fp = float(np.sum(z >= 4.39)) * 2.0 ** -watermark_code.CRC_BITS + float(np.sum(z >= 6.44))
+    return {"trials": int(z.size), "max_z": float(z.max()), "tail": rows, "expected_false_positives": expected_fp}
 
 
 def _as_null(result: wm.Detection) -> tuple[bool, float, float]:
@@ -313,6 +340,13 @@ def print_table(figures: dict, source: str) -> None:
     print(f"  null pilot z: mean {null['null_max_z_mean']:.2f}, max {null['null_max_z_max']:.2f}"
           f" (thresholds {null['z_threshold_with_crc']:.2f} with CRC, {null['z_threshold_pilot_only']:.2f} without);"
           f" share of null p <= 1e-2: {null['null_p_below_1e-2']:.3f}")
+    tail = figures["pilot_tail"]
+    print(f"null pilot score over {tail['trials']} (excerpt, key) trials, max z {tail['max_z']:.2f}:"
+          f" P(max z >= t) empirical / Hoeffding bound / Gaussian")
+    for t, row in tail["tail"].items():
+        print(f"  t = {t:4.2f}: {row['empirical']:.2e} / {row['hoeffding']:.2e} / {row['gaussian']:.2e}")
+    print(f"  expected false positives over these trials (z >= 4.39 times 2^-16 CRC, or z >= 6.44):"
+          f" {tail['expected_false_positives']:.1e}")
     swr = figures["swr_db"]
     print(f"signal-to-watermark ratio: mean {swr['mean']:.2f} dB, min {swr['min']:.2f} dB (target >= {TARGET_SWR_DB})")
     print(f"embed + detect: {figures['realtime_factor']:.0f}x real time on one thread"
@@ -328,19 +362,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tracks", type=int, default=12, help="licensed tracks of the synthetic corpus")
     parser.add_argument("--clips", type=int, default=3, help="generated clips per host kind")
     parser.add_argument("--keys", type=int, default=6, help="wrong keys tried on every unmarked clip")
+    parser.add_argument("--tail-keys", type=int, default=400, help="keys scored on every unmarked excerpt")
     parser.add_argument("--rate", type=int, default=44_100, help="sample rate of the host clips")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
-    tracks, per_kind, keys = (3, 1, 2) if args.quick else (args.tracks, args.clips, args.keys)
+    tracks, per_kind, keys, tail_keys = (3, 1, 2, 50) if args.quick else (args.tracks, args.clips, args.keys,
+                                                                          args.tail_keys)
     started = time.perf_counter()
     clips = corpus_clips(tracks, args.rate, args.seed) + generated_clips(per_kind, args.rate, args.seed)
     edits = dict(EDITS)
     if not attacks.have_ffmpeg():
         del edits["mp3 128k"]
         print("ffmpeg not found: MP3 skipped")
-    figures = run(clips, args.rate, keys, args.seed, edits)
+    figures = run(clips, args.rate, keys, args.seed, edits, tail_keys)
     kinds = sorted({kind for kind, _ in clips})
     print_table(figures, f"{len(clips)} clips of {CLIP_SECONDS:.0f} s at {args.rate} Hz ({', '.join(kinds)})")
     print(f"benchmark wall time {time.perf_counter() - started:.0f} s")

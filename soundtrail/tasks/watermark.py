@@ -242,10 +242,11 @@ def _mark(audio: np.ndarray, pattern: np.ndarray, layout: _Layout, config: Water
 
 def _solve_strength(energy: np.ndarray, boost: np.ndarray, cap: float, target: float) -> tuple[float, bool]:
     """Smallest ``s`` with ``sum(energy * min(cap, s * boost)^2) >= target`` (bisection on a log scale)."""
-    if target <= 0.0 or not np.any(energy > 0):
+    useful = (energy > 0) & (boost > 0)
+    if target <= 0.0 or not np.any(useful):
         return 0.0, False
-    high = cap / float(boost.min())  # every tile capped from here on
-    if float(np.sum(energy)) * cap**2 <= target:
+    high = cap / float(boost[useful].min())  # every useful tile is capped from here on
+    if float(np.sum(energy[useful])) * cap**2 <= target:
         return high, True
     low = 1e-9 * high
     for _ in range(60):
