@@ -60,7 +60,8 @@ class TrainSettings(_Section):
     diffusion_steps: int = Field(300, ge=1)
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
-    text_encoder: Literal["auto", "pretrained", "learned"] = "auto"
+    crop_seconds: float = Field(2.0, gt=0, description="length of the training crops taken from shard segments")
+    text_encoder: Literal["auto", "minilm", "learned"] = "auto"  # auto: the packaged MiniLM when installed
     seed: int = 0
 
 
