@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--tail-keys", type=int, default=400, help="keys scored on every unmarked excerpt")
     parser.add_argument("--rate", type=int, default=44_100, help="sample rate of the host clips")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    args, _ = parser.parse_known_args(argv)  # benchmarks/release.py may pass its own flags through
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
     tracks, per_kind, keys, tail_keys = (3, 1, 2, 50) if args.quick else (args.tracks, args.clips, args.keys,
