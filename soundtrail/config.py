@@ -130,7 +130,8 @@ class Workspace:
 
     def __init__(self, root: str | Path, settings: Settings | None = None) -> None:
         self.root = Path(root).resolve()
-        settings = settings if settings is not None else load_settings(self.root / CONFIG_NAME)
+        if settings is None:  # SOUNDTRAIL_CONFIG (set by `soundtrail run --config`) reaches every Ray worker too
+            settings = load_settings(Path(os.environ.get("SOUNDTRAIL_CONFIG") or self.root / CONFIG_NAME))
         self.settings = apply_environment(settings)
         self.root.mkdir(parents=True, exist_ok=True)
 
@@ -138,8 +139,9 @@ class Workspace:
     def open(cls, root: str | Path | None = None, config: str | Path | None = None) -> Workspace:
         """Resolve ``--workspace``, then ``SOUNDTRAIL_WORKSPACE``, then ``./workspace``."""
         chosen = Path(root or os.environ.get("SOUNDTRAIL_WORKSPACE") or DEFAULT_WORKSPACE)
-        settings = load_settings(Path(config)) if config else None
-        return cls(chosen, settings)
+        if config:
+            os.environ["SOUNDTRAIL_CONFIG"] = str(Path(config).resolve())
+        return cls(chosen)
 
     @property
     def ledger_url(self) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from soundtrail.cli import app
@@ -65,7 +66,7 @@ def print_ingest_summary(summary: dict) -> None:
     table = Table("status", "path", "reason")
     for item in summary["items"]:
         if item["status"] != "accepted":
-            table.add_row(item["status"], item["path"], item["reason"] or "")
+            table.add_row(item["status"], escape(item["path"]), escape(item["reason"] or ""))
     if table.rows:
         console.print(table)
     console.print(f"accepted {summary['accepted']}, quarantined {summary['quarantined']}, "

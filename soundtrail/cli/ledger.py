@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from soundtrail.cli.common import CommandError, JsonOption, WorkspaceOption, console, emit_json, open_workspace
@@ -48,5 +49,6 @@ def list_assets(
     table = Table("asset", "status", "licence", "seconds", "path", "reason")
     for row in rows:
         seconds = f"{row['duration_s']:.1f}" if row["duration_s"] else ""
-        table.add_row(row["id"], row["status"], row["license"] or "", seconds, row["path"] or "", row["reason"] or "")
+        table.add_row(row["id"], row["status"], row["license"] or "", seconds, escape(row["path"] or ""),
+                      escape(row["reason"] or ""))
     console.print(table)
