@@ -93,10 +93,6 @@ class WatermarkConfig:
         return self.n_fft // 2
 
     @property
-    def period_samples(self) -> int:
-        return self.period_tiles * self.hop
-
-    @property
     def alignments(self) -> int:
         """Number of alignments the detector tries: the independent trials its p-value accounts for."""
         return self.sync_subdivisions * self.period_tiles
