@@ -184,6 +184,15 @@ def test_generation_longer_than_max_steps_is_refused(model: ARModel) -> None:
         model.generate(cond, mask, TINY.max_steps)
 
 
+def test_padded_rows_score_as_they_would_alone(model: ARModel) -> None:
+    cond, mask = text(batch=1, pad_last=0)
+    codes = torch.randint(0, TINY.codebook_size, (1, TINY.n_codebooks, 9), generator=torch.Generator().manual_seed(4))
+    padded = torch.cat([codes, torch.randint(0, TINY.codebook_size, (1, TINY.n_codebooks, 5))], dim=2)
+    alone = ar_loss(model, codes, cond, mask)
+    torch.testing.assert_close(ar_loss(model, padded, cond, mask, torch.tensor([9])), alone)
+    assert not torch.allclose(ar_loss(model, padded, cond, mask), alone)
+
+
 def test_loss_of_an_untrained_model_is_near_uniform(model: ARModel) -> None:
     cond, mask = text()
     codes = torch.randint(0, TINY.codebook_size, (2, TINY.n_codebooks, 10))

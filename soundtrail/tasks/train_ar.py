@@ -33,7 +33,7 @@ from soundtrail.models.conditioning import (
 from soundtrail.tasks.trainloop import TrainLoopConfig, TrainResult, train_loop
 
 KIND = "ar"
-ARBatch = tuple[torch.Tensor, list[str]]
+ARBatch = tuple[torch.Tensor, list[str]]  # codes [B,K,T], captions; a third item, lengths [B], marks padding
 
 
 class TextConditionedAR(nn.Module):
@@ -61,9 +61,10 @@ class TextConditionedAR(nn.Module):
         cond, mask = encoder(list(texts))
         return cond.to(device), mask.to(device)
 
-    def loss(self, codes: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+    def loss(self, codes: torch.Tensor, texts: Sequence[str], lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """:func:`ar_loss` on codes [B,K,T] for their captions; ``lengths`` [B] for padded rows."""
         cond, mask = self.encode(texts)
-        return ar_loss(self.ar, codes.to(self.ar.device), cond, mask)
+        return ar_loss(self.ar, codes.to(self.ar.device), cond, mask, lengths)
 
     @torch.inference_mode()
     def generate(self, texts: Sequence[str], frames: int, **sampling: Any) -> torch.Tensor:
