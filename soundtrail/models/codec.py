@@ -169,7 +169,7 @@ class ConvTranspose(nn.Module):
         self.right = total - self.left
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv(F.elu(x))
+        y = self.conv(F.elu_(x))  # in place: the input is always a decoder-internal activation used only here
         return y[..., self.left: y.shape[-1] - self.right]
 
 
