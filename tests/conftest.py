@@ -14,6 +14,13 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 POSTGRES_URL = os.environ.get("SOUNDTRAIL_TEST_POSTGRES_URL", "")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tiny test models run fastest on one thread, and do not stall when the two cores are shared."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def _postgres_database() -> Iterator[str]:
     """A fresh database on the test server, dropped afterwards."""
     from sqlalchemy import create_engine, text
