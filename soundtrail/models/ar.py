@@ -373,7 +373,7 @@ class ARModel(nn.Module):
             if guided:
                 logits = apply_cfg(logits, cfg_scale)
             drawn = sample_logits(logits.reshape(-1, config.codebook_size), temperature, top_k, top_p, generator)
-            drawn = drawn.view(batch, config.n_codebooks).to(device)
+            drawn = drawn.view(batch, config.n_codebooks)
             drawn = torch.where(layout.valid[:, step], drawn, special)
             sequence[:, :, step] = torch.where(known[:, step], sequence[:, :, step], drawn)
         return pattern.revert(sequence)
