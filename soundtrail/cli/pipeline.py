@@ -24,10 +24,12 @@ generate_seconds = 4.0
 
 [codec]
 steps = {codec_steps}
+segment_s = 0.5
 
 [train]
 ar_steps = {ar_steps}
 diffusion_steps = {diffusion_steps}
+crop_seconds = 1.0
 """
 
 
@@ -69,7 +71,7 @@ def demo(
     ws = open_workspace(workspace)
     config_path = ws.root / CONFIG_NAME
     if not config_path.exists():
-        config_path.write_text(DEMO_CONFIG.format(codec_steps=300, ar_steps=300, diffusion_steps=300))
+        config_path.write_text(DEMO_CONFIG.format(codec_steps=150, ar_steps=150, diffusion_steps=150))
         ws = Workspace(ws.root)
     console.print(f"[bold]soundtrail demo[/bold] in {ws.root}")
     corpus = synthesize_corpus(ws.root / "inputs", tracks=tracks, seconds=seconds, seed=0)
