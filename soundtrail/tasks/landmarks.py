@@ -15,8 +15,9 @@ values when querying. Matching is two-stage: hash hits are counted per (asset, p
 best few, a Hough transform over a grid of slopes (1 / tempo) finds the line ``t_query = slope * t_asset + offset``
 that most hits lie on, and the hits near that line give the copied stretch. Its score is the fraction of the
 query's triplets inside the stretch whose hash found their counterpart there: ~0.6-0.9 for an exact copy,
-~0.15-0.5 after pitch or tempo edits, ~0.05-0.25 for a copy mixed with other music, and mostly under 0.05 (rarely
-up to ~0.1, from music in the same key and metre) for unrelated music.
+~0.15-0.5 after pitch or tempo edits, ~0.05-0.25 for a copy mixed with other music, and mostly under 0.05 for
+unrelated music, but up to ~0.15 for a few seconds of an unrelated track that shares a chord progression and
+comping rhythm at a nearby key and tempo (which pitch and tempo search make look alike): the screen's threshold.
 """
 
 from __future__ import annotations

@@ -59,7 +59,7 @@ class ScreenThresholds:
     chromaprint_block: float = 0.7  # BER 0.15
     tokens_flag: float = 0.3
     tokens_block: float = 0.6
-    landmarks_flag: float = 0.1
+    landmarks_flag: float = 0.15  # unrelated tracks sharing a progression and groove reach ~0.14
     landmarks_block: float = 0.3
 
     def flag_at(self, method: Method) -> float:
