@@ -9,6 +9,10 @@ of interleaved repeats (the least disturbed by other processes on a shared machi
 per second (one step = one forward of one position; each step yields K codes) at batch 1; with CUDA, also
 tokens (codes) per second at batch 16.
 
+Both run on one torch thread by default: on a 2-core machine shared with other processes, two OpenMP threads
+that wait on each other make every timing (of either model) several times slower and erratic; ``--threads 0``
+gives torch's default.
+
     .venv/bin/python benchmarks/ar.py [--size tiny|small|both] [--steps 32] [--repeats 3] [--threads N] [--quick]
 """
 
@@ -106,7 +110,7 @@ def main() -> None:
     parser.add_argument("--size", choices=["tiny", "small", "both"], default="both")
     parser.add_argument("--steps", type=int, default=32, help="decoder steps per generation")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for both (0: torch's default)")
     parser.add_argument("--quick", action="store_true", help="tiny config only, 24 steps, 2 repeats")
     args = parser.parse_args()
     if args.quick:

@@ -12,8 +12,8 @@ Checkpoints use :mod:`soundtrail.checkpoint`; ``checkpoint_dir`` holds::
     steps/step-00000200/   every checkpoint_every steps and at the last step: train_state.pt (optimizer,
                            scheduler, RNG, loss history) first, then model.safetensors, then config.json;
                            the older one is removed after
-    model.safetensors, config.json, train_state.pt     the finished model, copied from the last step's
-                           state; steps/ is removed once it is complete
+    model.safetensors, config.json, train_state.pt     the finished model (the same state as the last step
+                           directory, which is removed only once this is complete)
 
 A run that finds a finished step directory (or a finished model with its train state) continues from it: weights,
 optimizer, scheduler and every RNG come back, so a killed and resumed run ends with the same weights as one that
