@@ -43,7 +43,7 @@ from soundtrail.models.patterns import PATTERNS, CodebookPattern, make_pattern
 
 @dataclass
 class ARConfig:
-    """Architecture and training-time condition dropout. Defaults are CPU-sized (about 3.6 M parameters)."""
+    """Architecture and training-time condition dropout. Defaults are CPU-sized (about 4.8 M parameters)."""
 
     n_codebooks: int = 4  # K: the codec's codebooks (CodecConfig.num_codebooks)
     codebook_size: int = 256  # V: codes per codebook; id V is the special token of the pattern
@@ -80,7 +80,7 @@ class ARConfig:
 
 
 def musicgen_small(cond_dim: int = 768, codebook_size: int = 2048, n_codebooks: int = 4) -> ARConfig:
-    """MusicGen-small's size: 24 layers of width 1024, 16 heads, 4 codebooks of 2048 (30 s at 50 Hz fits)."""
+    """MusicGen-small's size (420 M parameters): 24 layers, width 1024, 16 heads, 4 codebooks of 2048."""
     return ARConfig(n_codebooks=n_codebooks, codebook_size=codebook_size, cond_dim=cond_dim, d_model=1024,
                     n_layers=24, n_heads=16, max_steps=1536)
 

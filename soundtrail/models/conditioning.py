@@ -103,7 +103,7 @@ class FrozenMiniLMEncoder(nn.Module):
 
 @dataclass
 class LearnedTextConfig:
-    """A small word-level encoder; defaults are CPU-sized (about 1.3 M parameters)."""
+    """A small word-level encoder; defaults are CPU-sized (about 2.6 M parameters, 1 M of them the word table)."""
 
     buckets: int = 4096  # words hash (CRC-32) into this many embedding rows; collisions are rare at this size
     dim: int = 256
