@@ -19,10 +19,10 @@ gives torch's default.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 
 import torch
+from timing import best_seconds  # benchmarks/timing.py: scripts run with benchmarks/ on sys.path
 
 from soundtrail.models.ar import ARConfig, ARModel, musicgen_small
 
@@ -49,19 +49,6 @@ def hf_musicgen_like(config: ARConfig) -> torch.nn.Module:
         dropout=0.0, pad_token_id=special, bos_token_id=special, decoder_start_token_id=special,
     )
     return MusicgenForCausalLM(hf_config).eval()
-
-
-def best_seconds(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Interleave the contenders so a noisy neighbour slows both alike; one warm-up call each."""
-    for run in runs.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            started = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - started)
-    return {name: min(values) for name, values in times.items()}
 
 
 def contenders(config: ARConfig, batch: int, steps: int, cfg: bool,

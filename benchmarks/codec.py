@@ -17,12 +17,11 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import best_seconds  # benchmarks/timing.py: scripts run with benchmarks/ on sys.path
 
 from soundtrail.audio import write_wav
 from soundtrail.models.codec import NeuralCodec, encodec_24k
@@ -39,19 +38,6 @@ def hf_encodec_like(config) -> torch.nn.Module:
         use_conv_shortcut=False, target_bandwidths=[1.5, 3.0, 6.0],
     )
     return EncodecModel(hf_config).eval()
-
-
-def best_seconds(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Interleave the contenders so a noisy neighbour slows both alike; one warm-up call each."""
-    for run in runs.values():
-        run()
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            started = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - started)
-    return {name: min(values) for name, values in times.items()}
 
 
 def throughput(batch: int, seconds: float, repeats: int, device: torch.device) -> None:
