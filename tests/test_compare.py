@@ -128,9 +128,19 @@ TINY_SETTINGS = Settings(
 TINY_COMPARE = CompareConfig(seconds=0.5, prompts=2, diffusion_steps=(2, 1), warmup_seconds=0.1)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; two threads on a shared 2-core machine stall on each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
-    torch.set_num_threads(1)
+    """Three accepted assets (one held out of the codec), a k-means-initialised tiny codec, its shards, and
+    three training steps of each generator family through the real stage function."""
     root = tmp_path_factory.mktemp("compare")
     corpus = root / "corpus"
     rows = []

@@ -31,6 +31,8 @@ def compare(
     prompts: Annotated[int, typer.Option(min=1, help="clips per model (held-out captions, seeds seed..)")] = 4,
     diffusion_steps: Annotated[str, typer.Option(help="diffusion sampling step counts to time")] = "8,16,32",
     seed: Annotated[int, typer.Option(help="clip i uses seed + i for both families")] = 0,
+    threads: Annotated[int, typer.Option(min=0, help="torch CPU threads (0: torch's default); on a shared "
+                                                     "machine 1 gives steadier timings")] = 0,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -38,9 +40,13 @@ def compare(
 
     Trains nothing. Writes reports/compare.json and reports/compare.png in the workspace.
     """
+    import torch
+
     from soundtrail.tasks.compare import CompareConfig, compare_generators, write_report
 
     steps = parse_steps(diffusion_steps)
+    if threads:
+        torch.set_num_threads(threads)
     ws = open_workspace(workspace)
     config = CompareConfig(seconds=seconds, prompts=prompts, diffusion_steps=steps, seed=seed)
 
@@ -62,12 +68,14 @@ def results_table(report: dict[str, Any]) -> Table:
     table = Table(title=f"{report['config']['prompts']} held-out captions x {report['config']['seconds']:g} s "
                         f"on {report['device']}, codec {report['codec_id']}")
     table.add_column("model")
+    table.add_column("steps", justify="right")
     table.add_column("id")
-    table.add_column("RTF (x real time)", justify="right")
+    table.add_column("x real time", justify="right")
     for name in names:
         table.add_column(f"FD {name}", justify="right")
     for row in report["results"]:
-        table.add_row(row["label"], row["model_id"], f"{row['rtf']:.2f}", *(f"{row['fd'][n]:.2f}" for n in names))
-    table.add_row("codec floor", report["codec_id"], "", *(f"{report['codec_floor'][n]:.2f}" for n in names),
+        table.add_row(row["family"], str(row["diffusion_steps"] or ""), row["model_id"], f"{row['rtf']:.2f}",
+                      *(f"{row['fd'][n]:.2f}" for n in names))
+    table.add_row("codec floor", "", report["codec_id"], "", *(f"{report['codec_floor'][n]:.2f}" for n in names),
                   style="dim")
     return table

@@ -6,7 +6,9 @@ count), and reports for each
 
 - the **real-time factor** (RTF): seconds of audio per second of compute, where compute is text encoding,
   sampling and codec decoding (:func:`~soundtrail.tasks.generators.generate`), with model loading and one
-  warm-up generation per model left out; RTF > 1 is faster than real time;
+  warm-up generation per model left out; RTF > 1 is faster than real time. It is wall-clock time on this
+  machine: on a CPU shared with other work, one torch thread (``--threads 1``) gives steadier figures than
+  several threads that wait on each other;
 - a **Fréchet distance** to the held-out recordings in two frame embeddings (below).
 
 The report is one JSON document (``reports/compare.json``) plus a quality-vs-speed plot (``reports/compare.png``),
@@ -26,7 +28,8 @@ How quality is measured (the paragraph the README carries):
     representation learned from this corpus without the held-out assets, and the very space the diffusion
     model generates and the AR model's tokens index, so it weights what the codec learned to keep. Both
     generators decode through that codec, so the report also gives the **codec floor**: the FD of the
-    held-out recordings after a codec round trip, about the best a generator of this workspace can score.
+    held-out recordings after a codec round trip, the distance codec distortion alone causes; a generator
+    near it is limited by the codec rather than by its own modelling.
     Limits: frame statistics are blind to structure longer than a frame (rhythm, melody, form), and FD from
     a few hundred frames is biased upward, so compare numbers only within one report (same workspace,
     captions, seeds and lengths). The held-out assets never trained the codec, but the generators' shards
@@ -344,6 +347,7 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import FuncFormatter
 
     names = list(report["embeddings"])
     figure = Figure(figsize=(5.5 * len(names), 4.2), layout="constrained")
@@ -364,7 +368,9 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
         axis.axhline(report["codec_floor"][name], color="grey", linestyle="--", linewidth=1, label="codec floor")
         axis.axvline(1.0, color="grey", linestyle=":", linewidth=1, label="real time")
         axis.set_xscale("log")
-        axis.set_xlabel("real-time factor (audio s per compute s)")
+        axis.xaxis.set_major_formatter(FuncFormatter(_speed_label))
+        axis.xaxis.set_minor_formatter(FuncFormatter(lambda value, position: _speed_label(value, position, (2, 5))))
+        axis.set_xlabel("real-time factor (seconds of audio per second of compute)")
         axis.set_ylabel(f"Fréchet distance ({name})")
         axis.set_title(report["embeddings"][name], fontsize=9)
         axis.grid(True, which="both", alpha=0.3)
@@ -373,3 +379,12 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
                     f"on {report['device']} (codec {report['codec_id']})", fontsize=10)
     with atomic_path(path) as tmp:
         figure.savefig(tmp, format="png", dpi=120)
+
+
+def _speed_label(value: float, _position: int, mantissas: tuple[int, ...] = ()) -> str:
+    """``2x``-style tick labels on the log RTF axis; minor ticks only at the given leading digits."""
+    if value <= 0:
+        return ""
+    if mantissas and round(value / 10 ** math.floor(math.log10(value) + 1e-9)) not in mantissas:
+        return ""
+    return f"{value:.3g}x"
