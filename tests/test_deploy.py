@@ -267,3 +267,34 @@ def test_kuberay_cluster_scales_gpu_workers_and_shares_ledger_and_storage() -> N
               for template in [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
               for volume in template["spec"]["volumes"] if "persistentVolumeClaim" in volume}
     assert claims == {pvc["metadata"]["name"]}
+
+
+def test_deployments_register_against_a_prefect_server(prefect_server: str) -> None:
+    """Every deployment in prefect.yaml, with its schedules, is accepted by a real Prefect API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentScheduleCreate, WorkPoolCreate
+    from prefect.flows import load_flow_from_entrypoint
+
+    async def register_and_read() -> dict[str, Any]:
+        registered = {}
+        async with get_client() as client:
+            pool = PREFECT["deployments"][0]["work_pool"]["name"]
+            await client.create_work_pool(WorkPoolCreate(name=pool, type="process"), overwrite=True)
+            for name, deployment in DEPLOYMENTS.items():
+                flow = load_flow_from_entrypoint(deployment["entrypoint"])
+                flow_id = await client.create_flow(flow)
+                schedules = [{"schedule": {"cron": s["cron"], "timezone": s.get("timezone", "UTC")},
+                              "active": True, "parameters": s.get("parameters", {})}
+                             for s in deployment["schedules"]]
+                deployment_id = await client.create_deployment(
+                    flow_id=flow_id, name=name, entrypoint=deployment["entrypoint"],
+                    parameters=deployment.get("parameters", {}), work_pool_name=deployment["work_pool"]["name"],
+                    schedules=[DeploymentScheduleCreate(**schedule) for schedule in schedules])
+                registered[name] = await client.read_deployment(deployment_id)
+        return registered
+
+    registered = asyncio.run(register_and_read())
+    assert set(registered) == set(DEPLOYMENTS)
+    for name, deployment in DEPLOYMENTS.items():
+        crons = sorted(schedule.schedule.cron for schedule in registered[name].schedules)
+        assert crons == sorted(s["cron"] for s in deployment["schedules"]), name
