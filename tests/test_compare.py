@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from soundtrail.tasks.compare import (
     write_report,
 )
 from soundtrail.tasks.generators import train_generator
+from soundtrail.tasks.train_data import resolve_model
 from tests.audio_fixtures import melody, write, write_manifest
 from tests.conftest import run_cli
 from tests.test_ingest import ingest
@@ -198,3 +200,14 @@ def test_cli_prints_one_json_object_and_refuses_bad_step_lists(trained: Workspac
 def test_missing_models_are_named_with_the_command_that_makes_them(tmp_path: Path, capsys) -> None:
     code, _, err = run_cli(["eval", "compare", "-w", tmp_path / "empty"], capsys)
     assert code == 1 and "run `soundtrail train ar`" in err
+
+
+def test_models_on_different_codecs_are_not_compared(trained: Workspace, tmp_path: Path) -> None:
+    """Each family decodes through its own codec: comparing across codecs would measure the codecs."""
+    workspace = Workspace(shutil.copytree(trained.root, tmp_path / "ws"), TINY_SETTINGS)
+    ledger = Ledger(workspace.ledger_url)
+    diffusion = dict(resolve_model(workspace, "diffusion"), codec_id="another-codec", created_at=utc_now())
+    ledger.record("models", "newer-diffusion", {k: v for k, v in diffusion.items() if k != "id"}, "model.trained")
+    ledger.close()
+    with pytest.raises(ValueError, match="uses codec another-codec.*`soundtrail train diffusion`"):
+        compare_generators(workspace, TINY_COMPARE)
