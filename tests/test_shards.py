@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -79,12 +80,19 @@ def test_datasets_loads_shards_as_they_are(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.asarray(row["codes"]), written[row["segment_id"]].codes)
 
 
-def test_stream_splits_files_across_workers_without_overlap(tmp_path: Path) -> None:
+def test_stream_splits_files_across_workers_without_overlap(tmp_path: Path, monkeypatch) -> None:
     root, written = _make_set(tmp_path, shards=4)
     stream = ShardStream(shard_paths(root), frames=16, seed=3, shuffle_buffer=4, epochs=1)
-    loader = DataLoader(stream, batch_size=None, num_workers=2)
-    ids = [example["asset_id"] for example in loader]
-    assert len(ids) == len(written), "every segment exactly once per epoch across workers"
+    ids = []
+    for worker in range(2):  # what each of two DataLoader workers sees (torch's WorkerInfo, in-process)
+        info = SimpleNamespace(id=worker, num_workers=2)
+        monkeypatch.setattr("soundtrail.data.dataset.get_worker_info", lambda info=info: info)
+        ids.append([example["segment_id"] for example in stream])
+    assert ids[0] and ids[1] and not set(ids[0]) & set(ids[1])
+    assert sorted(ids[0] + ids[1]) == sorted(written), "every segment exactly once per epoch across workers"
+    monkeypatch.undo()
+    loader = DataLoader(stream, batch_size=None, num_workers=0)
+    assert len(list(loader)) == len(written)
     ranks = [ShardStream(shard_paths(root), frames=16, seed=3, epochs=1, rank=r, world_size=2) for r in range(2)]
     assets = [{example["asset_id"] for example in rank} for rank in ranks]
     assert assets[0] and assets[1] and not assets[0] & assets[1]

@@ -53,13 +53,14 @@ class ShardStream(IterableDataset):
 
     def _examples(self, epoch: int, rng: random.Random) -> Iterator[dict[str, Any]]:
         for path in self._my_files(epoch):
-            for row in iter_segments(path, columns=["asset_id", "codes", "text"]):
+            for row in iter_segments(path, columns=["segment_id", "asset_id", "codes", "text"]):
                 codes = row["codes"]
                 if codes.shape[1] < self.frames:
                     continue
                 start = rng.randrange(codes.shape[1] - self.frames + 1)
                 crop = np.ascontiguousarray(codes[:, start:start + self.frames]).astype(np.int64)
-                yield {"codes": torch.from_numpy(crop), "text": row["text"] or "", "asset_id": row["asset_id"]}
+                yield {"codes": torch.from_numpy(crop), "text": row["text"] or "", "asset_id": row["asset_id"],
+                       "segment_id": row["segment_id"]}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()

@@ -50,6 +50,12 @@ def train_workspace_codec(workspace: Workspace, steps: int | None = None,
     out_dir = codec_run_dir(workspace, [row["id"] for row in train_rows], config, steps)
     train = CodecTrainConfig(batch_size=settings.batch_size, segment_seconds=settings.segment_s)
     result = train_codec([row["path"] for row in train_rows], out_dir, config, steps, train)
+    recorded = ledger.get("codecs", result.codec_id)
+    if recorded is not None:  # finished earlier: its record (and held-out scores) stand, nothing to append
+        ledger.close()
+        return {"codec_id": result.codec_id, **{key: recorded[key] for key in ("kind", "path", "config", "assets",
+                                                                               "metrics")},
+                "held_out_assets": [row["id"] for row in held_rows]}
     by_path = {row["path"]: row["id"] for row in train_rows}
     metrics: dict[str, Any] = {"initial_loss": result.initial_loss, "final_loss": result.final_loss,
                                "steps": result.steps, "device": result.device}

@@ -66,12 +66,11 @@ def record_model(workspace: Workspace, kind: str, directory: Path, data: Trainin
     """Record a trained model; its id is the first 16 hex digits of its weights' sha256."""
     model_id = sha256_file(directory / "model.safetensors")[:16]
     ledger = Ledger(workspace.ledger_url)
-    existing = ledger.get("models", model_id)
-    ledger.record("models", model_id, {
-        "kind": kind, "path": str(directory), "codec_id": data.codec_id, "shards": sorted(data.shard_ids),
-        "text_encoder": text_encoder, "steps": steps, "metrics": metrics,
-        "created_at": existing["created_at"] if existing else utc_now(),
-    }, "model.trained", run_id=run_id)
+    if ledger.get("models", model_id) is None:  # a re-run that found the finished model appends nothing
+        ledger.record("models", model_id, {
+            "kind": kind, "path": str(directory), "codec_id": data.codec_id, "shards": sorted(data.shard_ids),
+            "text_encoder": text_encoder, "steps": steps, "metrics": metrics, "created_at": utc_now(),
+        }, "model.trained", run_id=run_id)
     ledger.close()
     return model_id
 
