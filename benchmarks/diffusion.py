@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ar import best_seconds  # noqa: E402  (the interleaved best-of timer of the AR benchmark)
+from timing import best_seconds  # noqa: E402  (benchmarks/timing.py, shared by the benchmarks)
 
 from soundtrail.models.ar import ARConfig, ARModel  # noqa: E402
 from soundtrail.models.codec import CodecConfig, NeuralCodec  # noqa: E402
