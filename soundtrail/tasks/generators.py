@@ -19,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from soundtrail.checkpoint import pick_device
 from soundtrail.config import Workspace
 from soundtrail.data.dataset import ShardStream
 from soundtrail.models.ar import ARConfig
@@ -133,7 +134,7 @@ def load_generator(model_row: dict[str, Any], device: torch.device | str | None 
     """The trained generator of a ledger ``models`` row, in eval mode."""
     if model_row["kind"] == "ar":
         return load_ar(model_row["path"], device)
-    return load_model(model_row["path"], device or "cpu")
+    return load_model(model_row["path"], device or pick_device())
 
 
 def generate(model_row: dict[str, Any], codec_row: dict[str, Any], prompt: str, seconds: float, seed: int,
