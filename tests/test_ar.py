@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -12,14 +11,6 @@ from soundtrail.models.ar import ARConfig, ARModel, apply_cfg, ar_loss, filter_l
 
 TINY = ARConfig(n_codebooks=4, codebook_size=32, cond_dim=24, d_model=48, n_layers=2, n_heads=4, max_steps=64)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models run faster on one thread, and far faster when other processes share the 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

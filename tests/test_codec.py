@@ -36,14 +36,6 @@ TINY = CodecConfig(sample_rate=8000, channels=4, strides=(4, 4, 2), latent_dim=1
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and a busy shared machine cannot stall OpenMP barriers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 def tiny_model(seed: int = 0, **overrides) -> NeuralCodec:
     torch.manual_seed(seed)
     config = CodecConfig(**{**TINY.__dict__, **overrides})

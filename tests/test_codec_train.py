@@ -21,14 +21,6 @@ TINY = CodecConfig(sample_rate=SR, channels=8, strides=(4, 4, 4), latent_dim=32,
 CHORDS = [(220.0, 277.2, 329.6), (196.0, 246.9, 293.7), (261.6, 329.6, 392.0)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread, and a busy shared machine cannot stall OpenMP barriers."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def chord_files(tmp_path_factory) -> list[Path]:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from scipy.stats import ortho_group
 
 from soundtrail.config import Settings, TokenizeSettings, TrainSettings, Workspace
@@ -129,14 +128,6 @@ TINY_SETTINGS = Settings(
 )
 TINY_COMPARE = CompareConfig(seconds=0.5, prompts=2, diffusion_steps=(2, 1), warmup_seconds=0.1)
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a shared 2-core machine stall on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -12,14 +12,6 @@ from soundtrail.models.sampling import guided_velocity, integrate, sample, time_
 D, FRAMES, DC, L = 8, 32, 16, 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a shared 2-core machine stall on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_config(**overrides) -> DiTConfig:
     values = {"latent_dim": D, "cond_dim": DC, "d_model": 64, "n_layers": 2, "n_heads": 4} | overrides

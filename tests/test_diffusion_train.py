@@ -15,14 +15,6 @@ D, FRAMES = 8, 24
 CAPTIONS = ["slow warm drone", "fast bright ripple", "steady pulse in the middle"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a shared 2-core machine stall on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_model(seed: int = 0) -> TextToLatent:
     torch.manual_seed(seed)

@@ -15,15 +15,6 @@ from soundtrail import checkpoint
 from soundtrail.tasks.trainloop import STEPS_DIR, TrainLoopConfig, lr_factor, train_loop
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    """Tiny models run faster on one thread, and far faster when other processes share the 2 cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @dataclass
 class NetConfig:
     width: int = 16

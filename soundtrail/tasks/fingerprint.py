@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import acoustid
 import chromaprint as chromaprint_codec
 import numpy as np
 
-from soundtrail.atomic import atomic_write_bytes
+from soundtrail.tasks.index_file import IndexFile
 
 _CHROMAPRINT_RATE = 11_025  # Chromaprint resamples everything to this rate internally
 _FRAME = 4096  # its FFT frame
@@ -221,7 +220,7 @@ class _Segment:
         return combined // span, combined % span - span // 2, votes
 
 
-class FingerprintIndex:
+class FingerprintIndex(IndexFile):
     """Find stretches of a query fingerprint copied from indexed tracks (duplicates, blocklisted works, outputs).
 
     Tracks added since the last query are indexed as a new segment at the next query; segments of similar size
@@ -333,12 +332,6 @@ class FingerprintIndex:
         index._id_set = set(track_ids)
         return index
 
-    def save(self, path: str | Path) -> None:
-        atomic_write_bytes(Path(path), self.to_bytes())
-
-    @classmethod
-    def load(cls, path: str | Path) -> FingerprintIndex:
-        return cls.from_bytes(Path(path).read_bytes())
 
 
 def _neighbour_votes(tracks: np.ndarray, offsets: np.ndarray, votes: np.ndarray) -> np.ndarray:

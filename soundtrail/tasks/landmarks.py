@@ -24,15 +24,14 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import maximum_filter
 from scipy.signal import stft
 
-from soundtrail.atomic import atomic_write_bytes
 from soundtrail.audio import resample
 from soundtrail.tasks.fingerprint import expand_ranges
+from soundtrail.tasks.index_file import IndexFile
 
 
 @dataclass
@@ -197,7 +196,7 @@ class LandmarkMatch:
         return asdict(self)
 
 
-class LandmarkIndex:
+class LandmarkIndex(IndexFile):
     """Inverted index from triplet hash to (asset, anchor time, anchor frequency), sorted NumPy arrays."""
 
     def __init__(self, config: LandmarkConfig | None = None) -> None:
@@ -310,12 +309,6 @@ class LandmarkIndex:
             index._known = set(index._asset_ids)
         return index
 
-    def save(self, path: str | Path) -> None:
-        atomic_write_bytes(Path(path), self.to_bytes())
-
-    @classmethod
-    def load(cls, path: str | Path) -> LandmarkIndex:
-        return cls.from_bytes(Path(path).read_bytes())
 
 
 def _distinct(matches: list[LandmarkMatch]) -> list[LandmarkMatch]:

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import io
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from soundtrail.atomic import atomic_write_bytes
 from soundtrail.tasks.fingerprint import expand_ranges
+from soundtrail.tasks.index_file import IndexFile
 
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant: a polynomial hash that wraps mod 2**64
 
@@ -65,7 +64,7 @@ def ngram_hashes(codes: np.ndarray, n: int) -> np.ndarray:
         return (windows * powers).sum(axis=1, dtype=np.uint64)
 
 
-class TokenNgramIndex:
+class TokenNgramIndex(IndexFile):
     """Inverted index from n-gram hash to (asset, frame), as sorted NumPy arrays."""
 
     def __init__(self, config: TokenNgramConfig | None = None) -> None:
@@ -155,9 +154,3 @@ class TokenNgramIndex:
             index._known = set(index._asset_ids)
         return index
 
-    def save(self, path: str | Path) -> None:
-        atomic_write_bytes(Path(path), self.to_bytes())
-
-    @classmethod
-    def load(cls, path: str | Path) -> TokenNgramIndex:
-        return cls.from_bytes(Path(path).read_bytes())
