@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import acoustid
+import chromaprint as chromaprint_codec
 import numpy as np
 import pytest
 import soundfile as sf
@@ -55,6 +57,23 @@ def test_items_come_every_item_seconds_and_identical_audio_has_identical_items(t
     assert abs(len(items) * ITEM_SECONDS - 20.0) < 3.0  # the first ~2.7 s feed the first item
     assert np.array_equal(items, chromaprint(tracks[0].copy(), SR))
     assert len(chromaprint(tracks[0][: SR // 2], SR)) == 0
+
+
+@pytest.mark.parametrize("rate", [22_050, 44_100])
+def test_own_decimation_gives_the_items_chromaprints_resampler_gives(tracks, rate: int) -> None:
+    """chromaprint() decimates to 11,025 Hz itself for speed; the items must stay Chromaprint's.
+
+    Broadband noise fills the band above 5.5 kHz, so a decimator that aliased it (plain subsampling gives a BER
+    of about 0.05 here) would fail.
+    """
+    audio = resample(tracks[2], SR, rate)
+    audio = audio + 0.1 * np.random.default_rng(0).standard_normal(len(audio)).astype(np.float32)
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    encoded = acoustid.fingerprint(rate, 1, iter([pcm]), maxlength=3600)
+    reference = np.asarray(chromaprint_codec.decode_fingerprint(encoded)[0], dtype=np.int64).astype(np.uint32)
+    ours = chromaprint(audio, rate)
+    assert abs(len(ours) - len(reference)) <= 1
+    assert _ber(ours, reference) < 0.02
 
 
 def test_near_copies_have_low_ber_and_unrelated_music_about_half(tracks) -> None:
