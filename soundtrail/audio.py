@@ -59,10 +59,12 @@ def probe(path: str | Path) -> AudioInfo:
     )
 
 
-def decode(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decode a whole file to float32 ``[channels, samples]`` and its sample rate.
+def decode_frames(path: str | Path) -> tuple[np.ndarray, AudioInfo]:
+    """Decode a whole file to float32 frames ``[samples, channels]`` (libsndfile's interleaved layout) and its header.
 
-    Raises :class:`AudioError` for unreadable, truncated or non-finite audio.
+    Raises :class:`AudioError` for unreadable, truncated or non-finite audio. Ingest works on this layout as it
+    comes: every further full-size array (a transposed copy, a float64 square) costs page faults on a buffer of
+    megabytes, which for a WAV file costs more than decoding it.
     """
     info = probe(path)
     try:
@@ -74,9 +76,16 @@ def decode(path: str | Path) -> tuple[np.ndarray, int]:
     if info.frames and data.shape[0] < 0.98 * info.frames:
         raise AudioError(f"truncated: decoded {data.shape[0]} of {info.frames} frames")
     _check_not_truncated(Path(path), info, data.shape[0] / sample_rate)
-    if not np.isfinite(data).all():
+    # A sum of squares is finite exactly when every sample is, unless huge finite samples overflow it.
+    if not math.isfinite(_sum_of_squares(data)) and not np.isfinite(data).all():
         raise AudioError("samples contain NaN or Inf")
-    return np.ascontiguousarray(data.T), int(sample_rate)
+    return data, info
+
+
+def decode(path: str | Path) -> tuple[np.ndarray, int]:
+    """Decode a whole file to float32 ``[channels, samples]`` and its sample rate (see :func:`decode_frames`)."""
+    frames, info = decode_frames(path)
+    return np.ascontiguousarray(frames.T), info.sample_rate
 
 
 def _check_wav_header(path: Path) -> None:
@@ -127,6 +136,20 @@ def mono(audio: np.ndarray) -> np.ndarray:
     return audio.mean(axis=0) if audio.ndim == 2 else audio
 
 
+def mono_frames(frames: np.ndarray) -> np.ndarray:
+    """Average channels of interleaved frames: ``[T, C]`` to ``[T]``, in one output buffer.
+
+    Plain NumPy adds rather than a BLAS product: BLAS would start its own threads inside every parallel
+    ingest worker and slow them all down.
+    """
+    total = frames[:, 0].copy()
+    for channel in range(1, frames.shape[1]):
+        total += frames[:, channel]
+    if frames.shape[1] > 1:
+        total *= np.float32(1.0 / frames.shape[1])
+    return total
+
+
 def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
     """Band-limited polyphase resampling along the last axis (scipy ``resample_poly``)."""
     if source_rate == target_rate:
@@ -150,9 +173,20 @@ def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
 
 
 def rms_dbfs(audio: np.ndarray) -> float:
-    """Root-mean-square level in dB relative to full scale (-inf for digital silence)."""
-    power = float(np.mean(np.square(audio, dtype=np.float64))) if audio.size else 0.0
+    """Root-mean-square level in dB relative to full scale (-inf for digital silence), in any layout."""
+    if not audio.size:
+        return float("-inf")
+    energy = _sum_of_squares(audio)
+    if not math.isfinite(energy):  # huge finite float samples overflow float32 squares
+        energy = float(np.sum(np.square(audio, dtype=np.float64)))
+    power = energy / audio.size
     return 10.0 * math.log10(power) if power > 0 else float("-inf")
+
+
+def _sum_of_squares(audio: np.ndarray) -> float:
+    """Sum of squared samples without a temporary array (unlike ``np.square``) and without BLAS threads."""
+    flat = audio.reshape(-1)
+    return float(np.einsum("i,i->", flat, flat))
 
 
 def peak_normalize(audio: np.ndarray, peak: float = 0.89) -> np.ndarray:

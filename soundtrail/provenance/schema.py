@@ -92,7 +92,7 @@ class Asset(Projection):
     status: Mapped[str | None] = mapped_column(String(16), index=True, nullable=True)
     reason: Mapped[str | None] = _text()
     sha256: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
-    pcm_sha256: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
+    pcm_hash: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)  # "xxh3-128:<hex>"
     duration_s: Mapped[float | None] = _float()
     sample_rate: Mapped[int | None] = _int()
     channels: Mapped[int | None] = _int()

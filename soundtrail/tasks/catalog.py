@@ -10,9 +10,9 @@ The order of checks is the order of precedence a rights reviewer would apply:
 4. its licence is missing, unknown, ambiguous, denied or not allowed -> ``quarantined``;
 5. otherwise ``accepted``.
 
-Files are decided one at a time in path order, each in its own ledger transaction, so the
-result does not depend on which Ray worker finished first, and a re-run after a kill
-continues where the ledger stands.
+Files are decided one at a time in curator order (manifest line, then path), in ledger
+transactions of a batch of files each, so the result does not depend on which Ray worker
+finished first, and a re-run after a kill continues where the ledger stands.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from soundtrail.tasks.fingerprint import ITEM_SECONDS, FingerprintIndex
 from soundtrail.tasks.ingest import decode_fingerprint
 
 FINAL_STATUSES = ("accepted", "duplicate", "blocked", "revoked")
-_ASSET_FIELDS = ("path", "sha256", "pcm_sha256", "duration_s", "sample_rate", "channels", "container", "codec",
+_ASSET_FIELDS = ("path", "sha256", "pcm_hash", "duration_s", "sample_rate", "channels", "container", "codec",
                  "file_tags", "license", "rights_holder", "attribution", "title", "description", "tags")
 
 
@@ -59,7 +59,7 @@ class Catalog:
         self._block_reasons: dict[str, str] = {}
         fingerprints = {row["id"]: row for row in ledger.rows("fingerprints")}
         for asset in ledger.rows("assets", status="accepted"):
-            self._remember(asset["id"], asset["sha256"], asset["pcm_sha256"], fingerprints.get(asset["id"]))
+            self._remember(asset["id"], asset["sha256"], asset["pcm_hash"], fingerprints.get(asset["id"]))
         for work in ledger.rows("blocklist"):
             self._block_reasons[work["id"]] = work["reason"] or "protected work"
             if work["id"] in fingerprints:
@@ -84,7 +84,7 @@ class Catalog:
                 work, detail = blocked
                 return "blocked", f"matches blocklisted work {work} ({self._block_reasons[work]}): {detail}", None
         for table, label in ((self._by_sha, "same bytes as"), (self._by_pcm, "same decoded audio as")):
-            original = table.get(analysis["sha256"] if label == "same bytes as" else analysis["pcm_sha256"])
+            original = table.get(analysis["sha256"] if label == "same bytes as" else analysis["pcm_hash"])
             if original and original != analysis["asset_id"]:
                 return "duplicate", f"{label} asset {original}", original
         if fingerprint is not None:
@@ -130,7 +130,7 @@ class Catalog:
                 "item_count": len(decode_fingerprint(analysis["fingerprint"])), "duration_s": analysis["duration_s"],
             }, "fingerprint.computed")
         if status == "accepted":
-            self._remember(asset_id, analysis["sha256"], analysis["pcm_sha256"],
+            self._remember(asset_id, analysis["sha256"], analysis["pcm_hash"],
                            {"items": analysis["fingerprint"]} if analysis["fingerprint"] else None)
         return IngestItem(analysis["path"], status, reason, asset_id)
 

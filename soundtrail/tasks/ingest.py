@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import xxhash
 
 from soundtrail.atomic import sha256_file
-from soundtrail.audio import AudioError, decode, mono, probe, rms_dbfs
+from soundtrail.audio import AudioError, decode_frames, mono_frames, rms_dbfs
 from soundtrail.config import IngestSettings, LicenseSettings
 from soundtrail.provenance.licenses import LicensePolicy, combine_licenses
 from soundtrail.tasks.fingerprint import chromaprint
@@ -37,7 +38,7 @@ class FileAnalysis:
     asset_id: str
     problem: str | None = None
     sha256: str | None = None
-    pcm_sha256: str | None = None
+    pcm_hash: str | None = None  # see pcm_hash()
     duration_s: float | None = None
     sample_rate: int | None = None
     channels: int | None = None
@@ -69,6 +70,16 @@ def asset_id_for(path: Path, sha256: str | None) -> str:
     """
     key = f"{sha256 or 'unreadable'}:{path}"
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+def pcm_hash(frames: np.ndarray) -> str:
+    """Identity of the decoded audio (float32 frames, interleaved), to catch the same PCM in another container.
+
+    XXH3-128 rather than SHA-256: it only has to tell identical sample data apart (a collision could at worst mark a
+    file a duplicate of another, never admit one), and SHA-256 over the decoded samples cost more than decoding a
+    WAV. The file's bytes, the identity an audit relies on, keep their SHA-256.
+    """
+    return "xxh3-128:" + xxhash.xxh3_128_hexdigest(memoryview(np.ascontiguousarray(frames)))
 
 
 def encode_fingerprint(items: np.ndarray) -> str:
@@ -121,19 +132,19 @@ def _inspect_audio(path: Path, analysis: FileAnalysis, ingest: IngestSettings) -
     if file_tags.oversized:
         raise AudioError(f"oversized tag block: {file_tags.oversized}")
     analysis.title = analysis.title or file_tags.title
-    audio, sample_rate = decode(path)
+    frames, header = decode_frames(path)
+    sample_rate = header.sample_rate
     analysis.sample_rate = sample_rate
-    analysis.channels = int(audio.shape[0])
-    analysis.duration_s = round(audio.shape[1] / sample_rate, 6)
-    header = probe(path)
+    analysis.channels = int(frames.shape[1])
+    analysis.duration_s = round(frames.shape[0] / sample_rate, 6)
     analysis.container, analysis.codec = header.container, header.codec
     if analysis.duration_s < ingest.min_duration_s:
         raise AudioError(f"too short: {analysis.duration_s:.2f} s is under the {ingest.min_duration_s:g} s minimum")
-    level = rms_dbfs(audio)
+    level = rms_dbfs(frames)
     if level < ingest.silence_dbfs:
         raise AudioError("digital silence" if level == float("-inf") else f"silent: RMS {level:.1f} dBFS")
-    analysis.pcm_sha256 = hashlib.sha256(np.ascontiguousarray(audio).tobytes()).hexdigest()
-    analysis.fingerprint = encode_fingerprint(chromaprint(mono(audio), sample_rate))
+    analysis.pcm_hash = pcm_hash(frames)
+    analysis.fingerprint = encode_fingerprint(chromaprint(mono_frames(frames), sample_rate))
 
 
 def _check_license(analysis: FileAnalysis, manifest_license: str | None, licenses: LicenseSettings,
