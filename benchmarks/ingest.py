@@ -29,8 +29,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 from soundtrail.config import Settings, Workspace  # noqa: E402
 from soundtrail.corpus import synthesize_corpus  # noqa: E402
-from soundtrail.provenance.ledger import Ledger  # noqa: E402
-from soundtrail.tasks.catalog import Catalog  # noqa: E402
+from soundtrail.flows.ingest import record_assets  # noqa: E402
 from soundtrail.tasks.ingest import analyze_batch  # noqa: E402
 from soundtrail.tasks.manifest import read_manifest, resolve_inputs  # noqa: E402
 
@@ -53,7 +52,8 @@ def _analyze(args: tuple) -> list[dict]:
 
 
 def ingest_work(corpus: Path, manifest: Path, workspace: Path, workers: int) -> float:
-    """Analysis in a pool of ``workers`` processes, then the ordered decisions and ledger writes."""
+    """The flow's two steps without Ray or Prefect: analysis in a pool of ``workers`` processes, then the
+    ordered decisions and ledger writes of the flow's own ``record_assets``."""
     settings = Settings()
     start = time.perf_counter()
     manifest_result = read_manifest(manifest)
@@ -62,12 +62,8 @@ def ingest_work(corpus: Path, manifest: Path, workspace: Path, workers: int) -> 
     batches = [(inputs[i:i + size], settings, str(manifest)) for i in range(0, len(inputs), size)]
     with ProcessPoolExecutor(workers) as pool:
         analyses = [record for batch in pool.map(_analyze, batches) for record in batch]
-    ws = Workspace(workspace, settings)
-    ledger = Ledger(ws.ledger_url)
-    catalog = Catalog(ledger, settings.ingest, settings.licenses)
-    for analysis in sorted(analyses, key=lambda a: (a["manifest_line"] or 1 << 30, a["path"])):
-        with ledger.writer() as writer:
-            catalog.admit(analysis, writer, None)
+    workspace.mkdir(parents=True)
+    record_assets.fn(str(workspace), analyses, None)
     return time.perf_counter() - start
 
 

@@ -29,14 +29,20 @@ def analyze_files(items: list[InputFile], ingest: IngestSettings, licenses: Lice
 
 @task(name="record-assets")
 def record_assets(workspace_root: str, analyses: list[dict[str, Any]], flow_run_id: str | None) -> list[dict]:
-    """Decide each file's status in path order and append it to the ledger, one transaction per file."""
+    """Decide each file's status in curator order and append it to the ledger.
+
+    One transaction per ``batch_size`` files: each commit is a disk sync, which per file cost as much as all the
+    other ledger work. A kill loses at most the open transaction, and the re-run decides those files again.
+    """
     workspace = Workspace(workspace_root)
     ledger = Ledger(workspace.ledger_url)
     catalog = Catalog(ledger, workspace.settings.ingest, workspace.settings.licenses)
+    ordered = sorted(analyses, key=_curator_order)
+    size = workspace.settings.ingest.batch_size
     items: list[IngestItem] = []
-    for analysis in sorted(analyses, key=_curator_order):
+    for start in range(0, len(ordered), size):
         with ledger.writer(run_id=flow_run_id) as writer:
-            items.append(catalog.admit(analysis, writer, flow_run_id))
+            items.extend(catalog.admit(analysis, writer, flow_run_id) for analysis in ordered[start:start + size])
     ledger.close()
     return [item.as_dict() for item in items]
 
