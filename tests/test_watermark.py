@@ -56,9 +56,9 @@ def test_code_corrects_noisy_symbols_and_crc_rejects_a_wrong_word():
     assert symbols.shape == (code.CODED_BITS,) and set(np.unique(symbols)) == {-1.0, 1.0}
     noisy = symbols + rng.normal(0.0, 0.7, size=(20, symbols.size))
     assert (np.sign(noisy) != symbols).mean() > 0.05  # the code has real errors to fix
-    for message in code.viterbi(noisy):
+    for message in code.viterbi(noisy)[0]:
         assert code.unpack(message) == (PAYLOAD, True)
-    message = code.viterbi(symbols)[0]
+    message = code.viterbi(symbols)[0][0]
     message[3] ^= 1
     assert code.unpack(message)[1] is False
 
@@ -110,12 +110,12 @@ def test_wrong_key_finds_nothing(marked: np.ndarray):
     assert not found.detected and found.p_value > 1e-3
 
 
-def test_p_value_follows_the_hoeffding_bound_over_all_alignments():
+def test_p_value_is_the_hoeffding_bound_over_alignments_and_crc_valid_codewords():
     config = wm.WatermarkConfig()
-    assert wm._p_value(0.0, False, config) == 1.0
-    z = 7.0
-    assert wm._p_value(z, False, config) == pytest.approx(2 * 512 * math.exp(-z * z / 2))
-    assert wm._p_value(z, True, config) == pytest.approx(2 * 512 * math.exp(-z * z / 2) / 65536)
+    assert wm._p_value(0.0, config) == 1.0
+    z = 10.0
+    assert wm._p_value(z, config) == pytest.approx(512 * 2**32 * math.exp(-z * z / 2))
+    assert wm._p_value(9.0, config) > config.false_positive_rate > wm._p_value(9.3, config)
 
 
 def test_silence_and_tiny_clips_are_handled():

@@ -105,7 +105,8 @@ class Detection:
     ``payload`` is set only when the decoded word passes its CRC and ``p_value`` clears the threshold;
     ``raw_payload`` is the decoded word of the best alignment either way. ``bit_confidence`` is the share of
     the 162 coded bits whose soft value agrees with the re-encoded word (about 0.6 on unmarked audio, 1.0 on
-    a clean copy); ``sync_z`` is the pilot score of that alignment.
+    a clean copy); ``score`` is the normalised correlation of the whole block (pilot and decoded codeword)
+    at that alignment: about 8 on unmarked audio, 9.2 at the detection threshold.
     """
 
     detected: bool
@@ -113,7 +114,7 @@ class Detection:
     p_value: float
     raw_payload: int
     bit_confidence: float
-    sync_z: float
+    score: float
 
     def to_json(self) -> dict:
         """The CLI's detect record: ``{"detected", "payload" (8 hex digits or null), "p_value"}``."""
@@ -145,6 +146,7 @@ class _Layout:
     pilot: np.ndarray  # +-1 on pilot tiles, 0 elsewhere
     data_sign: np.ndarray  # +-1 on data tiles, 0 elsewhere
     data_bit: np.ndarray  # coded-bit index of each tile (meaningful where data_sign != 0)
+    patterns: np.ndarray  # FFT over time of [pilot, the signed tiles of coded bit 0, 1, ...]: [freqs, bands, 1 + bits]
 
     @property
     def bands(self) -> int:
@@ -171,11 +173,16 @@ def _layout(config: WatermarkConfig) -> _Layout:
     data_bit[data_tiles] = np.arange(data_tiles.size) % code.CODED_BITS
     pilot = np.where(data_sign == 0, signs, 0).astype(np.float32)
     shape = (config.period_tiles, bands)
+    per_bit_sign = np.zeros((1 + code.CODED_BITS, tiles), dtype=np.float32)
+    per_bit_sign[0] = pilot
+    per_bit_sign[1 + data_bit[data_tiles], data_tiles] = data_sign[data_tiles]
+    patterns = np.fft.rfft(per_bit_sign.reshape(-1, *shape), axis=1).transpose(1, 2, 0).astype(np.complex64)
     return _Layout(
         bins=slice(first, first + bands * config.band_bins),
         pilot=pilot.reshape(shape),
         data_sign=data_sign.reshape(shape),
         data_bit=data_bit.reshape(shape),
+        patterns=np.ascontiguousarray(patterns),
     )
 
 
@@ -292,31 +299,37 @@ def detect(audio: np.ndarray, sample_rate: int, config: WatermarkConfig | None =
     folded = _folded_tiles(signal, layout, config)  # [sync_subdivisions, period_tiles, bands]
     if folded is None:
         return Detection(False, None, 1.0, 0, 0.0, 0.0)
-    z = _pilot_scores(folded, layout.pilot).reshape(-1)  # alignment = sub * period_tiles + shift
-    best = np.argsort(z)[::-1][: config.candidates]
-    soft = np.stack([_soft_bits(folded, layout, int(a), config.period_tiles) for a in best])
-    messages = code.viterbi(soft)
-    ranked = []
-    for rank, alignment in enumerate(best):
-        value, crc_ok = code.unpack(messages[rank])
-        ranked.append((_p_value(float(z[alignment]), crc_ok, config), rank, value, crc_ok))
-    p_value, rank, value, crc_ok = min(ranked)  # without any valid CRC: the best-scoring alignment
+    correlation = _correlations(folded, layout)  # [alignments, 1 + CODED_BITS]: pilot, then each coded bit
+    messages, fit = code.viterbi(correlation[:, 1:])
+    norm = np.sqrt(np.square(folded).sum(axis=(1, 2)))  # every tile of the block is a pilot or a data tile
+    norm = np.repeat(np.maximum(norm, 1e-30), config.period_tiles)
+    score = (correlation[:, 0] + fit) / norm
+    best = np.argsort(score)[::-1][: config.candidates]
+    words = [code.unpack(messages[a]) for a in best]
+    valid = [rank for rank, (_, crc_ok) in enumerate(words) if crc_ok]
+    rank = valid[0] if valid else 0  # without any valid CRC: the best-scoring alignment
+    alignment, (value, crc_ok) = int(best[rank]), words[rank]
+    p_value = _p_value(float(score[alignment]), config) if crc_ok else 1.0
     detected = p_value <= config.false_positive_rate
     return Detection(
         detected=detected,
-        payload=value if detected and crc_ok else None,
+        payload=value if detected else None,
         p_value=p_value,
         raw_payload=value,
-        bit_confidence=float(np.mean(np.sign(soft[rank]) == code.encode(value))),
-        sync_z=float(z[best[rank]]),
+        bit_confidence=float(np.mean(np.sign(correlation[alignment, 1:]) == code.encode(value))),
+        score=float(score[alignment]),
     )
 
 
-def _p_value(z: float, crc_ok: bool, config: WatermarkConfig) -> float:
-    """Bound on the chance that audio without the mark scores this well at any of the detector's alignments."""
-    tail = math.exp(-0.5 * z * z) if z > 0 else 1.0
-    crc = 2.0 ** -code.CRC_BITS if crc_ok else 1.0
-    return min(1.0, 2.0 * config.alignments * tail * crc)
+def _p_value(score: float, config: WatermarkConfig) -> float:
+    """Bound on the chance that audio without the mark has a CRC-valid word scoring this well at any alignment.
+
+    For one alignment and one codeword the score is a normalised sum of the key's independent random signs,
+    so ``P(score >= t) <= exp(-t^2 / 2)`` (Hoeffding); the union runs over the detector's alignments and the
+    ``2^32`` codewords whose CRC holds.
+    """
+    tail = math.exp(-0.5 * score * score) if score > 0 else 1.0
+    return min(1.0, config.alignments * 2.0**code.PAYLOAD_BITS * tail)
 
 
 def _folded_tiles(signal: np.ndarray, layout: _Layout, config: WatermarkConfig) -> np.ndarray | None:
@@ -371,23 +384,14 @@ def _moving_mean(values: np.ndarray, half: int) -> np.ndarray:
     return (total[high] - total[low]) / (high - low)[:, None]
 
 
-def _pilot_scores(folded: np.ndarray, pilot: np.ndarray) -> np.ndarray:
-    """Normalised pilot correlation ``z[sub, shift]`` for every alignment, by circular correlation over time.
+def _correlations(folded: np.ndarray, layout: _Layout) -> np.ndarray:
+    """Correlation of the clip with the pilot and with each coded bit's tiles, at every alignment.
 
-    At shift ``c`` the clip's folded tile ``u`` is block tile ``(u + c) % period_tiles``.
+    Returns ``[alignments, 1 + CODED_BITS]``, alignment = ``sub * period_tiles + shift``; at shift ``c`` the
+    clip's folded tile ``u`` is block tile ``(u + c) % period_tiles``. One circular correlation over time by
+    FFT, the bands summed by a matrix product.
     """
-    n = pilot.shape[0]
-    spectrum = np.conj(np.fft.rfft(folded, axis=1))
-    numerator = np.fft.irfft((spectrum * np.fft.rfft(pilot, axis=0)).sum(axis=-1), n=n, axis=1)
-    energy = np.fft.irfft((np.conj(np.fft.rfft(folded**2, axis=1)) * np.fft.rfft(np.abs(pilot), axis=0))
-                          .sum(axis=-1), n=n, axis=1)
-    energy = np.sqrt(np.maximum(energy, 0.0))
-    return np.divide(numerator, energy, out=np.zeros_like(numerator), where=energy > 1e-9 * energy.max() + 1e-30)
-
-
-def _soft_bits(folded: np.ndarray, layout: _Layout, alignment: int, period_tiles: int) -> np.ndarray:
-    """Soft value of each coded bit (positive: bit 0) at one alignment."""
-    sub, shift = divmod(alignment, period_tiles)
-    block = np.roll(folded[sub], shift, axis=0)  # block tile (u + shift) holds clip tile u
-    mask = layout.data_sign != 0
-    return np.bincount(layout.data_bit[mask], weights=(layout.data_sign * block)[mask], minlength=code.CODED_BITS)
+    subs, period, _ = folded.shape
+    spectrum = np.conj(np.fft.rfft(folded, axis=1)).transpose(1, 0, 2)  # [freqs, subs, bands]
+    product = np.matmul(spectrum.astype(np.complex64), layout.patterns)  # [freqs, subs, 1 + CODED_BITS]
+    return np.fft.irfft(product, n=period, axis=0).transpose(1, 0, 2).reshape(subs * period, -1)

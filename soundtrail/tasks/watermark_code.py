@@ -84,26 +84,30 @@ def encode(payload: int) -> np.ndarray:
     return symbols.reshape(-1)
 
 
-def viterbi(soft: np.ndarray) -> np.ndarray:
-    """Maximum-likelihood message bits for soft symbols ``[batch, CODED_BITS]``: ``[batch, MESSAGE_BITS]``.
+def viterbi(soft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Maximum-likelihood messages for soft symbols ``[batch, CODED_BITS]``, and how well each fits.
 
+    Returns the message bits ``[batch, MESSAGE_BITS]`` and the correlation of the soft symbols with the
+    codeword of each (``sum(soft * encode(message))``, ``[batch]``): the largest over all terminated codewords.
     Positive soft values favour coded bit 0. The path starts and ends in state 0 (the zero tail).
     """
-    soft = np.atleast_2d(np.asarray(soft, dtype=np.float64))
+    soft = np.atleast_2d(np.asarray(soft, dtype=np.float32))
     batch = soft.shape[0]
     steps = soft.shape[1] // len(GENERATORS)
-    branch = soft.reshape(batch, steps, len(GENERATORS)) @ _register_outputs().T.astype(np.float64)  # [B, S, 128]
-    nexts = np.arange(_STATES)
-    reg0, reg1 = nexts << 1, (nexts << 1) | 1  # the two registers that lead to each next state
-    prev0, prev1 = reg0 & (_STATES - 1), reg1 & (_STATES - 1)
-    metric = np.full((batch, _STATES), -np.inf)
+    # register = 2 * next_state + oldest bit of the previous state; the previous state is register % 64, so
+    # both registers into next states n and n + 32 come from states 2 (n % 32) and 2 (n % 32) + 1
+    branch = soft.reshape(batch, steps, len(GENERATORS)) @ _register_outputs().T  # [B, S, 128]
+    branch = np.ascontiguousarray(branch.reshape(batch, steps, 2, _STATES // 2, 2).transpose(1, 4, 0, 2, 3))
+    metric = np.full((batch, _STATES), -np.inf, dtype=np.float32)
     metric[:, 0] = 0.0
     decisions = np.empty((steps, batch, _STATES), dtype=bool)
     for t in range(steps):
-        via0 = metric[:, prev0] + branch[:, t, reg0]
-        via1 = metric[:, prev1] + branch[:, t, reg1]
-        decisions[t] = via1 > via0
-        metric = np.where(decisions[t], via1, via0)
+        pairs = metric.reshape(batch, 1, _STATES // 2, 2)
+        via0 = pairs[..., 0] + branch[t, 0]  # [B, 2, 32]: next state = 32 * half + n
+        via1 = pairs[..., 1] + branch[t, 1]
+        decisions[t] = (via1 > via0).reshape(batch, _STATES)
+        metric = np.maximum(via0, via1).reshape(batch, _STATES)
+    fit = metric[:, 0].copy()
     state = np.zeros(batch, dtype=np.int64)
     message = np.empty((batch, steps), dtype=np.uint8)
     rows = np.arange(batch)
@@ -111,7 +115,7 @@ def viterbi(soft: np.ndarray) -> np.ndarray:
         message[:, t] = state >> (CONSTRAINT - 2)  # the input bit is the newest bit of the next state
         register = (state << 1) | decisions[t, rows, state]
         state = register & (_STATES - 1)
-    return message[:, :MESSAGE_BITS]
+    return message[:, :MESSAGE_BITS], fit
 
 
 def unpack(message: np.ndarray) -> tuple[int, bool]:
