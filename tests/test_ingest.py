@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from unittest import mock
 
 import mutagen
 import numpy as np
@@ -12,9 +15,10 @@ import pytest
 import soundfile as sf
 
 from soundtrail.config import Settings, Workspace
-from soundtrail.provenance.ledger import Ledger
+from soundtrail.flows.ingest import record_assets
+from soundtrail.provenance.ledger import Ledger, LedgerWriter
 from soundtrail.tasks.blocklist import add_to_blocklist
-from soundtrail.tasks.catalog import Catalog
+from soundtrail.tasks.catalog import Catalog, IngestItem
 from soundtrail.tasks.ingest import analyze_batch, manifest_problem_analyses
 from soundtrail.tasks.manifest import read_manifest, resolve_inputs
 from tests.audio_fixtures import RATE, melody, wav_with_header, write, write_manifest
@@ -26,25 +30,31 @@ class Killed(Exception):
 
 def ingest(workspace: Workspace, paths: list[Path], manifest: Path | None = None,
            kill_at: int | None = None) -> dict[str, dict]:
-    """The ingest flow's two steps without Prefect/Ray: analyse, then decide in curator order."""
+    """The ingest flow's two steps without Prefect/Ray: analyse, then the flow's own ``record_assets``.
+
+    ``kill_at`` makes the process "die" right after deciding the file at that position in curator order.
+    """
     settings = workspace.settings
     manifest_result = read_manifest(manifest) if manifest else None
     inputs = resolve_inputs(paths, manifest_result)
     analyses = analyze_batch(inputs, settings.ingest, settings.licenses, str(manifest) if manifest else None)
     if manifest_result:
         analyses += manifest_problem_analyses(manifest_result, inputs)
-    ledger = Ledger(workspace.ledger_url)
-    catalog = Catalog(ledger, settings.ingest, settings.licenses)
-    items = {}
-    ordered = sorted(analyses, key=lambda a: (a["manifest_line"] or 1 << 30, a["path"]))
-    for position, analysis in enumerate(ordered):
-        with ledger.writer(run_id="test") as writer:
-            item = catalog.admit(analysis, writer, "test-run")
-            if position == kill_at:
-                raise Killed(analysis["path"])
-        items[Path(item.path).name] = item.as_dict()
-    ledger.close()
-    return items
+    with mock.patch.object(Catalog, "admit", _dying_admit(kill_at)):
+        items = record_assets.fn(str(workspace.root), analyses, "test-run")
+    return {Path(item["path"]).name: item for item in items}
+
+
+def _dying_admit(kill_at: int | None) -> Callable:
+    real_admit, calls = Catalog.admit, itertools.count()
+
+    def admit(catalog: Catalog, analysis: dict, writer: LedgerWriter, flow_run_id: str | None) -> IngestItem:
+        item = real_admit(catalog, analysis, writer, flow_run_id)
+        if next(calls) == kill_at:
+            raise Killed(analysis["path"])
+        return item
+
+    return admit
 
 
 @pytest.fixture
@@ -205,10 +215,14 @@ def test_a_run_killed_half_way_ends_in_the_uninterrupted_state(tmp_path: Path) -
         assert ledger.verify().ok
         return {row["path"]: (row["status"], row["reason"]) for row in ledger.rows("assets")}
 
-    for kill_at in (0, 2, 4):
-        killed = Workspace(tmp_path / f"killed{kill_at}", Settings())
+    for kill_at in (0, 3, 4):
+        root = tmp_path / f"killed{kill_at}"
+        root.mkdir()
+        (root / "soundtrail.toml").write_text("[ingest]\nbatch_size = 2\n")  # one ledger transaction per 2 files
+        killed = Workspace(root)
         with pytest.raises(Killed):
             ingest(killed, [corpus], manifest, kill_at=kill_at)
-        assert len(Ledger(killed.ledger_url).rows("assets")) == kill_at, "the interrupted file left nothing"
+        committed = kill_at // 2 * 2
+        assert len(Ledger(killed.ledger_url).rows("assets")) == committed, "the open transaction left nothing"
         ingest(killed, [corpus], manifest)
         assert state(killed) == state(whole)
