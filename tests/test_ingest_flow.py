@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from soundtrail.flows.ingest import split_batches
 from soundtrail.provenance.ledger import Ledger
 from tests.audio_fixtures import melody, write, write_manifest
 from tests.conftest import run_cli
@@ -79,3 +80,17 @@ def test_bad_config_and_usage_errors(tmp_path: Path, capsys) -> None:
     assert code == 2
     code, _, err = run_cli(["ingest", "--workspace", workspace], capsys)
     assert code == 2
+
+
+@pytest.mark.parametrize(("files", "batch_size", "cpus", "sizes"), [
+    (28, 16, 2, [7, 7, 7, 7]),  # a small ingest still gives every CPU two batches
+    (100, 16, 2, [16] * 6 + [4]),  # a large one keeps the configured batch size
+    (3, 16, 8, [1, 1, 1]),
+    (0, 16, 2, []),
+])
+def test_batches_spread_a_small_ingest_over_every_cpu(files: int, batch_size: int, cpus: int,
+                                                      sizes: list[int]) -> None:
+    inputs = [f"file{index}" for index in range(files)]
+    batches = split_batches(inputs, batch_size, cpus)
+    assert [len(batch) for batch in batches] == sizes
+    assert [name for batch in batches for name in batch] == inputs

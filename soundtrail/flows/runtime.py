@@ -73,6 +73,13 @@ def cluster_has_gpu() -> bool:
     return ray.is_initialized() and ray.cluster_resources().get("GPU", 0) > 0
 
 
+def cluster_cpus(default: int) -> int:
+    """CPUs of the Ray cluster this flow runs on, or ``default`` when it runs without Ray."""
+    import ray
+
+    return int(ray.cluster_resources().get("CPU", default)) if ray.is_initialized() else default
+
+
 def accelerator_options(cpus: int | None = None) -> dict[str, Any]:
     """Ray options for model work: one GPU when the cluster has one, else ``cpus`` CPUs (threads for torch)."""
     if cluster_has_gpu():
