@@ -71,13 +71,8 @@ def ingest_work(corpus: Path, manifest: Path, workspace: Path, workers: int) -> 
 def ingest_flow_seconds(corpus: Path, manifest: Path, root: Path, workers: int) -> tuple[float, float]:
     """Wall time of the ingest flow on a local Ray of ``workers`` CPUs: the first run (Ray's and the workers'
     start-up included) and a second run into a fresh workspace on the same, now warm, Ray session.
-
-    Prefect's flow heartbeat thread sleeps in whole seconds and is joined when the flow ends, which rounds every
-    flow's wall time up to the next second after its start; heartbeats (zombie detection for deployments) are
-    off here so that the times measure the flow, not that rounding.
     """
     import ray
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from soundtrail.flows.ingest import ingest_flow
     from soundtrail.flows.runtime import ray_task_runner
@@ -92,8 +87,7 @@ def ingest_flow_seconds(corpus: Path, manifest: Path, root: Path, workers: int) 
         if not ray.is_initialized():  # the task runner reuses a running Ray session instead of starting its own
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"PREFECT_API_URL": os.environ["PREFECT_API_URL"]}})
-        with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-            ingest_flow.with_options(task_runner=ray_task_runner(ws))(str(ws.root), [str(corpus)], str(manifest))
+        ingest_flow.with_options(task_runner=ray_task_runner(ws))(str(ws.root), [str(corpus)], str(manifest))
         walls.append(time.perf_counter() - start)
     ray.shutdown()
     return walls[0], walls[1]
