@@ -37,8 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from soundtrail.models.conditioning import replace_condition
-from soundtrail.models.diffusion import apply_rope, rope_tables
 from soundtrail.models.patterns import PATTERNS, CodebookPattern, make_pattern
+from soundtrail.models.rope import apply_rope, rope_tables
 
 
 @dataclass
