@@ -10,6 +10,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
@@ -52,10 +53,15 @@ def pipeline_workspace(tmp_path_factory) -> Workspace:
 
 
 def test_pipeline_runs_every_stage_and_a_rerun_redoes_nothing(pipeline_workspace: Workspace, prefect_server) -> None:
+    import ray
+
     from soundtrail.flows.pipeline import pipeline_flow
 
     ws = pipeline_workspace
-    summary = pipeline_flow(str(ws.root))
+    with mock.patch.object(ray, "init", wraps=ray.init) as ray_init:
+        summary = pipeline_flow(str(ws.root))
+    assert ray_init.call_count == 1, "every stage's subflow runs on the pipeline's one Ray session"
+    assert not ray.is_initialized(), "the pipeline stops the Ray it started"
     ingest = summary["ingest"]
     assert (ingest["accepted"], ingest["quarantined"], ingest["duplicate"], ingest["blocked"]) == (4, 2, 1, 1)
     assert set(summary["models"]) == {"ar", "diffusion"}

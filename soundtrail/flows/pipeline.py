@@ -3,9 +3,9 @@
     ingest ─▶ codec ─▶ tokenize ─▶ train ar ─┬─▶ generate + release gate ─▶ audit report
                                    train diffusion ┘
 
-Every stage is idempotent over the workspace, so a re-run with unchanged inputs redoes nothing
-and appends nothing to the ledger; a run killed anywhere resumes where the ledger and the
-checkpoints stand. Each stage also leaves an OpenLineage START/COMPLETE pair (inputs and outputs
+The stages share one Ray session (started once, or the cluster joined once). Every stage is
+idempotent over the workspace, so a re-run with unchanged inputs redoes nothing and appends nothing
+to the ledger; a run killed anywhere resumes where the ledger and the checkpoints stand. Each stage also leaves an OpenLineage START/COMPLETE pair (inputs and outputs
 named as datasets) and the run leaves Prefect artifacts: a markdown summary and tables.
 """
 
@@ -22,7 +22,7 @@ from soundtrail.config import Workspace
 from soundtrail.flows.codec import codec_train_flow
 from soundtrail.flows.ingest import ingest_flow
 from soundtrail.flows.release import generate_flow
-from soundtrail.flows.runtime import ray_task_runner
+from soundtrail.flows.runtime import ray_task_runner, shared_ray
 from soundtrail.flows.tokenize import tokenize_flow
 from soundtrail.flows.train import train_flow
 from soundtrail.provenance.audit import write_report
@@ -55,38 +55,40 @@ def pipeline_flow(workspace: str) -> dict[str, Any]:
     parent = RunRef("pipeline", str(get_run_context().flow_run.id))
     summary: dict[str, Any] = {"workspace": str(ws.root)}
 
-    paths, manifest = pipeline_inputs(ws)
-    with lineage.stage_run("ingest", [DatasetRef(f"inputs/{Path(p).name}") for p in paths], parent=parent) as run:
-        summary["ingest"] = ingest_flow.with_options(task_runner=runner)(str(ws.root), paths, manifest)
-        accepted = [item["asset_id"] for item in summary["ingest"]["items"] if item["status"] == "accepted"]
-        run.outputs.extend(_refs("assets", accepted))
-    accepted_refs = _refs("assets", [row["id"] for row in ledger.rows("assets", status="accepted")])
+    with shared_ray(ws):  # one Ray session for every stage's subflow
+        paths, manifest = pipeline_inputs(ws)
+        with lineage.stage_run("ingest", [DatasetRef(f"inputs/{Path(p).name}") for p in paths], parent=parent) as run:
+            summary["ingest"] = ingest_flow.with_options(task_runner=runner)(str(ws.root), paths, manifest)
+            accepted = [item["asset_id"] for item in summary["ingest"]["items"] if item["status"] == "accepted"]
+            run.outputs.extend(_refs("assets", accepted))
+        accepted_refs = _refs("assets", [row["id"] for row in ledger.rows("assets", status="accepted")])
 
-    with lineage.stage_run("codec", accepted_refs, parent=parent) as run:
-        summary["codec"] = codec_train_flow.with_options(task_runner=runner)(str(ws.root))
-        run.outputs.append(DatasetRef.of("models", summary["codec"]["codec_id"]))
+        with lineage.stage_run("codec", accepted_refs, parent=parent) as run:
+            summary["codec"] = codec_train_flow.with_options(task_runner=runner)(str(ws.root))
+            run.outputs.append(DatasetRef.of("models", summary["codec"]["codec_id"]))
 
-    with lineage.stage_run("tokenize", accepted_refs, parent=parent) as run:
-        summary["tokenize"] = tokenize_flow.with_options(task_runner=runner)(str(ws.root),
-                                                                             summary["codec"]["codec_id"])
-        shards = [row["id"] for row in ledger.rows("shards", status="current")]
-        run.outputs.extend(_refs("shards", shards))
+        with lineage.stage_run("tokenize", accepted_refs, parent=parent) as run:
+            summary["tokenize"] = tokenize_flow.with_options(task_runner=runner)(str(ws.root),
+                                                                                 summary["codec"]["codec_id"])
+            shards = [row["id"] for row in ledger.rows("shards", status="current")]
+            run.outputs.extend(_refs("shards", shards))
 
-    summary["models"] = {}
-    for kind in settings.models:
-        with lineage.stage_run(f"train-{kind}", _refs("shards", shards), parent=parent) as run:
-            result = train_flow.with_options(task_runner=runner)(str(ws.root), kind)
-            summary["models"][kind] = result
-            run.outputs.append(DatasetRef.of("models", result["model_id"]))
+        summary["models"] = {}
+        for kind in settings.models:
+            with lineage.stage_run(f"train-{kind}", _refs("shards", shards), parent=parent) as run:
+                result = train_flow.with_options(task_runner=runner)(str(ws.root), kind)
+                summary["models"][kind] = result
+                run.outputs.append(DatasetRef.of("models", result["model_id"]))
 
-    summary["outputs"] = []
-    for kind, model in summary["models"].items():
-        with lineage.stage_run(f"generate-{kind}", [DatasetRef.of("models", model["model_id"])], parent=parent) as run:
-            for index, prompt in enumerate(settings.prompts):
-                result = generate_flow.with_options(task_runner=runner)(
-                    str(ws.root), model["model_id"], prompt, settings.generate_seconds, settings.seed + index)
-                summary["outputs"].append(result)
-                run.outputs.append(DatasetRef.of("outputs", result["output_id"]))
+        summary["outputs"] = []
+        for kind, model in summary["models"].items():
+            model_ref = DatasetRef.of("models", model["model_id"])
+            with lineage.stage_run(f"generate-{kind}", [model_ref], parent=parent) as run:
+                for index, prompt in enumerate(settings.prompts):
+                    result = generate_flow.with_options(task_runner=runner)(
+                        str(ws.root), model["model_id"], prompt, settings.generate_seconds, settings.seed + index)
+                    summary["outputs"].append(result)
+                    run.outputs.append(DatasetRef.of("outputs", result["output_id"]))
 
     summary["report"] = str(write_report(ws, "html"))
     ledger.close()
