@@ -82,10 +82,11 @@ class WatermarkConfig:
     sync_subdivisions: int = 4  # detector hop = embedding hop / this
     candidates: int = 8  # best alignments that are decoded
     false_positive_rate: float = 1e-6  # per clip, bounded analytically
-    floor_db: float = -20.0  # detector floor relative to the frame's mean band power
+    floor_db: float = -17.0  # detector floor relative to the frame's mean band power
     noise_quantile: float = 0.1  # quantile of a band's power over time taken as its noise floor
-    noise_margin_db: float = 20.0  # a band weighs fully once it stands this far over its noise floor
-    clip_sigmas: float = 2.5  # detector features are clipped at this many robust standard deviations
+    noise_excess: float = 2.0  # multiples of that floor taken off a band's level before it is weighed ...
+    noise_margin_db: float = 12.0  # ... and the excess at which it weighs half
+    clip_sigmas: float = 0.7  # detector features are clipped at this many robust standard deviations
     change_sigmas: float = 2.0  # tiles whose neighbours differ by more are down-weighted (onsets)
 
     @property
@@ -350,10 +351,12 @@ def _folded_tiles(signal: np.ndarray, layout: _Layout, config: WatermarkConfig) 
     floor = np.maximum(noise, frame_floor) + 1e-20
     log_power = np.log(power + floor)
     # how far the band stands over its noise floor, averaged over +-1 tile so the weight does not follow the
-    # tile's own fluctuation: tiles of bare noise (added noise, silence) carry no mark and get little weight
+    # tile's own fluctuation: tiles of bare noise (added noise, silence) carry no mark and get no weight (the
+    # floor is a low quantile, so bare noise averages about twice over it: that much is taken off first)
     level = _moving_mean(power, config.sync_subdivisions)
     margin = 10.0 ** (config.noise_margin_db / 10.0)
-    reliability = level / (level + np.maximum(margin * noise, frame_floor) + 1e-20)
+    excess = np.maximum(level - config.noise_excess * noise, 0.0)
+    reliability = excess / (excess + np.maximum(margin * noise, frame_floor) + 1e-20)
     log_sum = np.concatenate([np.zeros((1, layout.bands)), np.cumsum(log_power, axis=0)])
     rel_sum = np.concatenate([np.zeros((1, layout.bands)), np.cumsum(reliability, axis=0)])
     tile = config.sync_subdivisions  # fine frames per tile
