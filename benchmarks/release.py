@@ -17,6 +17,7 @@ music is a second corpus from another seed), else from the test suite's syntheti
 ``benchmarks/release_watermark.py`` present, its ``main()`` prints the watermark tables after these.
 
     .venv/bin/python benchmarks/release.py [--quick] [--tracks 30] [--held-out 30] [--trials 20] [--unrelated 300]
+        [--no-watermark]
 """
 
 from __future__ import annotations
@@ -255,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unrelated", type=int, default=300, help="queries of new music for the false positives")
     parser.add_argument("--sizes", default="1000,100000", help="index sizes for the latency table")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-watermark", action="store_true", help="screening tables only")
     args = parser.parse_args(argv)
     if args.quick:
         args.tracks, args.held_out, args.trials, args.unrelated = 12, 12, 5, 60
@@ -271,7 +273,8 @@ def main(argv: list[str] | None = None) -> None:
     false_positive_table(screener, unrelated_queries(held_out, args.unrelated, args.seed + 3))
     latency_table([int(s) for s in args.sizes.split(",")], repeats=7 if args.quick else 21, seed=args.seed + 2)
     print(f"\nscreening benchmark took {time.perf_counter() - started:.0f} s")
-    run_watermark_tables(args.quick)
+    if not args.no_watermark:
+        run_watermark_tables(args.quick)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,13 @@ differences and differences of log frequencies stay put; the two coarse fields a
 values when querying. Matching is two-stage: hash hits are counted per (asset, pitch shift, 2 s delay); for the
 best few, a Hough transform over a grid of slopes (1 / tempo) finds the line ``t_query = slope * t_asset + offset``
 that most hits lie on, and the hits near that line give the copied stretch. Its score is the fraction of the
-query's triplets inside the stretch whose hash found their counterpart there: ~0.6-0.9 for an exact copy,
-~0.15-0.5 after pitch or tempo edits, ~0.05-0.25 for a copy mixed with other music, and mostly under 0.05 for
-unrelated music, but up to ~0.15 for a few seconds of an unrelated track that shares a chord progression and
-comping rhythm at a nearby key and tempo (which pitch and tempo search make look alike): the screen's threshold.
+query's triplets inside the stretch whose hash found their counterpart there, times sqrt(duration / 5 s) (capped
+at 1): an edited copy keeps its line for as long as it lasts, a chance alignment does not. Only about 70 % of
+peaks survive a phase-vocoder pitch or tempo edit, so only ~0.35 of triplets do (all three peaks must), and a
+5 s copy scores ~0.6-1 unedited, ~0.1-0.3 after pitch or tempo edits or under other music at -6 dB; unrelated
+music mostly stays under 0.05, but 4-5 s of an unrelated track that shares a chord progression and comping
+rhythm at a nearby key and tempo (which pitch and tempo search make look alike) reaches ~0.15: the screen's
+threshold.
 """
 
 from __future__ import annotations
@@ -44,12 +47,12 @@ class LandmarkConfig:
     bins_per_octave: int = 36  # a third of a semitone
     peak_frames: int = 6  # a peak is the maximum of +-6 frames ...
     peak_bins: int = 6  # ... and +-2 semitones
-    peaks_per_second: int = 20
+    peaks_per_second: int = 30  # denser than 20: more triplets per second of copy (5 s copies need them)
     min_db: float = -90.0  # peaks quieter than this (full-scale sine ~ -6 dB) are noise floor
     min_dt: int = 4  # triplet partners lie 64 ms to 1.28 s after the anchor
     max_dt: int = 80
     max_df: int = 36  # ... and within an octave of it
-    fan_out: int = 5  # each anchor pairs its first 5 partners: 10 triplets
+    fan_out: int = 6  # each anchor pairs its first 6 partners: 15 triplets
     band_bins: int = 12  # anchor frequency band for the hash (4 semitones)
     ratio_levels: int = 8
     log_dt_step: float = 0.1  # hash bins of log(t3 - t1): 10 % wide
@@ -62,6 +65,7 @@ class LandmarkConfig:
     min_hits: int = 8  # hits on one line before it is a candidate copy
     delay_bin: int = 125  # 2 s bins of query time - asset time, to pick candidate alignments
     candidates: int = 40  # (asset, pitch, delay) cells examined per query
+    score_reference_s: float = 5.0  # a stretch this long scores its plain found fraction (see _score)
 
 
 @dataclass(frozen=True)
@@ -191,6 +195,7 @@ class LandmarkMatch:
     score: float
     semitones: float
     tempo: float  # query tempo / asset tempo: 1.05 when the copy plays 5 % faster
+    hits: int = 0  # query triplets on the line inside the stretch (the score's numerator)
 
     def to_dict(self) -> dict[str, str | float]:
         return asdict(self)
@@ -286,8 +291,8 @@ class LandmarkIndex(IndexFile):
             out.append(LandmarkMatch(
                 asset_id=asset_id, query_offset_s=round(start * seconds_per_frame, 3),
                 asset_offset_s=round((start - offset) / slope * seconds_per_frame, 3),
-                duration_s=round(duration_s, 3), score=round(len(group) / inside, 4),
-                semitones=round(semitones, 2), tempo=round(1.0 / float(slope), 4),
+                duration_s=round(duration_s, 3), score=round(_score(len(group), inside, duration_s, cfg), 4),
+                semitones=round(semitones, 2), tempo=round(1.0 / float(slope), 4), hits=len(group),
             ))
         return out
 
@@ -309,6 +314,17 @@ class LandmarkIndex(IndexFile):
             index._known = set(index._asset_ids)
         return index
 
+
+
+def _score(hits: int, inside: int, duration_s: float, cfg: LandmarkConfig) -> float:
+    """Fraction of the stretch's triplets found, weighted by sqrt(duration / ``score_reference_s``), capped at 1.
+
+    The fraction alone is as high for 4.5 s of an unrelated track that shares a chord progression at a nearby key
+    and tempo as for an edited copy, but such chance alignments stay short, while a copy keeps its line for as
+    long as it lasts. The weight is the square root because, for a fixed fraction, evidence grows like a
+    binomial z-score: with the square root of the number of triplets examined.
+    """
+    return min(1.0, hits / inside * float(np.sqrt(max(duration_s, 0.0) / cfg.score_reference_s)))
 
 
 def _distinct(matches: list[LandmarkMatch]) -> list[LandmarkMatch]:

@@ -8,9 +8,10 @@ Three methods, each an index built from the training corpus and queried with the
     landmarks     pitch shift (+-2.5 semitones), tempo (+-8 %)     landmarks.LandmarkIndex (peak triplets)
 
 Each match has a score in [0, 1] whose meaning is the method's own (1 - 2 BER; fraction of the run's n-grams
-shared; fraction of the stretch's triplets found), so ``ScreenThresholds`` holds a flag and a block threshold per
-method. A match counts only if it covers at least ``min_match_s``; the verdict is ``block`` if any match reaches
-its method's block threshold, else ``flag`` if any reaches its flag threshold, else ``pass``.
+shared; fraction of the stretch's triplets found, weighted by the square root of its length over 5 s), so
+``ScreenThresholds`` holds a flag and a block threshold per method. A match counts only if it covers at least
+``min_match_s``; the verdict is ``block`` if any match reaches its method's block threshold, else ``flag`` if any
+reaches its flag threshold, else ``pass``.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ class ScreenThresholds:
     chromaprint_block: float = 0.7  # BER 0.15
     tokens_flag: float = 0.3
     tokens_block: float = 0.6
-    landmarks_flag: float = 0.15  # unrelated tracks sharing a progression and groove reach ~0.14
+    landmarks_flag: float = 0.16  # unrelated tracks sharing a progression and groove reach ~0.154
     landmarks_block: float = 0.3
 
     def flag_at(self, method: Method) -> float:

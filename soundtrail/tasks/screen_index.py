@@ -46,7 +46,7 @@ from soundtrail.tasks.token_ngrams import TokenNgramConfig
 
 INDEX_DIR = "index"
 INDEX_PREFIX = "screen-"
-INDEX_FORMAT = 1  # bump when what goes into the index changes, so old caches are not reused
+INDEX_FORMAT = 2  # bump when what goes into the index changes, so old caches are not reused (2: denser peaks)
 
 
 class ScreeningError(RuntimeError):
