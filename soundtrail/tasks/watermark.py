@@ -74,7 +74,7 @@ class WatermarkConfig:
     band_hz: tuple[float, float] = (250.0, 7500.0)
     band_bins: int = 2  # FFT bins per band (62.5 Hz at 16 kHz)
     period_tiles: int = 128  # hops per repeating block (2.048 s)
-    pilot_fraction: float = 0.15  # share of tiles that carry the known sync pattern
+    pilot_fraction: float = 0.0  # share of tiles reserved for a key-only pattern (beyond the tiles left over)
     target_swr_db: float = 30.3  # signal-to-watermark ratio of the marked output
     shaping: float = 0.75  # tile gain = (band power / frame mean) ** -shaping ...
     max_boost: float = 8.0  # ... capped here
