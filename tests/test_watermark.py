@@ -63,6 +63,27 @@ def test_code_corrects_noisy_symbols_and_crc_rejects_a_wrong_word():
     assert code.unpack(message)[1] is False
 
 
+def test_viterbi_returns_the_best_codeword_and_its_correlation():
+    rng = np.random.default_rng(4)
+    soft = rng.normal(0.0, 1.0, size=(6, code.CODED_BITS))
+    messages, fit = code.viterbi(soft)
+    for row, message, value in zip(soft, messages, fit, strict=True):
+        payload, _ = code.unpack(message)
+        word = code.encode(payload)  # the zero tail and a CRC that may not match: rebuild from the bits
+        bits = np.concatenate([message, np.zeros(code.TAIL_BITS, dtype=np.uint8)])
+        assert value == pytest.approx(float(row @ _encode_bits(bits)), rel=1e-5)
+        assert value >= float(row @ word) - 1e-4  # no codeword correlates better, e.g. the CRC-valid one
+
+
+def _encode_bits(bits: np.ndarray) -> np.ndarray:
+    """The convolutional code of arbitrary message bits (the module encodes payload + CRC only)."""
+    register, out = 0, []
+    for bit in bits:
+        register = ((int(bit) << (code.CONSTRAINT - 1)) | (register >> 1)) & ((1 << code.CONSTRAINT) - 1)
+        out.extend(1.0 - 2.0 * (bin(register & g).count("1") & 1) for g in code.GENERATORS)
+    return np.array(out)
+
+
 def test_clean_round_trip_keeps_shape_and_swr(host: np.ndarray, marked: np.ndarray):
     assert marked.shape == host.shape and marked.dtype == np.float32
     assert _swr_db(host, marked) >= 30.0

@@ -12,14 +12,18 @@ design, but it spends about 50 s of audio per 128-bit block. We keep its ingredi
 clips of a few seconds: 32 bits plus a CRC-16 instead of 128 bits, a block that repeats every 2 s so any 5 s
 excerpt holds every tile of it twice, small tiles (16 ms x 62.5 Hz) whose host energy is well predicted by
 their neighbours in time, and a mark that is relatively stronger in the quieter bands of each frame, where it
-costs little of the 30 dB signal-to-watermark budget.
+costs little of the 30 dB signal-to-watermark budget. Measured by ``benchmarks/release_watermark.py`` (121
+clips of 10 s: 56 corpus-synthesizer tracks in seven styles, and 13 each of drum-machine music, speech-like
+syllables with pauses, pink noise, a sustained chord and a bare plucked melody): true-positive rate and
+payload bit accuracy 1.000 after every edit, 0 false positives in 847 unmarked trials, SWR 30.3 dB, about
+140x real time for embedding plus detection on one thread.
 
 Layout (working rate 16 kHz, STFT of 512 samples, hop 256 = one tile in time)::
 
     250 Hz .. 7.5 kHz: 116 bands of 2 bins (62.5 Hz)
-      ^  +----+----+----+----+---- ... ----+     P   pilot tile: keyed sign the detector knows (16 %)
-      |  | P  | d7 | d90| P  |        d3  |     dj  a tile of coded bit j (162 coded bits, 77 tiles
-      |  | d12| P  | d41| d0 |        P   |         each, scattered by the key), keyed sign times the bit
+      ^  +----+----+----+----+---- ... ----+     dj  a tile of coded bit j (162 coded bits, 91 tiles
+      |  | d5 | d7 | d90| P  |        d3  |         each, scattered by the key): keyed sign times the bit
+      |  | d12| d0 | d41| d0 |        d77 |     P   one of the 106 tiles left over: keyed sign only
       |  +----+----+----+----+---- ... ----+
       +--------------------------------------> time: 128 frames = 2.048 s, then the block repeats
 
@@ -30,23 +34,33 @@ shaped like the host's own spectrum: none in silence or outside the band, which 
 both keep.
 
 Detection takes log band energies on a grid four times finer than the hop, floored at the band's noise level
-(a low quantile over time) and 20 dB under the frame mean; removes each frame's mean and each tile's
-neighbours in time (the host's envelope); clips outliers; weights each tile by how far its band stands over
-the noise floor and down-weights onsets; folds the clip onto the 2 s block; and correlates all
-``4 * 128 = 512`` alignments with the pilot by FFT. The best 8 alignments are Viterbi-decoded and CRC-checked.
+(a low quantile over time) and 17 dB under the frame mean; removes each frame's mean and each tile's
+neighbours in time (the host's envelope); clips the residuals hard (0.7 robust standard deviations: on
+sparse hosts a few onsets and partials would otherwise carry all the weight); weights each tile by how far
+its band stands over twice its noise floor and down-weights onsets; and folds the clip onto the 2 s block.
+One FFT correlation over time gives, at all ``4 * 128 = 512`` alignments at once, the soft value of every
+coded bit; a Viterbi decoder finds the best codeword at each alignment, and its correlation with the clip,
+normalised by the clip's feature energy, is the alignment's score. The codeword itself synchronises: no tiles
+are spent on a separate sync pattern (giving the 15 % of tiles that once carried one to the data took speech
+under 20 dB noise from 0.92 to 0.96-1.00). The best 8 alignments are CRC-checked.
 
-The p-value bounds the chance that audio *without this key's mark* scores as well, whatever the audio: the
-pilot score ``z`` is a normalised sum of the key's independent random signs, so ``P(z >= t) <= exp(-t^2/2)``
-(Hoeffding), and the decoded word passes the CRC with probability ``2^-16`` (see :mod:`watermark_code`),
-independently of ``z``. Over 512 alignments and two ways of declaring a mark (pilot alone, pilot and CRC):
-``p = 2 * 512 * exp(-z^2 / 2) * (2^-16 if the CRC holds else 1)``, and a clip is marked when ``p <= 1e-6``.
-The Hoeffding bound, not a Gaussian tail, is used because on sparse hosts (a few partials carry all the
-energy) the null ``z`` has visibly heavier tails than a normal variable.
+The p-value bounds the chance that audio *without this key's mark* yields a CRC-valid word scoring as well,
+whatever the audio: for one alignment and one codeword the score is a normalised sum of the key's independent
+random signs, so ``P(score >= t) <= exp(-t^2/2)`` (Hoeffding), and a union over the 512 alignments and the
+``2^32`` codewords whose CRC holds gives ``p = 512 * 2^32 * exp(-score^2 / 2)``; a clip is marked when
+``p <= 1e-6`` (score >= 9.19; unmarked audio scores about 8.3). The Hoeffding bound, not a Gaussian tail, is
+used because on sparse hosts the features are far from normal. Scoring the whole codeword instead of a pilot
+with the CRC as a 2^-16 factor costs 2^32 in the union but uses every tile: on sparse hosts it turned a pilot
+score just short of its threshold, with the payload already decoded right, into a detection.
 
-Known limits: the budget is fixed by the 30 dB ratio, so very sparse hosts (a bare three-partial melody) or
-speech with long pauses keep few tiles that carry the mark; such 5 s crops, or such clips under 20 dB of
-white noise, can go undetected (the benchmark reports them per host kind). The next step would be informed
-embedding: the embedder runs the detector and spends extra strength only on the bits the host opposes.
+Known limits: the budget is fixed by the 30 dB ratio, so on very sparse hosts (a bare three-partial melody)
+and speech-like audio with pauses the mark lives in few tiles: these are the clips closest to the threshold
+(5 s crops of the bare melody score about 14, speech under 20 dB of white noise about 12.6, against 9.19), and
+a stress run of 40 more clips of each hard kind (see the report of issue 6) is the evidence for them, not the
+benchmark alone. Informed embedding (extra gain where the host's own residual opposes the tile's sign) was
+tried and measured no gain: the score is normalised by the host's feature energy, which the mark cannot
+reduce, so cancelling the host's correlation with the key (about one unit of score) buys little. Pitch shift
+and time stretch move the tiles off the key's grid and were not measured; nor were excerpts under 4.5 s.
 """
 
 from __future__ import annotations

@@ -7,12 +7,13 @@
             v
     coded bits, 3 per message bit: 162 bits, sent as +1 (bit 0) / -1 (bit 1)
 
-The decoder is a soft-decision Viterbi over the 64 encoder states, batched over several sync candidates at
+The decoder is a soft-decision Viterbi over the 64 encoder states, batched over all the detector's alignments at
 once. Soft inputs are correlations (positive means bit 0), so the path metric is a plain sum of products.
 
-Why a CRC behind the code: the code is linear, so on audio that carries no mark (whose soft values have
-random signs under the key's pseudo-random sequence) the decoded 48-bit word is uniformly distributed and
-passes the CRC with probability exactly 2**-16. The detector multiplies that factor into its p-value.
+Why a CRC behind the code: the detector accepts only a decoded word whose CRC holds, so a wrong payload
+needs a decoding error that also passes the CRC (probability about 2**-16), and the detector's false-positive
+bound is a union over the 2**32 CRC-valid codewords, not over every decodable one. The Viterbi decoder also
+returns each word's correlation with the soft symbols: the detector's score is built from it.
 """
 
 from __future__ import annotations
