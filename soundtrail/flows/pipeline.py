@@ -5,8 +5,9 @@
 
 The stages share one Ray session (started once, or the cluster joined once). Every stage is
 idempotent over the workspace, so a re-run with unchanged inputs redoes nothing and appends nothing
-to the ledger; a run killed anywhere resumes where the ledger and the checkpoints stand. Each stage also leaves an OpenLineage START/COMPLETE pair (inputs and outputs
-named as datasets) and the run leaves Prefect artifacts: a markdown summary and tables.
+to the ledger; a run killed anywhere resumes where the ledger and the checkpoints stand. Each stage
+also leaves an OpenLineage START/COMPLETE pair (inputs and outputs named as datasets) and the run
+leaves Prefect artifacts: a markdown summary and tables.
 """
 
 from __future__ import annotations
