@@ -175,6 +175,22 @@ def test_exact_and_near_copies_are_duplicates(tmp_path: Path, workspace: Workspa
     assert ledger.get("assets", items["d_quieter.ogg"]["asset_id"])["duplicate_of"] == original_id
 
 
+@pytest.mark.parametrize("seconds", [3.5, 6.0])
+def test_short_files_have_their_near_copies_found_too(tmp_path: Path, workspace: Workspace, seconds: float) -> None:
+    """A file of a few seconds has fewer Chromaprint items than seconds; the overlap rule must allow for it."""
+    corpus = tmp_path / "c"
+    write(corpus / "a.flac", melody(30, seconds=seconds))
+    write(corpus / "b_reencoded.ogg", melody(30, seconds=seconds) * 0.7, format="OGG", subtype="VORBIS")
+    others = [f"c_other{seed}.flac" for seed in range(31, 36)]
+    for seed, name in enumerate(others, start=31):
+        write(corpus / name, melody(seed, seconds=seconds))
+    rows = [{"path": name, "license": "CC0-1.0"} for name in ("a.flac", "b_reencoded.ogg", *others)]
+    items = ingest(workspace, [corpus], write_manifest(corpus, rows))
+    assert items["b_reencoded.ogg"]["status"] == "duplicate", items["b_reencoded.ogg"]
+    assert items["a.flac"]["asset_id"] in items["b_reencoded.ogg"]["reason"]
+    assert [items[name]["status"] for name in others] == ["accepted"] * len(others), "other short music is new"
+
+
 def test_blocklisted_work_and_its_excerpt_are_blocked(tmp_path: Path, workspace: Workspace) -> None:
     protected = write(tmp_path / "protected" / "hit.wav", melody(30, seconds=45))
     add_to_blocklist(workspace, [protected], "label catalogue")

@@ -24,10 +24,11 @@ from typing import Any
 from soundtrail.config import IngestSettings, LicenseSettings
 from soundtrail.provenance.ledger import Ledger, LedgerWriter, utc_now
 from soundtrail.provenance.licenses import LicensePolicy, license_name, requires_attribution
-from soundtrail.tasks.fingerprint import ITEM_SECONDS, FingerprintIndex
+from soundtrail.tasks.fingerprint import FingerprintIndex, match_span_s
 from soundtrail.tasks.ingest import decode_fingerprint
 
 FINAL_STATUSES = ("accepted", "duplicate", "blocked", "revoked")
+MIN_NEAR_COPY_S = 0.5  # a near copy spans at least 3 Chromaprint items (96 bits) under the BER threshold
 _ASSET_FIELDS = ("path", "sha256", "pcm_hash", "duration_s", "sample_rate", "channels", "container", "codec",
                  "file_tags", "license", "rights_holder", "attribution", "title", "description", "tags")
 
@@ -79,7 +80,7 @@ class Catalog:
             return "quarantined", analysis["problem"], None
         fingerprint = decode_fingerprint(analysis["fingerprint"]) if analysis["fingerprint"] else None
         if fingerprint is not None:
-            blocked = self._best_match(self._blocked, fingerprint, analysis["duration_s"])
+            blocked = self._best_match(self._blocked, fingerprint)
             if blocked is not None:
                 work, detail = blocked
                 return "blocked", f"matches blocklisted work {work} ({self._block_reasons[work]}): {detail}", None
@@ -88,18 +89,22 @@ class Catalog:
             if original and original != analysis["asset_id"]:
                 return "duplicate", f"{label} asset {original}", original
         if fingerprint is not None:
-            near = self._best_match(self._accepted, fingerprint, analysis["duration_s"])
+            near = self._best_match(self._accepted, fingerprint)
             if near is not None and near[0] != analysis["asset_id"]:
                 return "duplicate", f"near copy of asset {near[0]}: {near[1]}", near[0]
         if analysis["license_problem"]:
             return "quarantined", analysis["license_problem"], None
         return "accepted", None, None
 
-    def _best_match(self, index: FingerprintIndex, fingerprint: Any,
-                    duration_s: float | None) -> tuple[str, str] | None:
-        """The strongest match covering most of the shorter work (an excerpt counts)."""
-        min_overlap = min(self.ingest.min_overlap_s, 0.8 * (duration_s or 0.0))
-        matches = index.query(fingerprint, min_duration_s=max(min_overlap, 2 * ITEM_SECONDS),
+    def _best_match(self, index: FingerprintIndex, fingerprint: Any) -> tuple[str, str] | None:
+        """The strongest match covering most of the shorter work (an excerpt counts).
+
+        "Most" is measured against what the query's fingerprint can cover (its first item needs 2.7 s of audio),
+        not against its duration: a 5 s file's items span 2.9 s, so 80 % of 5 s would let every re-encode of a
+        short file through as new. Files under 2.7 s have no items and only the exact checks apply.
+        """
+        min_overlap = min(self.ingest.min_overlap_s, 0.8 * match_span_s(len(fingerprint)))
+        matches = index.query(fingerprint, min_duration_s=max(min_overlap, MIN_NEAR_COPY_S),
                               max_ber=self.ingest.near_duplicate_ber)
         if not matches:
             return None

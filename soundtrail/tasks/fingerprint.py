@@ -82,6 +82,11 @@ def _decimation_filter(factor: int) -> np.ndarray:
     return firwin(6 * factor, 0.8 / factor).astype(np.float32)
 
 
+def match_span_s(item_count: int) -> float:
+    """Seconds of audio that ``item_count`` consecutive matching items stand for (a match's reported duration)."""
+    return item_count * ITEM_SECONDS + _COPY_TAIL_S - _COPY_LEAD_S
+
+
 def match_score(ber: float) -> float:
     """1 for identical items, 0 for unrelated music (BER 0.5 or more)."""
     return float(np.clip(1.0 - 2.0 * ber, 0.0, 1.0))
@@ -319,7 +324,7 @@ class FingerprintIndex(IndexFile):
         errors = bit_errors(items[start + offset:stop + offset], query[start:stop])
         found = []
         for first, last in _low_error_runs(errors, max_ber, self.config.smooth_items, self.config.max_gap_items):
-            duration_s = (last + 1 - first) * ITEM_SECONDS + _COPY_TAIL_S - _COPY_LEAD_S
+            duration_s = match_span_s(last + 1 - first)
             ber = float(errors[first:last + 1].mean())
             if duration_s < min_duration_s or ber > max_ber:
                 continue
