@@ -75,6 +75,27 @@ def test_viterbi_returns_the_best_codeword_and_its_correlation():
         assert value >= float(row @ word) - 1e-4  # no codeword correlates better, e.g. the CRC-valid one
 
 
+def test_list_viterbi_ranks_distinct_codewords_and_recovers_a_crc_valid_rival():
+    rng = np.random.default_rng(6)
+    soft = rng.normal(0.0, 1.0, size=(4, code.CODED_BITS))
+    lists, fit = code.list_viterbi(soft, 6)
+    assert np.array_equal(lists[:, 0], code.viterbi(soft)[0])  # the head of the list is the Viterbi word
+    assert np.all(np.diff(fit, axis=1) <= 1e-4)
+    for row, words, values in zip(soft, lists, fit, strict=True):
+        assert len({word.tobytes() for word in words}) == 6
+        for word, value in zip(words, values, strict=True):
+            bits = np.concatenate([word, np.zeros(code.TAIL_BITS, dtype=np.uint8)])
+            assert value == pytest.approx(float(row @ _encode_bits(bits)), rel=1e-5)
+    # a sent word pushed just behind a rival that fails the CRC: the list still holds it
+    sent = code.encode(PAYLOAD)
+    rival_bits = np.concatenate([code.viterbi(sent)[0][0], np.zeros(code.TAIL_BITS, dtype=np.uint8)])
+    rival_bits[40] ^= 1  # inside the CRC: the rival's CRC fails
+    rival = _encode_bits(rival_bits)
+    soft = 0.45 * sent + 0.55 * rival
+    assert code.unpack(code.viterbi(soft)[0][0]) != (PAYLOAD, True)
+    assert (PAYLOAD, True) in [code.unpack(word) for word in code.list_viterbi(soft, 4)[0][0]]
+
+
 def _encode_bits(bits: np.ndarray) -> np.ndarray:
     """The convolutional code of arbitrary message bits (the module encodes payload + CRC only)."""
     register, out = 0, []

@@ -94,7 +94,8 @@ class WatermarkConfig:
     max_boost: float = 8.0  # ... capped here
     max_change: float = 0.5  # cap on any band's relative amplitude change
     sync_subdivisions: int = 4  # detector hop = embedding hop / this
-    candidates: int = 8  # best alignments that are decoded
+    candidates: int = 8  # best alignments whose words are CRC-checked ...
+    list_size: int = 8  # ... and, when none holds, list-decoded this deep
     false_positive_rate: float = 1e-6  # per clip, bounded analytically
     floor_db: float = -17.0  # detector floor relative to the frame's mean band power
     noise_quantile: float = 0.1  # quantile of a band's power over time taken as its noise floor
@@ -320,11 +321,16 @@ def detect(audio: np.ndarray, sample_rate: int, config: WatermarkConfig | None =
     norm = np.repeat(np.maximum(norm, 1e-30), config.period_tiles)
     score = (correlation[:, 0] + fit) / norm
     best = np.argsort(score)[::-1][: config.candidates]
-    words = [code.unpack(messages[a]) for a in best]
-    valid = [rank for rank, (_, crc_ok) in enumerate(words) if crc_ok]
-    rank = valid[0] if valid else 0  # without any valid CRC: the best-scoring alignment
-    alignment, (value, crc_ok) = int(best[rank]), words[rank]
-    p_value = _p_value(float(score[alignment]), config) if crc_ok else 1.0
+    found = _best_valid_word(messages[best], score[best])
+    if found is None:  # no CRC-valid word at the best alignments: look down each one's list of near rivals
+        lists, list_fit = code.list_viterbi(correlation[best, 1:], config.list_size)
+        list_score = (correlation[best, :1] + list_fit) / norm[best, None]
+        found = _best_valid_word(lists.reshape(-1, code.MESSAGE_BITS), list_score.reshape(-1))
+        if found is not None:
+            found = (found[0] // config.list_size, *found[1:])
+    rank, value, word_score = found if found is not None else (0, code.unpack(messages[best[0]])[0], None)
+    alignment = int(best[rank])
+    p_value = 1.0 if word_score is None else _p_value(word_score, config)
     detected = p_value <= config.false_positive_rate
     return Detection(
         detected=detected,
@@ -332,8 +338,19 @@ def detect(audio: np.ndarray, sample_rate: int, config: WatermarkConfig | None =
         p_value=p_value,
         raw_payload=value,
         bit_confidence=float(np.mean(np.sign(correlation[alignment, 1:]) == code.encode(value))),
-        score=float(score[alignment]),
+        score=float(score[alignment]) if word_score is None else word_score,
     )
+
+
+def _best_valid_word(messages: np.ndarray, scores: np.ndarray) -> tuple[int, int, float] | None:
+    """``(index, payload, score)`` of the highest-scoring message whose CRC holds, or None."""
+    for index in np.argsort(scores)[::-1]:
+        if not np.isfinite(scores[index]):
+            break
+        payload, crc_ok = code.unpack(messages[index])
+        if crc_ok:
+            return int(index), payload, float(scores[index])
+    return None
 
 
 def _p_value(score: float, config: WatermarkConfig) -> float:

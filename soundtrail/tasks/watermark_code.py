@@ -92,13 +92,8 @@ def viterbi(soft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     codeword of each (``sum(soft * encode(message))``, ``[batch]``): the largest over all terminated codewords.
     Positive soft values favour coded bit 0. The path starts and ends in state 0 (the zero tail).
     """
-    soft = np.atleast_2d(np.asarray(soft, dtype=np.float32))
-    batch = soft.shape[0]
-    steps = soft.shape[1] // len(GENERATORS)
-    # register = 2 * next_state + oldest bit of the previous state; the previous state is register % 64, so
-    # both registers into next states n and n + 32 come from states 2 (n % 32) and 2 (n % 32) + 1
-    branch = soft.reshape(batch, steps, len(GENERATORS)) @ _register_outputs().T  # [B, S, 128]
-    branch = np.ascontiguousarray(branch.reshape(batch, steps, 2, _STATES // 2, 2).transpose(1, 4, 0, 2, 3))
+    branch = _branches(soft)
+    steps, _, batch = branch.shape[:3]
     metric = np.full((batch, _STATES), -np.inf, dtype=np.float32)
     metric[:, 0] = 0.0
     decisions = np.empty((steps, batch, _STATES), dtype=bool)
@@ -117,6 +112,51 @@ def viterbi(soft: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         register = (state << 1) | decisions[t, rows, state]
         state = register & (_STATES - 1)
     return message[:, :MESSAGE_BITS], fit
+
+
+def list_viterbi(soft: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``size`` best messages for each row of soft symbols (parallel list Viterbi), best first.
+
+    Returns bits ``[batch, size, MESSAGE_BITS]`` and correlations ``[batch, size]`` (``-inf`` where fewer
+    distinct paths exist). Where the best word fails its CRC, a near rival that passes it is usually the sent
+    word: the CRC then chooses within the list.
+    """
+    branch = _branches(soft)
+    steps, _, batch = branch.shape[:3]
+    half = _STATES // 2
+    metric = np.full((batch, _STATES, size), -np.inf, dtype=np.float32)
+    metric[:, 0, 0] = 0.0
+    choices = np.empty((steps, batch, _STATES, size), dtype=np.int16)  # lsb * size + rank of the predecessor
+    for t in range(steps):
+        pairs = metric.reshape(batch, 1, half, 2, size)  # [B, 1, m, lsb, rank]: previous state 2 m + lsb
+        moves = branch[t].transpose(1, 2, 3, 0)[..., None]  # [B, h, m, lsb, 1]: into next state 32 h + m
+        candidates = (pairs + moves).reshape(batch, _STATES, 2 * size)
+        order = np.argsort(-candidates, axis=-1, kind="stable")[..., :size]
+        choices[t] = order
+        metric = np.take_along_axis(candidates, order, axis=-1)
+    fit = metric[:, 0, :].copy()
+    state = np.zeros((batch, size), dtype=np.int64)
+    rank = np.tile(np.arange(size), (batch, 1))
+    message = np.empty((batch, size, steps), dtype=np.uint8)
+    rows = np.arange(batch)[:, None]
+    for t in range(steps - 1, -1, -1):
+        message[:, :, t] = state >> (CONSTRAINT - 2)
+        choice = choices[t, rows, state, rank]
+        state = ((state << 1) | (choice // size)) & (_STATES - 1)
+        rank = choice % size
+    return message[:, :, :MESSAGE_BITS], fit
+
+
+def _branches(soft: np.ndarray) -> np.ndarray:
+    """Branch metrics ``[steps, lsb, batch, h, m]`` of the move into next state ``32 h + m``.
+
+    A register is ``2 * next_state + lsb`` and the previous state is ``register % 64``, so both moves into
+    next states ``m`` and ``m + 32`` leave states ``2 (m % 32) + lsb``.
+    """
+    soft = np.atleast_2d(np.asarray(soft, dtype=np.float32))
+    batch, steps = soft.shape[0], soft.shape[1] // len(GENERATORS)
+    branch = soft.reshape(batch, steps, len(GENERATORS)) @ _register_outputs().T  # [B, S, 128]
+    return np.ascontiguousarray(branch.reshape(batch, steps, 2, _STATES // 2, 2).transpose(1, 4, 0, 2, 3))
 
 
 def unpack(message: np.ndarray) -> tuple[int, bool]:
