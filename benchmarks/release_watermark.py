@@ -267,7 +267,8 @@ def score_tail(excerpts: list[np.ndarray], rate: int, config: wm.WatermarkConfig
 
     The detector's features do not depend on the key, so each unmarked excerpt is analysed once and scored
     against ``keys`` independent layouts: the best Viterbi codeword at each of the 512 alignments, CRC or not
-    (the detector then needs the CRC to hold: a uniformly random word passes it with probability 2^-16).
+    (the detector then needs the CRC to hold for one of the 64 words it checks, the best at 8 alignments or
+    their lists of 8 near rivals: a uniformly random word passes it with probability 2^-16).
     The bound printed beside it is Hoeffding's over every terminated codeword, 512 * 2^48 * exp(-t^2/2); the
     detector's own p-value counts only the 2^32 CRC-valid ones.
     """
@@ -290,7 +291,7 @@ def score_tail(excerpts: list[np.ndarray], rate: int, config: wm.WatermarkConfig
     rows = {t: {"empirical": float(np.mean(z >= t)), "hoeffding": min(1.0, union * math.exp(-t * t / 2))}
             for t in (8.0, 8.5, 9.0, round(threshold, 2), 10.0)}
     return {"trials": int(z.size), "max_z": float(z.max()), "tail": rows, "threshold": threshold,
-            "expected_false_positives": float(np.sum(z >= threshold)) * config.candidates
+            "expected_false_positives": float(np.sum(z >= threshold)) * config.candidates * config.list_size
             * 2.0**-watermark_code.CRC_BITS}
 
 
@@ -346,7 +347,7 @@ def print_table(figures: dict, source: str) -> None:
           f" P(max >= t) empirical / Hoeffding bound")
     for t, row in tail["tail"].items():
         print(f"  t = {t:5.2f}: {row['empirical']:.2e} / {row['hoeffding']:.2e}")
-    print(f"  expected false positives over these trials (score >= {tail['threshold']:.2f}, times 8 candidates"
+    print(f"  expected false positives over these trials (score >= {tail['threshold']:.2f}, times 64 words checked"
           f" x 2^-16 CRC):"
           f" {tail['expected_false_positives']:.1e}")
     swr = figures["swr_db"]
