@@ -50,7 +50,8 @@ The p-value bounds the chance that audio *without this key's mark* yields a CRC-
 whatever the audio: for one alignment and one codeword the score is a normalised sum of the key's independent
 random signs, so ``P(score >= t) <= exp(-t^2/2)`` (Hoeffding), and a union over the 512 alignments and the
 ``2^32`` codewords whose CRC holds gives ``p = 512 * 2^32 * exp(-score^2 / 2)``; a clip is marked when
-``p <= 1e-6`` (score >= 9.19; unmarked audio scores 8.3 on average, at most 9.27 in 847 benchmark trials).
+``p <= 1e-6`` (score >= 9.19; unmarked audio scores 8.3 on average; the highest of 847 benchmark trials, 9.27,
+was a word whose CRC failed).
 The Hoeffding bound, not a Gaussian tail, is used because on sparse hosts the features are far from normal.
 Scoring the whole codeword instead of a pilot with the CRC as a 2^-16 factor costs 2^32 in the union but
 uses every tile: on sparse hosts it turned a pilot score just short of its threshold, with the payload
