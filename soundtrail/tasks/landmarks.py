@@ -47,7 +47,7 @@ class LandmarkConfig:
     bins_per_octave: int = 36  # a third of a semitone
     peak_frames: int = 6  # a peak is the maximum of +-6 frames ...
     peak_bins: int = 6  # ... and +-2 semitones
-    peaks_per_second: int = 30  # denser than 20: more triplets per second of copy (5 s copies need them)
+    peaks_per_second: int = 40  # dense: under other music at -6 dB the copy must keep enough peaks
     min_db: float = -90.0  # peaks quieter than this (full-scale sine ~ -6 dB) are noise floor
     min_dt: int = 4  # triplet partners lie 64 ms to 1.28 s after the anchor
     max_dt: int = 80
@@ -63,8 +63,10 @@ class LandmarkConfig:
     inlier_frames: float = 6.0
     max_gap_s: float = 1.5  # hits further apart than this start a new stretch
     min_hits: int = 8  # hits on one line before it is a candidate copy
-    delay_bin: int = 125  # 2 s bins of query time - asset time, to pick candidate alignments
+    delay_bin: int = 31  # 0.5 s bins of query time - asset time, to pick candidate alignments
     candidates: int = 40  # (asset, pitch, delay) cells examined per query
+    verify_reach: int = 312  # the line is sought among hits within 5 s of the cell's delay
+    same_alignment: int = 125  # a cell within 2 s of a better one for the same asset and pitch is the same copy
     score_reference_s: float = 5.0  # a stretch this long scores its plain found fraction (see _score)
 
 
@@ -72,6 +74,7 @@ class LandmarkConfig:
 class Triplets:
     """One recording's triplets: anchor time/frequency, last-peak time, and the hash each was indexed under."""
 
+    anchor: np.ndarray  # index of the anchor peak: triplets sharing it share the fate of that peak
     t1: np.ndarray  # frames
     t3: np.ndarray
     f1: np.ndarray  # fractional log-frequency bins
@@ -128,7 +131,7 @@ def triplets(audio_mono: np.ndarray, sample_rate: int, config: LandmarkConfig) -
     t, f = spectral_peaks(audio_mono, sample_rate, cfg)
     if len(t) < 3:  # silence or a fragment: nothing to hash
         empty = np.zeros(0, dtype=np.int64)
-        return Triplets(empty.astype(np.int32), empty.astype(np.int32), empty.astype(np.float32), empty,
+        return Triplets(empty, empty.astype(np.int32), empty.astype(np.int32), empty.astype(np.float32), empty,
                         empty.astype(np.float64))
     lo = np.searchsorted(t, t + cfg.min_dt, side="left")
     hi = np.searchsorted(t, t + cfg.max_dt, side="right")
@@ -154,7 +157,8 @@ def triplets(audio_mono: np.ndarray, sample_rate: int, config: LandmarkConfig) -
     df13 = np.rint(f[p3] - f[anchor]).astype(np.int64)
     band = np.floor(f[anchor] / cfg.band_bins).astype(np.int64)
     hashes = _hash(cfg, band, np.floor(log_dt).astype(np.int64), ratio, df12, df13)
-    return Triplets(t[anchor].astype(np.int32), t[p3].astype(np.int32), f[anchor].astype(np.float32), hashes, log_dt)
+    return Triplets(anchor, t[anchor].astype(np.int32), t[p3].astype(np.int32), f[anchor].astype(np.float32),
+                    hashes, log_dt)
 
 
 def _hash(cfg: LandmarkConfig, band: np.ndarray, log_dt: np.ndarray, ratio: np.ndarray,
@@ -195,7 +199,7 @@ class LandmarkMatch:
     score: float
     semitones: float
     tempo: float  # query tempo / asset tempo: 1.05 when the copy plays 5 % faster
-    hits: int = 0  # query triplets on the line inside the stretch (the score's numerator)
+    hits: int = 0  # query triplets on the line inside the stretch
 
     def to_dict(self) -> dict[str, str | float]:
         return asdict(self)
@@ -253,10 +257,10 @@ class LandmarkIndex(IndexFile):
         query_idx, posting, shift = query_idx[near], posting[near], shift[near]
         asset = self._asset[posting].astype(np.int64)
         delay = found.t1[query_idx].astype(np.int64) - self._t1[posting]
-        delay_bin = np.floor(delay / cfg.delay_bin).astype(np.int64)
         matches = []
         for candidate, pitch, bin_index in _top_alignments(asset, shift, delay, cfg):
-            use = (asset == candidate) & (np.abs(shift - pitch) <= 1.5) & (np.abs(delay_bin - bin_index) <= 2)
+            centre = (bin_index + 0.5) * cfg.delay_bin
+            use = (asset == candidate) & (np.abs(shift - pitch) <= 1.5) & (np.abs(delay - centre) <= cfg.verify_reach)
             matches.extend(self._stretches(found, query_idx[use], self._t1[posting[use]], shift[use],
                                            self._asset_ids[candidate], min_duration_s))
         return _distinct(matches)
@@ -285,13 +289,14 @@ class LandmarkIndex(IndexFile):
         for group in np.split(hit, breaks + 1):
             start, end = int(found.t1[group].min()), int(found.t3[group].max())
             duration_s = (end - start) * seconds_per_frame
-            inside = int(np.count_nonzero((found.t1 >= start) & (found.t3 <= end)))
-            if duration_s < min_duration_s or len(group) < cfg.min_hits or inside == 0:
+            inside = np.unique(found.anchor[(found.t1 >= start) & (found.t3 <= end)])
+            if duration_s < min_duration_s or len(group) < cfg.min_hits or not len(inside):
                 continue
+            score = _score(len(np.unique(found.anchor[group])), len(inside), duration_s, cfg)
             out.append(LandmarkMatch(
                 asset_id=asset_id, query_offset_s=round(start * seconds_per_frame, 3),
                 asset_offset_s=round((start - offset) / slope * seconds_per_frame, 3),
-                duration_s=round(duration_s, 3), score=round(_score(len(group), inside, duration_s, cfg), 4),
+                duration_s=round(duration_s, 3), score=round(score, 4),
                 semitones=round(semitones, 2), tempo=round(1.0 / float(slope), 4), hits=len(group),
             ))
         return out
@@ -316,15 +321,18 @@ class LandmarkIndex(IndexFile):
 
 
 
-def _score(hits: int, inside: int, duration_s: float, cfg: LandmarkConfig) -> float:
-    """Fraction of the stretch's triplets found, weighted by sqrt(duration / ``score_reference_s``), capped at 1.
+def _score(found: int, inside: int, duration_s: float, cfg: LandmarkConfig) -> float:
+    """Fraction of the stretch's anchor peaks found, weighted by sqrt(duration / ``score_reference_s``), capped at 1.
 
-    The fraction alone is as high for 4.5 s of an unrelated track that shares a chord progression at a nearby key
-    and tempo as for an edited copy, but such chance alignments stay short, while a copy keeps its line for as
+    An anchor is found when any of its triplets matches on the line. Counting anchors rather than triplets matters
+    after edits: a triplet needs all three of its peaks to survive, and only ~70 % of peaks do, so ~35 % of
+    triplets survive, while an anchor that survives almost always keeps one of its 15 triplets. The fraction
+    alone is as high for 4.5 s of an unrelated track that shares a chord progression at a nearby key and tempo as
+    for an edited copy, but such chance alignments stay short, while a copy keeps its line for as
     long as it lasts. The weight is the square root because, for a fixed fraction, evidence grows like a
     binomial z-score: with the square root of the number of triplets examined.
     """
-    return min(1.0, hits / inside * float(np.sqrt(max(duration_s, 0.0) / cfg.score_reference_s)))
+    return min(1.0, found / inside * float(np.sqrt(max(duration_s, 0.0) / cfg.score_reference_s)))
 
 
 def _distinct(matches: list[LandmarkMatch]) -> list[LandmarkMatch]:
@@ -362,13 +370,14 @@ def _top_alignments(asset: np.ndarray, shift: np.ndarray, delay: np.ndarray,
         same = keys[at] == keys + step
         support[same] += votes[at[same]]
     ranked: list[tuple[int, float, int]] = []
+    same_reach = max(1, int(round(cfg.same_alignment / cfg.delay_bin)))
     for i in np.argsort(-support, kind="stable").tolist():
         if support[i] < cfg.min_hits or len(ranked) == cfg.candidates:
             break
         owner, rest = divmod(int(keys[i]), pitch_span * delay_span)
         pitch_bins, bin_index = divmod(rest, delay_span)
         pitch_bins, bin_index = float(pitch_bins - pitch_span // 2), bin_index + delay_base
-        if not any(o == owner and abs(p - pitch_bins) <= 1 and abs(d - bin_index) <= 1 for o, p, d in ranked):
+        if not any(o == owner and abs(p - pitch_bins) <= 1 and abs(d - bin_index) <= same_reach for o, p, d in ranked):
             ranked.append((owner, pitch_bins, bin_index))
     return ranked
 

@@ -99,7 +99,7 @@ class Screening:
 
 def screen_thresholds(workspace: Workspace) -> ScreenThresholds:
     """``ScreenThresholds`` with every field that ``[screening]`` in ``soundtrail.toml`` also names taken from it."""
-    configured = workspace.settings.screening.model_dump()
+    configured = workspace.settings.screening.model_dump(exclude_unset=True)
     defaults = asdict(ScreenThresholds())
     return ScreenThresholds(**{name: configured.get(name, value) for name, value in defaults.items()})
 
