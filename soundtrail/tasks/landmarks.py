@@ -13,14 +13,14 @@ A pitch shift adds a constant to every log frequency and a tempo change scales e
 differences and differences of log frequencies stay put; the two coarse fields are probed at their neighbouring
 values when querying. Matching is two-stage: hash hits are counted per (asset, pitch shift, 2 s delay); for the
 best few, a Hough transform over a grid of slopes (1 / tempo) finds the line ``t_query = slope * t_asset + offset``
-that most hits lie on, and the hits near that line give the copied stretch. Its score is the fraction of the
-query's triplets inside the stretch whose hash found their counterpart there, times sqrt(duration / 5 s) (capped
-at 1): an edited copy keeps its line for as long as it lasts, a chance alignment does not. Only about 70 % of
-peaks survive a phase-vocoder pitch or tempo edit, so only ~0.35 of triplets do (all three peaks must), and a
-5 s copy scores ~0.6-1 unedited, ~0.1-0.3 after pitch or tempo edits or under other music at -6 dB; unrelated
-music mostly stays under 0.05, but 4-5 s of an unrelated track that shares a chord progression and comping
-rhythm at a nearby key and tempo (which pitch and tempo search make look alike) reaches ~0.15: the screen's
-threshold.
+that most hits lie on, and the hits near that line give the copied stretch. Candidate cells are 0.5 s of delay
+wide: with 2 s cells, 30 s of music sharing progressions with many assets outvoted a 5 s copy's cell.
+
+Its score (see ``_score``) is the fraction of the asset's anchor peaks in the stretch that are found on the
+line, times sqrt(duration / 5 s), capped at 1. On the release benchmark's synthesized corpus a 5 s copy scores
+~1 unedited and mostly 0.45-0.9 after pitch or tempo edits or under other music at -6 dB; unrelated music stays
+mostly under 0.3, but 4-5 s of an unrelated track that shares a chord progression and comping rhythm at a nearby
+key and tempo (which pitch and tempo search make look alike) reaches ~0.43: the screen's threshold.
 """
 
 from __future__ import annotations
@@ -74,7 +74,6 @@ class LandmarkConfig:
 class Triplets:
     """One recording's triplets: anchor time/frequency, last-peak time, and the hash each was indexed under."""
 
-    anchor: np.ndarray  # index of the anchor peak: triplets sharing it share the fate of that peak
     t1: np.ndarray  # frames
     t3: np.ndarray
     f1: np.ndarray  # fractional log-frequency bins
@@ -131,7 +130,7 @@ def triplets(audio_mono: np.ndarray, sample_rate: int, config: LandmarkConfig) -
     t, f = spectral_peaks(audio_mono, sample_rate, cfg)
     if len(t) < 3:  # silence or a fragment: nothing to hash
         empty = np.zeros(0, dtype=np.int64)
-        return Triplets(empty, empty.astype(np.int32), empty.astype(np.int32), empty.astype(np.float32), empty,
+        return Triplets(empty.astype(np.int32), empty.astype(np.int32), empty.astype(np.float32), empty,
                         empty.astype(np.float64))
     lo = np.searchsorted(t, t + cfg.min_dt, side="left")
     hi = np.searchsorted(t, t + cfg.max_dt, side="right")
@@ -157,7 +156,7 @@ def triplets(audio_mono: np.ndarray, sample_rate: int, config: LandmarkConfig) -
     df13 = np.rint(f[p3] - f[anchor]).astype(np.int64)
     band = np.floor(f[anchor] / cfg.band_bins).astype(np.int64)
     hashes = _hash(cfg, band, np.floor(log_dt).astype(np.int64), ratio, df12, df13)
-    return Triplets(anchor, t[anchor].astype(np.int32), t[p3].astype(np.int32), f[anchor].astype(np.float32),
+    return Triplets(t[anchor].astype(np.int32), t[p3].astype(np.int32), f[anchor].astype(np.float32),
                     hashes, log_dt)
 
 
@@ -217,6 +216,7 @@ class LandmarkIndex(IndexFile):
         self._asset = np.zeros(0, dtype=np.int32)
         self._t1 = np.zeros(0, dtype=np.int32)
         self._f1 = np.zeros(0, dtype=np.float32)
+        self._anchors = np.zeros(0, dtype=np.int64)  # sorted _anchor_key of every indexed anchor peak
 
     def __len__(self) -> int:
         return len(self._asset_ids)
@@ -237,6 +237,7 @@ class LandmarkIndex(IndexFile):
         f1 = np.concatenate([self._f1] + [found.f1 for _, found in self._pending])
         order = np.argsort(keys, kind="stable")
         self._keys, self._asset, self._t1, self._f1 = keys[order], asset[order], t1[order], f1[order]
+        self._anchors = np.unique(_anchor_key(self._asset, self._t1, self._f1))
         self._pending = []
 
     def query(self, audio_mono: np.ndarray, sample_rate: int, min_duration_s: float = 5.0) -> list[LandmarkMatch]:
@@ -261,16 +262,16 @@ class LandmarkIndex(IndexFile):
         for candidate, pitch, bin_index in _top_alignments(asset, shift, delay, cfg):
             centre = (bin_index + 0.5) * cfg.delay_bin
             use = (asset == candidate) & (np.abs(shift - pitch) <= 1.5) & (np.abs(delay - centre) <= cfg.verify_reach)
-            matches.extend(self._stretches(found, query_idx[use], self._t1[posting[use]], shift[use],
-                                           self._asset_ids[candidate], min_duration_s))
+            matches.extend(self._stretches(found, query_idx[use], posting[use], shift[use], candidate,
+                                           min_duration_s))
         return _distinct(matches)
 
-    def _stretches(self, found: Triplets, query_idx: np.ndarray, asset_t1: np.ndarray, shift: np.ndarray,
-                   asset_id: str, min_duration_s: float) -> list[LandmarkMatch]:
+    def _stretches(self, found: Triplets, query_idx: np.ndarray, posting: np.ndarray, shift: np.ndarray,
+                   asset: int, min_duration_s: float) -> list[LandmarkMatch]:
         """Hough-vote a slope/offset line through the hits, then split its inliers into copied stretches."""
         cfg = self.config
         query_t1 = found.t1[query_idx].astype(np.float64)
-        asset_t = asset_t1.astype(np.float64)
+        asset_t = self._t1[posting].astype(np.float64)
         slope, offset = _hough_line(query_t1, asset_t, cfg)
         inlier = np.abs(query_t1 - slope * asset_t - offset) <= cfg.inlier_frames
         if inlier.any() and np.ptp(asset_t[inlier]) > cfg.sample_rate / cfg.hop:  # refine on >1 s of inliers
@@ -279,6 +280,8 @@ class LandmarkIndex(IndexFile):
             if abs(fitted[0] - 1) <= cfg.max_tempo_change and refined.sum() >= inlier.sum():
                 (slope, offset), inlier = fitted, refined
         hit = np.unique(query_idx[inlier])
+        hit_anchor = _anchor_key(asset, self._t1[posting[inlier]], self._f1[posting[inlier]])
+        hit_t1 = found.t1[query_idx[inlier]]
         if len(hit) < cfg.min_hits:
             return []
         seconds_per_frame = cfg.hop / cfg.sample_rate
@@ -289,12 +292,15 @@ class LandmarkIndex(IndexFile):
         for group in np.split(hit, breaks + 1):
             start, end = int(found.t1[group].min()), int(found.t3[group].max())
             duration_s = (end - start) * seconds_per_frame
-            inside = np.unique(found.anchor[(found.t1 >= start) & (found.t3 <= end)])
-            if duration_s < min_duration_s or len(group) < cfg.min_hits or not len(inside):
+            last = int(found.t1[group].max())
+            in_group = (hit_t1 >= start) & (hit_t1 <= last)
+            span = np.array([np.ceil((start - offset) / slope), np.floor((last - offset) / slope) + 1], np.int64)
+            lo, hi = np.searchsorted(self._anchors, _anchor_key(asset, span, np.zeros(2)))
+            if duration_s < min_duration_s or len(group) < cfg.min_hits or hi <= lo:
                 continue
-            score = _score(len(np.unique(found.anchor[group])), len(inside), duration_s, cfg)
+            score = _score(len(np.unique(hit_anchor[in_group])), int(hi - lo), duration_s, cfg)
             out.append(LandmarkMatch(
-                asset_id=asset_id, query_offset_s=round(start * seconds_per_frame, 3),
+                asset_id=self._asset_ids[asset], query_offset_s=round(start * seconds_per_frame, 3),
                 asset_offset_s=round((start - offset) / slope * seconds_per_frame, 3),
                 duration_s=round(duration_s, 3), score=round(score, 4),
                 semitones=round(semitones, 2), tempo=round(1.0 / float(slope), 4), hits=len(group),
@@ -315,24 +321,32 @@ class LandmarkIndex(IndexFile):
             values = {f.name: type(f.default)(v) for f, v in zip(fields(LandmarkConfig), stored["config"], strict=True)}
             index = cls(LandmarkConfig(**values))
             index._keys, index._asset, index._t1, index._f1 = (stored[k] for k in ("keys", "asset", "t1", "f1"))
+            index._anchors = np.unique(_anchor_key(index._asset, index._t1, index._f1))
             index._asset_ids = [str(a) for a in stored["asset_ids"]]
             index._known = set(index._asset_ids)
         return index
 
 
 
-def _score(found: int, inside: int, duration_s: float, cfg: LandmarkConfig) -> float:
-    """Fraction of the stretch's anchor peaks found, weighted by sqrt(duration / ``score_reference_s``), capped at 1.
+def _anchor_key(asset: int | np.ndarray, t1: np.ndarray, f1: np.ndarray) -> np.ndarray:
+    """One int64 per indexed anchor peak, ordered by asset then time: asset | frame | log-frequency in 1/16 bins."""
+    fine = np.clip(np.rint(np.asarray(f1, dtype=np.float64) * 16), 0, 4095).astype(np.int64)
+    return (np.asarray(asset, dtype=np.int64) << 32) | (np.asarray(t1, dtype=np.int64) << 12) | fine
 
-    An anchor is found when any of its triplets matches on the line. Counting anchors rather than triplets matters
-    after edits: a triplet needs all three of its peaks to survive, and only ~70 % of peaks do, so ~35 % of
-    triplets survive, while an anchor that survives almost always keeps one of its 15 triplets. The fraction
-    alone is as high for 4.5 s of an unrelated track that shares a chord progression at a nearby key and tempo as
-    for an edited copy, but such chance alignments stay short, while a copy keeps its line for as
-    long as it lasts. The weight is the square root because, for a fixed fraction, evidence grows like a
-    binomial z-score: with the square root of the number of triplets examined.
+
+def _score(found: int, anchors: int, duration_s: float, cfg: LandmarkConfig) -> float:
+    """Fraction of the asset's anchor peaks in the stretch found, times sqrt(duration / ``score_reference_s``), <= 1.
+
+    Why anchors of the *asset*: a triplet needs all three of its peaks to survive an edit, and only ~70 % of peaks
+    survive a phase-vocoder pitch or tempo change, so ~35 % of triplets do, while an anchor that survives almost
+    always keeps one of its triplets; and other music mixed over a copy adds peaks to the query but takes none
+    away from the asset, so counting on the asset's side keeps a mixed copy's score up.
+    Why the length weight: the fraction alone is as high for 4-5 s of an unrelated track that shares a chord
+    progression at a nearby key and tempo as for an edited copy, but such chance alignments stay short, while a
+    copy keeps its line for as long as it lasts; for a fixed fraction evidence grows like a binomial z-score, with
+    the square root of the number of peaks examined.
     """
-    return min(1.0, found / inside * float(np.sqrt(max(duration_s, 0.0) / cfg.score_reference_s)))
+    return min(1.0, found / anchors * float(np.sqrt(max(duration_s, 0.0) / cfg.score_reference_s)))
 
 
 def _distinct(matches: list[LandmarkMatch]) -> list[LandmarkMatch]:

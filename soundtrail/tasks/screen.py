@@ -8,7 +8,7 @@ Three methods, each an index built from the training corpus and queried with the
     landmarks     pitch shift (+-2.5 semitones), tempo (+-8 %)     landmarks.LandmarkIndex (peak triplets)
 
 Each match has a score in [0, 1] whose meaning is the method's own (1 - 2 BER; fraction of the run's n-grams
-shared; fraction of the stretch's anchor peaks found, weighted by the square root of its length over 5 s), so
+shared; fraction of the asset's anchor peaks in the stretch found, times sqrt(its length / 5 s)), so
 ``ScreenThresholds`` holds a flag and a block threshold per method. A match counts only if it covers at least
 ``min_match_s``; the verdict is ``block`` if any match reaches its method's block threshold, else ``flag`` if any
 reaches its flag threshold, else ``pass``.
@@ -60,7 +60,7 @@ class ScreenThresholds:
     chromaprint_block: float = 0.7  # BER 0.15
     tokens_flag: float = 0.3
     tokens_block: float = 0.6
-    landmarks_flag: float = 0.47  # unrelated tracks sharing a progression and groove reach ~0.46
+    landmarks_flag: float = 0.43  # unrelated tracks sharing a progression and groove reach ~0.425
     landmarks_block: float = 0.7  # 5 s copies after pitch/tempo edits score ~0.5-0.8, longer ones more
 
     def flag_at(self, method: Method) -> float:
