@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 from test_screen_signals import SAMPLE_RATE, pitch_shift, synth_music, time_stretch
 
+from soundtrail.config import Workspace
 from soundtrail.tasks.fingerprint import FingerprintIndex, chromaprint
 from soundtrail.tasks.landmarks import LandmarkIndex
 from soundtrail.tasks.screen import Screener, ScreenMatch, ScreenResult, ScreenThresholds, verdict_of
+from soundtrail.tasks.screen_index import screen_thresholds
 from soundtrail.tasks.token_ngrams import TokenNgramConfig, TokenNgramIndex
 
 SR = SAMPLE_RATE
@@ -164,3 +166,23 @@ def test_silence_and_fragments_screen_as_pass() -> None:
     screener.add_asset("music", synth_music(8.0, 6), SR)
     for audio in (np.zeros(SR * 6, np.float32), np.zeros(10, np.float32), synth_music(8.0, 7)):
         assert screener.screen(audio, SR) == ScreenResult("pass", [])
+
+
+def test_short_copies_under_other_music_or_shifted_are_found_inside_long_queries(tracks, landmarks) -> None:
+    """5 s copies in 30 s of music: the candidate stage must not let the host's chance hits outvote them, and
+    music mixed over a copy must not dilute its score (anchors are counted on the asset's side)."""
+    excerpt = tracks[4][int(6.0 * SR):int(11.0 * SR)]
+    other = synth_music(5.0, 88)
+    flag = ScreenThresholds().landmarks_flag
+    for copy in (excerpt + 0.5 * other, pitch_shift(excerpt, -2.0)):
+        found = [m for m in landmarks.query(_plant(copy, at_s=17.0, seconds=30.0), SR, min_duration_s=4.4)
+                 if m.asset_id == "a4"]
+        assert found and abs(found[0].query_offset_s - 17.0) < 1.0
+        assert found[0].score >= flag
+
+
+def test_workspace_screening_keys_override_only_what_they_name(tmp_path) -> None:
+    (tmp_path / "soundtrail.toml").write_text("[screening]\nlandmarks_block = 0.9\n")
+    thresholds = screen_thresholds(Workspace(tmp_path))
+    assert thresholds.landmarks_block == 0.9
+    assert thresholds.landmarks_flag == ScreenThresholds().landmarks_flag
