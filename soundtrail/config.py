@@ -74,8 +74,8 @@ class ScreeningSettings(_Section):
     chromaprint_block: float = 0.7  # bit error rate 0.15
     tokens_flag: float = 0.3
     tokens_block: float = 0.6
-    landmarks_flag: float = 0.15  # pitch/tempo-robust landmark triplets
-    landmarks_block: float = 0.3
+    landmarks_flag: float = 0.43  # pitch/tempo-robust landmark triplets
+    landmarks_block: float = 0.7
 
 
 class WatermarkSettings(_Section):

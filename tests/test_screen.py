@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
 from test_screen_signals import SAMPLE_RATE, pitch_shift, synth_music, time_stretch
 
-from soundtrail.config import Workspace
+from soundtrail.config import ScreeningSettings, Workspace
 from soundtrail.tasks.fingerprint import FingerprintIndex, chromaprint
 from soundtrail.tasks.landmarks import LandmarkIndex
 from soundtrail.tasks.screen import Screener, ScreenMatch, ScreenResult, ScreenThresholds, verdict_of
@@ -186,3 +187,8 @@ def test_workspace_screening_keys_override_only_what_they_name(tmp_path) -> None
     thresholds = screen_thresholds(Workspace(tmp_path))
     assert thresholds.landmarks_block == 0.9
     assert thresholds.landmarks_flag == ScreenThresholds().landmarks_flag
+
+
+def test_documented_workspace_defaults_are_the_screens_own() -> None:
+    """`soundtrail.toml`'s documented [screening] defaults must not drift from the thresholds the screen uses."""
+    assert ScreeningSettings().model_dump() == asdict(ScreenThresholds())
