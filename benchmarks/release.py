@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import inspect
+import os
 import statistics
 import sys
 import tempfile
@@ -33,8 +34,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one core, set before numpy loads:
+    os.environ.setdefault(_var, "1")  # the watermark table's real-time figure is for one core
+
+import numpy as np  # noqa: E402
+from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the synthetic music and the pitch/tempo edits live with the tests
