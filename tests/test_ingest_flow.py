@@ -84,7 +84,8 @@ def test_bad_config_and_usage_errors(tmp_path: Path, capsys) -> None:
 
 @pytest.mark.parametrize(("files", "batch_size", "cpus", "sizes"), [
     (28, 16, 2, [7, 7, 7, 7]),  # a small ingest still gives every CPU two batches
-    (100, 16, 2, [16] * 6 + [4]),  # a large one keeps the configured batch size
+    (29, 16, 2, [8, 7, 7, 7]),  # sizes within one of each other, not 8, 8, 8, 5
+    (100, 16, 2, [15, 15] + [14] * 5),  # a large one keeps within the configured batch size
     (3, 16, 8, [1, 1, 1]),
     (0, 16, 2, []),
 ])

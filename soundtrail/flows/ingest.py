@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +50,18 @@ def record_assets(workspace_root: str, analyses: list[dict[str, Any]], flow_run_
 
 
 def split_batches(inputs: list[InputFile], batch_size: int, cpus: int) -> list[list[InputFile]]:
-    """Batches of at most ``batch_size`` files, and at least two per CPU while the files last.
+    """Batches of at most ``batch_size`` files, at least two per CPU while the files last, sizes within one.
 
     A task costs a few Prefect API calls, so files travel in batches; but a fixed batch size would leave most
-    of a cluster idle on a small ingest (28 files in batches of 16 keep two CPUs busy, whatever the cluster).
+    of a cluster idle on a small ingest (28 files in batches of 16 keep two CPUs busy, whatever the cluster),
+    and a short last batch leaves its CPU's neighbours waiting at the end.
     """
     if not inputs:
         return []
-    size = max(1, min(batch_size, -(-len(inputs) // (2 * cpus))))
-    return [inputs[start:start + size] for start in range(0, len(inputs), size)]
+    count = min(len(inputs), max(-(-len(inputs) // batch_size), 2 * cpus))
+    size, larger = divmod(len(inputs), count)
+    bounds = [index * size + min(index, larger) for index in range(count + 1)]
+    return [inputs[start:stop] for start, stop in itertools.pairwise(bounds)]
 
 
 def _curator_order(record: dict[str, Any]) -> tuple[int, str, str]:
