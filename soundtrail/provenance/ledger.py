@@ -83,12 +83,25 @@ class LedgerWriter:
         self._run_id = run_id
         head = session.execute(select(Event.seq, Event.hash).order_by(Event.seq.desc()).limit(1)).first()
         self._seq, self._prev = (head[0], head[1]) if head else (0, GENESIS)
+        self._created: dict[tuple[type, str], Any] = {}
         self.appended = 0
 
     def get(self, entity: str, entity_id: str) -> dict[str, Any] | None:
         """A projection row as this transaction sees it (including its own earlier writes)."""
-        row = self._session.get(_projection(entity), entity_id)
+        row = self._row(_projection(entity), entity_id)
         return row.as_dict() if row is not None else None
+
+    def _row(self, model: type, entity_id: str) -> Any:
+        """The row this transaction created, or the stored one, without flushing pending writes first.
+
+        Writes are flushed once, at commit, in batched INSERTs: flushing before every look-up (the session's
+        default) cost more than all the rest of recording an ingested file.
+        """
+        created = self._created.get((model, entity_id))
+        if created is not None:
+            return created
+        with self._session.no_autoflush:
+            return self._session.get(model, entity_id)
 
     def record(self, entity: str, entity_id: str, fields: Mapping[str, Any], kind: str) -> bool:
         """Upsert ``fields`` into row ``entity_id`` of ``entity`` through a chained event.
@@ -100,7 +113,7 @@ class LedgerWriter:
         unknown = set(fields) - {column.name for column in model.__table__.columns} - {"id"}
         if unknown:
             raise LedgerError(f"{entity} has no column(s) {sorted(unknown)}")
-        row = self._session.get(model, entity_id)
+        row = self._row(model, entity_id)
         current = row.as_dict() if row is not None else {}
         patch = {key: value for key, value in fields.items()
                  if key != "id" and (row is None or not _same(current.get(key), value))}
@@ -122,9 +135,9 @@ class LedgerWriter:
         if row is None:
             row = model(id=entity_id)
             self._session.add(row)
+            self._created[(model, entity_id)] = row
         for key, value in patch.items():
             setattr(row, key, value)
-        self._session.flush()
         self._seq, self._prev = record["seq"], digest
         self.appended += 1
         return True
