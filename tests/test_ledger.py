@@ -5,7 +5,7 @@ from __future__ import annotations
 import multiprocessing
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from soundtrail.provenance.ledger import GENESIS, Ledger, LedgerError, event_hash
 
@@ -45,6 +45,25 @@ def test_same_facts_twice_append_nothing(ledger_url: str) -> None:
     # A partial patch only carries the changed field.
     assert ledger.record("assets", "a1", {"status": "accepted", "duration_s": 2.0}, "asset.updated")
     assert ledger.events()[-1]["payload"] == {"duration_s": 2.0}
+
+
+def test_prefetched_rows_are_read_and_written_without_further_queries(ledger_url: str) -> None:
+    """A batch looks its rows up in one query; the writes go out together at commit, and land."""
+    ledger = Ledger(ledger_url)
+    _fill(ledger)
+    statements: list[str] = []
+    event.listen(ledger.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    with ledger.writer(run_id="run-2") as writer:
+        writer.prefetch("assets", ["a1", "a2", "a3", "a4"])
+        before = len(statements)
+        assert writer.get("assets", "a1")["license"] == "CC0-1.0"
+        assert writer.get("assets", "a3") is None
+        assert writer.record("assets", "a3", {"status": "accepted", "license": "CC0-1.0"}, "asset.ingested")
+        assert writer.get("assets", "a3")["status"] == "accepted", "a row reads back inside its transaction"
+        assert not writer.record("assets", "a2", {"status": "revoked"}, "asset.revoked"), "an unchanged fact"
+        assert len(statements) == before, statements[before:]
+    assert ledger.get("assets", "a3")["license"] == "CC0-1.0"
+    assert ledger.verify().ok
 
 
 def test_unknown_entity_and_column_are_errors(ledger_url: str) -> None:

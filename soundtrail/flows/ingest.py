@@ -43,8 +43,10 @@ def record_assets(workspace_root: str, analyses: list[dict[str, Any]], flow_run_
     size = workspace.settings.ingest.batch_size
     items: list[IngestItem] = []
     for start in range(0, len(ordered), size):
+        batch = ordered[start:start + size]
         with ledger.writer(run_id=flow_run_id) as writer:
-            items.extend(catalog.admit(analysis, writer, flow_run_id) for analysis in ordered[start:start + size])
+            catalog.prefetch(batch, writer)
+            items.extend(catalog.admit(analysis, writer, flow_run_id) for analysis in batch)
     ledger.close()
     return [item.as_dict() for item in items]
 

@@ -18,7 +18,7 @@ import contextlib
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -83,7 +83,7 @@ class LedgerWriter:
         self._run_id = run_id
         head = session.execute(select(Event.seq, Event.hash).order_by(Event.seq.desc()).limit(1)).first()
         self._seq, self._prev = (head[0], head[1]) if head else (0, GENESIS)
-        self._created: dict[tuple[type, str], Any] = {}
+        self._known: dict[tuple[type, str], Any] = {}  # rows created, prefetched, or known absent (None)
         self.appended = 0
 
     def get(self, entity: str, entity_id: str) -> dict[str, Any] | None:
@@ -91,15 +91,28 @@ class LedgerWriter:
         row = self._row(_projection(entity), entity_id)
         return row.as_dict() if row is not None else None
 
+    def prefetch(self, entity: str, entity_ids: Iterable[str]) -> None:
+        """Look these rows up in one query, so that reading or recording them later needs none.
+
+        A batch of new files would otherwise cost one query per row it creates, only to find it absent.
+        """
+        model = _projection(entity)
+        wanted = {entity_id for entity_id in entity_ids if (model, entity_id) not in self._known}
+        if not wanted:
+            return
+        with self._session.no_autoflush:
+            found = {row.id: row for row in self._session.scalars(select(model).where(model.id.in_(wanted)))}
+        self._known.update({(model, entity_id): found.get(entity_id) for entity_id in wanted})
+
     def _row(self, model: type, entity_id: str) -> Any:
-        """The row this transaction created, or the stored one, without flushing pending writes first.
+        """The row as this transaction has it, without flushing pending writes first.
 
         Writes are flushed once, at commit, in batched INSERTs: flushing before every look-up (the session's
         default) cost more than all the rest of recording an ingested file.
         """
-        created = self._created.get((model, entity_id))
-        if created is not None:
-            return created
+        key = (model, entity_id)
+        if key in self._known:
+            return self._known[key]
         with self._session.no_autoflush:
             return self._session.get(model, entity_id)
 
@@ -135,7 +148,7 @@ class LedgerWriter:
         if row is None:
             row = model(id=entity_id)
             self._session.add(row)
-            self._created[(model, entity_id)] = row
+            self._known[(model, entity_id)] = row
         for key, value in patch.items():
             setattr(row, key, value)
         self._seq, self._prev = record["seq"], digest

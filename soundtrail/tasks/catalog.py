@@ -113,6 +113,15 @@ class Catalog:
                   f"(query {best.query_offset_s:.1f} s, original {best.track_offset_s:.1f} s)")
         return best.track_id, detail
 
+    @staticmethod
+    def prefetch(analyses: list[dict[str, Any]], writer: LedgerWriter) -> None:
+        """Look up, in one query per table, every row that admitting ``analyses`` will read or write."""
+        asset_ids = [analysis["asset_id"] for analysis in analyses]
+        writer.prefetch("assets", asset_ids)
+        writer.prefetch("fingerprints", asset_ids)
+        writer.prefetch("sources", [_source_id(analysis) for analysis in analyses])
+        writer.prefetch("licences", [analysis["license"] for analysis in analyses if analysis["license"]])
+
     def admit(self, analysis: dict[str, Any], writer: LedgerWriter, flow_run_id: str | None) -> IngestItem:
         """Decide and record one file; a file already decided keeps its ledger status."""
         asset_id = analysis["asset_id"]
@@ -155,9 +164,13 @@ class Catalog:
         return work_id
 
 
-def _record_source(writer: LedgerWriter, analysis: dict[str, Any]) -> str:
+def _source_id(analysis: dict[str, Any]) -> str:
     origin = f"{analysis['manifest']}:{analysis['manifest_line']}" if analysis["manifest"] else analysis["path"]
-    source_id = hashlib.sha256(origin.encode("utf-8")).hexdigest()[:16]
+    return hashlib.sha256(origin.encode("utf-8")).hexdigest()[:16]
+
+
+def _record_source(writer: LedgerWriter, analysis: dict[str, Any]) -> str:
+    source_id = _source_id(analysis)
     writer.record("sources", source_id, {
         "path": analysis["path"], "manifest": analysis["manifest"], "manifest_line": analysis["manifest_line"],
         "source": analysis["source"], "rights_holder": analysis["rights_holder"],
