@@ -12,6 +12,7 @@ import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -41,51 +42,78 @@ class AudioInfo:
 
 def probe(path: str | Path) -> AudioInfo:
     """Read and validate the header of ``path`` without decoding the samples."""
-    _check_wav_header(Path(path))
-    try:
-        info = sf.info(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"not a readable audio file: {_clean(exc)}") from exc
-    if not 0 < info.samplerate <= MAX_SAMPLE_RATE:
-        raise AudioError(f"implausible sample rate in header: {info.samplerate} Hz")
-    if not 0 < info.channels <= MAX_CHANNELS:
-        raise AudioError(f"implausible channel count in header: {info.channels}")
-    return AudioInfo(
-        sample_rate=int(info.samplerate),
-        channels=int(info.channels),
-        frames=max(int(info.frames), 0),
-        container=str(info.format),
-        codec=str(info.subtype),
-    )
+    with _open_checked(Path(path)) as handle:
+        return _header(handle)
 
 
-def decode_frames(path: str | Path) -> tuple[np.ndarray, AudioInfo]:
-    """Decode a whole file to float32 frames ``[samples, channels]`` (libsndfile's interleaved layout) and its header.
+class Decoded(NamedTuple):
+    """A decoded file: float32 frames ``[samples, channels]`` (libsndfile's interleaved layout), its header,
+    and the sum of its squared samples (the finiteness check computes it; the level check reuses it)."""
+
+    frames: np.ndarray
+    info: AudioInfo
+    energy: float
+
+    @property
+    def level_dbfs(self) -> float:
+        """Root-mean-square level in dB relative to full scale (-inf for digital silence)."""
+        return _dbfs(self.energy, self.frames.size)
+
+
+def decode_frames(path: str | Path) -> Decoded:
+    """Decode a whole file, opening it once, in the layout libsndfile gives.
 
     Raises :class:`AudioError` for unreadable, truncated or non-finite audio. Ingest works on this layout as it
     comes: every further full-size array (a transposed copy, a float64 square) costs page faults on a buffer of
     megabytes, which for a WAV file costs more than decoding it.
     """
-    info = probe(path)
-    try:
-        data, sample_rate = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-        raise AudioError(f"decoding failed: {_clean(exc)}") from exc
+    with _open_checked(Path(path)) as handle:
+        info = _header(handle)
+        try:
+            data = handle.read(dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            raise AudioError(f"decoding failed: {_clean(exc)}") from exc
     if data.shape[0] == 0:
         raise AudioError("no audio frames could be decoded")
     if info.frames and data.shape[0] < 0.98 * info.frames:
         raise AudioError(f"truncated: decoded {data.shape[0]} of {info.frames} frames")
-    _check_not_truncated(Path(path), info, data.shape[0] / sample_rate)
+    _check_not_truncated(Path(path), info, data.shape[0] / info.sample_rate)
+    energy = _sum_of_squares(data)
     # A sum of squares is finite exactly when every sample is, unless huge finite samples overflow it.
-    if not math.isfinite(_sum_of_squares(data)) and not np.isfinite(data).all():
-        raise AudioError("samples contain NaN or Inf")
-    return data, info
+    if not math.isfinite(energy):
+        if not np.isfinite(data).all():
+            raise AudioError("samples contain NaN or Inf")
+        energy = float(np.sum(np.square(data, dtype=np.float64)))
+    return Decoded(data, info, energy)
 
 
 def decode(path: str | Path) -> tuple[np.ndarray, int]:
     """Decode a whole file to float32 ``[channels, samples]`` and its sample rate (see :func:`decode_frames`)."""
-    frames, info = decode_frames(path)
-    return np.ascontiguousarray(frames.T), info.sample_rate
+    decoded = decode_frames(path)
+    return np.ascontiguousarray(decoded.frames.T), decoded.info.sample_rate
+
+
+def _open_checked(path: Path) -> sf.SoundFile:
+    _check_wav_header(path)
+    try:
+        return sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise AudioError(f"not a readable audio file: {_clean(exc)}") from exc
+
+
+def _header(handle: sf.SoundFile) -> AudioInfo:
+    """The open file's header, refused when implausible."""
+    if not 0 < handle.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"implausible sample rate in header: {handle.samplerate} Hz")
+    if not 0 < handle.channels <= MAX_CHANNELS:
+        raise AudioError(f"implausible channel count in header: {handle.channels}")
+    return AudioInfo(
+        sample_rate=int(handle.samplerate),
+        channels=int(handle.channels),
+        frames=max(int(handle.frames), 0),
+        container=str(handle.format),
+        codec=str(handle.subtype),
+    )
 
 
 def _check_wav_header(path: Path) -> None:
@@ -189,7 +217,11 @@ def rms_dbfs(audio: np.ndarray) -> float:
     energy = _sum_of_squares(audio)
     if not math.isfinite(energy):  # huge finite float samples overflow float32 squares
         energy = float(np.sum(np.square(audio, dtype=np.float64)))
-    power = energy / audio.size
+    return _dbfs(energy, audio.size)
+
+
+def _dbfs(energy: float, count: int) -> float:
+    power = energy / count if count else 0.0
     return 10.0 * math.log10(power) if power > 0 else float("-inf")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import xxhash
 
 from soundtrail.atomic import sha256_file
-from soundtrail.audio import AudioError, decode_frames, mono_frames, rms_dbfs
+from soundtrail.audio import AudioError, decode_frames, mono_frames
 from soundtrail.config import IngestSettings, LicenseSettings
 from soundtrail.provenance.licenses import LicensePolicy, combine_licenses
 from soundtrail.tasks.fingerprint import chromaprint
@@ -132,7 +132,8 @@ def _inspect_audio(path: Path, analysis: FileAnalysis, ingest: IngestSettings) -
     if file_tags.oversized:
         raise AudioError(f"oversized tag block: {file_tags.oversized}")
     analysis.title = analysis.title or file_tags.title
-    frames, header = decode_frames(path)
+    decoded = decode_frames(path)
+    frames, header = decoded.frames, decoded.info
     sample_rate = header.sample_rate
     analysis.sample_rate = sample_rate
     analysis.channels = int(frames.shape[1])
@@ -140,7 +141,7 @@ def _inspect_audio(path: Path, analysis: FileAnalysis, ingest: IngestSettings) -
     analysis.container, analysis.codec = header.container, header.codec
     if analysis.duration_s < ingest.min_duration_s:
         raise AudioError(f"too short: {analysis.duration_s:.2f} s is under the {ingest.min_duration_s:g} s minimum")
-    level = rms_dbfs(frames)
+    level = decoded.level_dbfs
     if level < ingest.silence_dbfs:
         raise AudioError("digital silence" if level == float("-inf") else f"silent: RMS {level:.1f} dBFS")
     analysis.pcm_hash = pcm_hash(frames)
