@@ -39,6 +39,7 @@ from collections.abc import Callable  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy import signal as sps  # noqa: E402
 
+from soundtrail.audio import resample  # noqa: E402
 from soundtrail.tasks import watermark as wm  # noqa: E402
 from soundtrail.tasks import watermark_attacks as attacks  # noqa: E402
 from soundtrail.tasks import watermark_code  # noqa: E402
@@ -208,7 +209,7 @@ def corpus_clips(tracks: int, rate: int, seed: int) -> list[tuple[str, np.ndarra
     for _ in range(tracks):
         spec = next(planner.candidates(1))
         planner.commit(spec)
-        audio = wm.resample(render_track(spec, CLIP_SECONDS), SAMPLE_RATE, rate)[:, : int(CLIP_SECONDS * rate)]
+        audio = resample(render_track(spec, CLIP_SECONDS), SAMPLE_RATE, rate)[:, : int(CLIP_SECONDS * rate)]
         clips.append(("corpus", audio))
     return clips
 
@@ -275,7 +276,7 @@ def score_tail(excerpts: list[np.ndarray], rate: int, config: wm.WatermarkConfig
     layouts = [wm._layout(wm.WatermarkConfig(key=f"tail-{k}")) for k in range(keys)]
     best = []
     for excerpt in excerpts:
-        signal = wm.resample(excerpt.mean(axis=0), rate, config.working_rate)
+        signal = resample(excerpt.mean(axis=0), rate, config.working_rate)
         folded = wm._folded_tiles(signal, layouts[0], config)
         if folded is None:
             continue

@@ -79,11 +79,8 @@ def decode_frames(path: str | Path) -> Decoded:
         raise AudioError(f"truncated: decoded {data.shape[0]} of {info.frames} frames")
     _check_not_truncated(Path(path), info, data.shape[0] / info.sample_rate)
     energy = _sum_of_squares(data)
-    # A sum of squares is finite exactly when every sample is, unless huge finite samples overflow it.
-    if not math.isfinite(energy):
-        if not np.isfinite(data).all():
-            raise AudioError("samples contain NaN or Inf")
-        energy = float(np.sum(np.square(data, dtype=np.float64)))
+    if not math.isfinite(energy):  # finite exactly when every sample is
+        raise AudioError("samples contain NaN or Inf")
     return Decoded(data, info, energy)
 
 
@@ -212,12 +209,7 @@ def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
 
 def rms_dbfs(audio: np.ndarray) -> float:
     """Root-mean-square level in dB relative to full scale (-inf for digital silence), in any layout."""
-    if not audio.size:
-        return float("-inf")
-    energy = _sum_of_squares(audio)
-    if not math.isfinite(energy):  # huge finite float samples overflow float32 squares
-        energy = float(np.sum(np.square(audio, dtype=np.float64)))
-    return _dbfs(energy, audio.size)
+    return _dbfs(_sum_of_squares(audio), audio.size)
 
 
 def _dbfs(energy: float, count: int) -> float:
@@ -226,9 +218,16 @@ def _dbfs(energy: float, count: int) -> float:
 
 
 def _sum_of_squares(audio: np.ndarray) -> float:
-    """Sum of squared samples without a temporary array (unlike ``np.square``) and without BLAS threads."""
+    """Sum of squared samples without a temporary array (unlike ``np.square``) and without BLAS threads.
+
+    Finite exactly when every sample is: float32 squares of huge finite samples that overflow are summed again
+    in float64, which cannot overflow.
+    """
     flat = audio.reshape(-1)
-    return float(np.einsum("i,i->", flat, flat))
+    energy = float(np.einsum("i,i->", flat, flat))
+    if math.isfinite(energy):
+        return energy
+    return float(np.sum(np.square(flat, dtype=np.float64)))
 
 
 def peak_normalize(audio: np.ndarray, peak: float = 0.89) -> np.ndarray:

@@ -79,8 +79,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.signal import firwin, resample_poly
 
+from soundtrail.audio import resample
 from soundtrail.tasks import watermark_code as code
 
 PAYLOAD_HEX_CHARS = code.PAYLOAD_BITS // 4
@@ -283,26 +283,6 @@ def _solve_strength(energy: np.ndarray, boost: np.ndarray, cap: float, target: f
         else:
             high = middle
     return high, False
-
-
-def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
-    """:func:`soundtrail.audio.resample` with its low-pass filter designed once per rate pair.
-
-    Designing the 8,821-tap filter for 44.1 kHz to 16 kHz costs as much as filtering 10 s of audio, and the
-    gate resamples every output three times (embed in and out, detect).
-    """
-    if source_rate == target_rate:
-        return audio.astype(np.float32, copy=False)
-    divisor = math.gcd(source_rate, target_rate)
-    up, down = target_rate // divisor, source_rate // divisor
-    return resample_poly(audio, up, down, axis=-1, window=_lowpass(up, down)).astype(np.float32)
-
-
-@lru_cache(maxsize=16)
-def _lowpass(up: int, down: int) -> np.ndarray:
-    """The filter scipy's ``resample_poly`` designs by default (Kaiser, beta 5, 10 zero crossings a side)."""
-    rate = max(up, down)
-    return firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0))
 
 
 def _fit_length(audio: np.ndarray, length: int) -> np.ndarray:
