@@ -3,7 +3,7 @@
 Where each format keeps the fields this module reads:
 
     field       Vorbis comment (FLAC, Ogg, Opus)   ID3 (MP3, WAV, AIFF)     MP4 (M4A)                 RIFF INFO (WAV)
-    licence     LICENSE / LICENCE                  WCOP (URL), TXXX:LICENSE ----:com.apple.iTunes:LICENSE
+    licence     LICENSE / LICENCE                  WCOP (URL), TXXX:LICENSE ----:com.apple.iTunes:LICENSE    (none)
     copyright   COPYRIGHT                          TCOP                     cprt                      ICOP
     title       TITLE                              TIT2                     ©nam                      INAM
     artist      ARTIST                             TPE1                     ©ART                      IART
