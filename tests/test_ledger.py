@@ -80,7 +80,9 @@ def test_unknown_entity_and_column_are_errors(ledger_url: str) -> None:
     [
         ("UPDATE events SET payload = '{\"license\":\"CC-BY-NC-4.0\"}' WHERE seq = 2", "event 2 was changed"),
         ("DELETE FROM events WHERE seq = 2", "event 2 is missing"),
-        ("UPDATE events SET prev_hash = 'f' || substr(prev_hash, 2) WHERE seq = 3", "event 3 does not link"),
+        # Flip the first hex digit: writing a fixed 'f' would change nothing for the 1 in 16 hashes starting with 'f'.
+        ("UPDATE events SET prev_hash = CASE WHEN substr(prev_hash, 1, 1) = 'f' THEN '0' ELSE 'f' END"
+         " || substr(prev_hash, 2) WHERE seq = 3", "event 3 does not link"),
         ("UPDATE assets SET license = 'CC-BY-NC-4.0' WHERE id = 'a1'", "assets row 'a1' column 'license'"),
         ("DELETE FROM licences WHERE id = 'CC0-1.0'", "licences row 'CC0-1.0' recorded in the chain is missing"),
         ("INSERT INTO assets (id, status) VALUES ('a9', 'accepted')", "assets row 'a9' has no event"),
