@@ -7,18 +7,23 @@
    music 6 dB below the copy; "under -6 dB": the copy 6 dB below other music (harder, shown for information);
    pitch +-1 and +-2 semitones (phase vocoder + resampling); tempo +-5 % (phase vocoder).
 2. False-positive rate: 30 s queries spliced from two held-out tracks (half of each) screened against the same
-   index; any flag or block is a false positive. The default thresholds were chosen on these queries, so the
-   same count on a second held-out corpus (another seed, never used for tuning) is printed after it.
+   index; any flag or block is a false positive. Queries with a half that has an indexed track's arrangement
+   (``same_arrangement``: its backing at another key and tempo) are counted apart, since a pitch- and tempo-
+   invariant screen matches their accompaniment; the target is for the rest. The default thresholds were chosen
+   on these queries, so the same counts on a second held-out corpus (another seed, never used for tuning) follow.
 3. Latency of a 30 s Chromaprint query against 1,000 and 100,000 indexed tracks (synthetic 30 s fingerprints with
    real-like item-to-item correlation), against a brute-force scan that scores every offset of every track
    (timed on 1,000 tracks; at 100,000 it scales linearly, so that figure is extrapolated and marked so).
+4. Latency of a 30 s landmark query as its index grows: the corpus's real tracks plus synthetic filler tracks
+   whose triplets are drawn from real ones (hashes as common as in real music, no real alignment). The index
+   is held in memory, so 100,000 tracks are extrapolated from the largest size built.
 
-The corpus comes from ``soundtrail.corpus.synthesize_corpus`` when present (its licensed tracks; the held-out
-music is a second corpus from another seed), else from the test suite's synthetic music. With
-``benchmarks/release_watermark.py`` present, its ``main()`` prints the watermark tables after these.
+The corpus is ``soundtrail.corpus.synthesize_corpus``'s licensed tracks; the held-out music is a second corpus
+from another seed. With ``benchmarks/release_watermark.py`` present, its ``main()`` prints the watermark tables
+after these.
 
     .venv/bin/python benchmarks/release.py [--quick] [--tracks 30] [--held-out 30] [--trials 20] [--unrelated 300]
-        [--fresh 30] [--no-watermark]
+        [--fresh 30] [--sizes 1000,100000] [--landmark-sizes 300,1000] [--no-watermark]
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one core, set before numpy loads:
@@ -43,10 +50,13 @@ from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the synthetic music and the pitch/tempo edits live with the tests
 
-from test_screen_signals import pitch_shift, synth_music, time_stretch  # noqa: E402
+from test_screen_signals import pitch_shift, time_stretch  # noqa: E402
 
 from soundtrail.audio import load_mono  # noqa: E402
+from soundtrail.corpus import synthesize_corpus  # noqa: E402
+from soundtrail.corpus.compose import TrackSpec, same_arrangement  # noqa: E402
 from soundtrail.tasks.fingerprint import FingerprintIndex  # noqa: E402
+from soundtrail.tasks.landmarks import LandmarkConfig, LandmarkIndex, Triplets, triplets  # noqa: E402
 from soundtrail.tasks.screen import Screener, ScreenResult, verdict_of  # noqa: E402
 from soundtrail.tasks.watermark_attacks import gain, mp3_roundtrip, white_noise  # noqa: E402
 
@@ -84,16 +94,12 @@ TARGET_RECALL = 0.95
 INFO_ONLY = {"under -6 dB"}
 
 
-def corpus_tracks(count: int, seconds: float, seed: int) -> tuple[list[np.ndarray], str]:
-    """``count`` corpus-like tracks: the project's corpus synthesizer's licensed tracks, else the tests' music."""
-    try:
-        from soundtrail.corpus import synthesize_corpus
-    except ImportError:
-        return [synth_music(seconds, seed + i) for i in range(count)], "the tests' synthetic music"
+def corpus_tracks(count: int, seconds: float, seed: int) -> tuple[list[np.ndarray], list[TrackSpec]]:
+    """``count`` licensed tracks of the project's corpus synthesizer, and the spec each was composed from."""
     with tempfile.TemporaryDirectory() as tmp:
         summary = synthesize_corpus(Path(tmp), tracks=count, seconds=seconds, seed=seed)
-        paths = [summary.root / track.path for track in summary.tracks if track.role == "licensed"]
-        return [load_mono(path, SR) for path in paths], "soundtrail.corpus.synthesize_corpus"
+        licensed = [track for track in summary.tracks if track.role == "licensed"]
+        return [load_mono(summary.root / track.path, SR) for track in licensed], [track.spec for track in licensed]
 
 
 def _found(result: ScreenResult, asset_id: str, at_s: float, method: str | None = None) -> bool:
@@ -132,36 +138,53 @@ def recall_table(screener: Screener, corpus: list[np.ndarray], held_out: list[np
     return rows
 
 
-def unrelated_queries(held_out: list[np.ndarray], count: int, seed: int) -> list[np.ndarray]:
-    """``count`` distinct 30 s queries of new music: each the first half of one held-out track then the second
-    half of another, so a few dozen synthesized tracks give hundreds of queries."""
+def unrelated_queries(held_out: list[np.ndarray], count: int, seed: int) -> list[tuple[np.ndarray, tuple[int, int]]]:
+    """``count`` distinct 30 s queries of new music, each with the two tracks it is made of: the first half of
+    one held-out track then the second half of another, so a few dozen synthesized tracks give hundreds."""
     rng = np.random.default_rng(seed)
     half = int(QUERY_S * SR / 2)
     pairs = [(a, b) for a in range(len(held_out)) for b in range(len(held_out)) if a != b]
     chosen = rng.choice(len(pairs), size=min(count, len(pairs)), replace=False)
-    return [np.concatenate([held_out[pairs[i][0]][:half], held_out[pairs[i][1]][half:2 * half]]) for i in chosen]
+    return [(np.concatenate([held_out[a][:half], held_out[b][half:2 * half]]), (a, b))
+            for a, b in (pairs[i] for i in chosen)]
 
 
-def false_positive_table(screener: Screener, queries: list[np.ndarray], source: str) -> float:
-    flagged = {"gate": 0, "chromaprint": 0, "landmarks": 0}
+def false_positive_table(screener: Screener, queries: list[tuple[np.ndarray, tuple[int, int]]],
+                         held_out_specs: list[TrackSpec], indexed_specs: list[TrackSpec], source: str) -> float:
+    """Flag or block rates on new music, apart for queries with a half that has an indexed track's arrangement.
+
+    The synthesizer draws genre, chord cycle and voices from short lists, so a few held-out tracks are an indexed
+    track's backing at another key and tempo (``same_arrangement``), with only the melody, fills and drum tuning
+    changed; a screen that sees through pitch and tempo edits matches those on the accompaniment. They are not
+    unrelated music, so the target applies to the other queries; their rate is printed too.
+    """
+    twins = {i for i, spec in enumerate(held_out_specs) if any(same_arrangement(spec, s) for s in indexed_specs)}
+    rows = {"unrelated": Counter(), "same arrangement": Counter()}
     best = {"chromaprint": 0.0, "landmarks": 0.0}
-    for query in queries:
+    for query, halves in queries:
+        row = rows["same arrangement" if twins.intersection(halves) else "unrelated"]
         matches = screener.matches(query, SR)
-        for m in matches:
-            best[m.method] = max(best[m.method], m.score)
         result = verdict_of(matches, screener.thresholds)
-        flagged["gate"] += result.verdict != "pass"
+        row["queries"] += 1
+        row["gate"] += result.verdict != "pass"
         for method in ("chromaprint", "landmarks"):
-            flagged[method] += any(m.method == method for m in result.matches)
-    n = len(queries)
-    print(f"\n## False positives on {n} queries of unrelated 30 s music, {source} (target <= 0.01)\n")
-    print("| method | false-positive rate | highest unrelated score | flag threshold |")
-    print("|---|---|---|---|")
+            row[method] += any(m.method == method for m in result.matches)
+            if row is rows["unrelated"]:
+                best[method] = max([best[method]] + [m.score for m in matches if m.method == method])
+    print(f"\n## False positives on {len(queries)} queries of new 30 s music, {source}\n")
+    print(f"{len(twins)} of {len(held_out_specs)} held-out tracks have the arrangement of an indexed track "
+          "(same genre, harmony voice and chord cycle, <= 2 semitones and 8 % tempo away).\n")
+    print("| queries | count | gate | chromaprint | landmarks | target <= 0.01 |")
+    print("|---|---|---|---|---|---|")
+    for name, row in rows.items():
+        n = max(row["queries"], 1)
+        mark = ("ok" if row["gate"] / n <= 0.01 else "OVER") if name == "unrelated" else "info"
+        print(f"| {name} | {row['queries']} | {row['gate'] / n:.3f} | {row['chromaprint'] / n:.3f} | "
+              f"{row['landmarks'] / n:.3f} | {mark} |")
     t = screener.thresholds
-    print(f"| gate (any method) | {flagged['gate'] / n:.3f} | | |")
-    for method in ("chromaprint", "landmarks"):
-        print(f"| {method} | {flagged[method] / n:.3f} | {best[method]:.3f} | {t.flag_at(method)} |")
-    return flagged["gate"] / n
+    print(f"\nHighest score on unrelated queries: chromaprint {best['chromaprint']:.3f} "
+          f"(flag at {t.chromaprint_flag}), landmarks {best['landmarks']:.3f} (flag at {t.landmarks_flag}).")
+    return rows["unrelated"]["gate"] / max(rows["unrelated"]["queries"], 1)
 
 
 def synthetic_fingerprints(tracks: int, items: int, rng: np.random.Generator) -> np.ndarray:
@@ -233,6 +256,76 @@ def latency_table(sizes: list[int], repeats: int, seed: int) -> None:
         del index, fingerprints
 
 
+def filler_triplets(pool: Triplets, count: int, frames: int, rng: np.random.Generator) -> Triplets:
+    """A synthetic track's triplets: ``count`` (hash, anchor frequency) rows drawn from real music's triplets at
+    random times, so each hash is as common as in real music (posting lists as long) with no real alignment."""
+    rows = rng.integers(len(pool.hashes), size=count)
+    t1 = np.sort(rng.integers(0, frames, size=count)).astype(np.int32)
+    return Triplets(t1, t1 + 40, pool.f1[rows], pool.hashes[rows], pool.log_dt[rows])
+
+
+def landmark_latency_table(corpus: list[np.ndarray], held_out: list[np.ndarray], sizes: list[int], repeats: int,
+                           seed: int) -> None:
+    """Landmark query latency as the index grows: the corpus's real tracks plus synthetic filler tracks.
+
+    Queries are 5 s copies of corpus tracks shifted up two semitones inside 30 s of held-out music; "found" counts
+    those whose best landmark match names the right asset, so the filler is shown not to drown real matches.
+    """
+    rng = np.random.default_rng(seed)
+    config = LandmarkConfig()
+    real = [triplets(track, SR, config) for track in corpus]
+    pool = Triplets(*(np.concatenate([getattr(t, f.name) for t in real]) for f in fields(Triplets)))
+    per_track = len(pool.hashes) // len(real)
+    frames = int(QUERY_S * config.sample_rate / config.hop)
+    queries = []
+    for _ in range(repeats):
+        k = int(rng.integers(len(corpus)))
+        start = int(rng.uniform(0, QUERY_S - 5.0) * SR)
+        query = held_out[int(rng.integers(len(held_out)))][: int(QUERY_S * SR)].copy()
+        at = int(rng.uniform(0, QUERY_S - 5.0) * SR)
+        query[at:at + 5 * SR] = pitch_shift(corpus[k][start:start + 5 * SR], 2.0)
+        queries.append((k, query))
+    extract_ms = 1000 * statistics.median(_timed(lambda q=q: triplets(q, SR, config)) for _, q in queries)
+    print(f"\n## Landmark query latency, 30 s query, median of {repeats} (real tracks + synthetic filler, "
+          f"{per_track:,} triplets each)\n")
+    print(f"Extracting the query's triplets alone takes {extract_ms:.0f} ms at any index size.\n")
+    print("| indexed tracks | index entries | build s | query ms | found | target < 50 ms |")
+    print("|---|---|---|---|---|---|")
+    measured = []
+    for size in [len(corpus), *sizes]:
+        started = time.perf_counter()
+        index = LandmarkIndex(config)
+        for i, found in enumerate(real):
+            index.add_triplets(f"asset-{i}", found)
+        for i in range(size - len(real)):
+            index.add_triplets(f"filler-{i}", filler_triplets(pool, per_track, frames, rng))
+        index.query(queries[0][1][: SR], SR)  # sorts the index
+        build_s = time.perf_counter() - started
+        times, found = [], 0
+        for k, query in queries:
+            started = time.perf_counter()
+            matches = index.query(query, SR, min_duration_s=4.4)
+            times.append(time.perf_counter() - started)
+            found += bool(matches) and matches[0].asset_id == f"asset-{k}"
+        query_ms = 1000 * statistics.median(times)
+        measured.append((size, query_ms))
+        print(f"| {size:,} | {index.entries:,} | {build_s:.1f} | {query_ms:.0f} | {found}/{repeats} | "
+              f"{'ok' if query_ms < 50 else 'OVER'} |", flush=True)
+        del index
+    (small, small_ms), (large, large_ms) = measured[-2], measured[-1]
+    per_track_ms = (large_ms - small_ms) / (large - small)
+    target = 100_000
+    if large < target:  # the index is held in memory: 20 bytes per entry
+        print(f"| {target:,} | {target * per_track:,} ({target * per_track * 20 / 2**30:.0f} GiB in memory, not built) "
+              f"| | {large_ms + per_track_ms * (target - large):.0f} (extrapolated linearly) | | |")
+
+
+def _timed(work: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    work()
+    return time.perf_counter() - started
+
+
 def run_watermark_tables(quick: bool) -> None:
     path = ROOT / "benchmarks" / "release_watermark.py"
     if not path.exists():
@@ -259,7 +352,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--held-out", type=int, default=30, help="never-indexed tracks: hosts and new music")
     parser.add_argument("--trials", type=int, default=20, help="planted copies per edit and excerpt length")
     parser.add_argument("--unrelated", type=int, default=300, help="queries of new music for the false positives")
-    parser.add_argument("--sizes", default="1000,100000", help="index sizes for the latency table")
+    parser.add_argument("--sizes", default="1000,100000", help="index sizes for the Chromaprint latency table")
+    parser.add_argument("--landmark-sizes", default="300,1000",
+                        help="index sizes for the landmark latency table (10,000 needs ~20 GiB, 100,000 does not fit)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fresh", type=int, default=30,
                         help="tracks of a second held-out corpus for an out-of-sample false-positive check (0: off)")
@@ -267,23 +362,26 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.tracks, args.held_out, args.trials, args.unrelated, args.fresh = 12, 12, 5, 60, 12
+        args.landmark_sizes = "100,300"
 
     started = time.perf_counter()
-    corpus, source = corpus_tracks(args.tracks, QUERY_S, args.seed)
-    held_out, _ = corpus_tracks(args.held_out, QUERY_S, args.seed + 1000)  # another seed: never indexed
+    corpus, corpus_specs = corpus_tracks(args.tracks, QUERY_S, args.seed)
+    held_out, held_out_specs = corpus_tracks(args.held_out, QUERY_S, args.seed + 1000)  # another seed: never indexed
     screener = Screener()
     for i, track in enumerate(corpus):
         screener.add_asset(f"asset-{i}", track, SR)
     print(f"# Release gate benchmark\n\ncorpus: {len(corpus)} indexed + {len(held_out)} held-out tracks of "
-          f"{QUERY_S:.0f} s from {source}; built in {time.perf_counter() - started:.1f} s")
+          f"{QUERY_S:.0f} s from soundtrail.corpus.synthesize_corpus; built in {time.perf_counter() - started:.1f} s")
     recall_table(screener, corpus, held_out, args.trials, args.seed + 1)
-    false_positive_table(screener, unrelated_queries(held_out, args.unrelated, args.seed + 3),
-                         "the held-out tracks (the default thresholds were set on these)")
+    false_positive_table(screener, unrelated_queries(held_out, args.unrelated, args.seed + 3), held_out_specs,
+                         corpus_specs, "the held-out tracks (the default thresholds were set on these)")
     if args.fresh:  # thresholds tuned on one set and reported on it overstate them: check on music never looked at
-        fresh, _ = corpus_tracks(args.fresh, QUERY_S, args.seed + 5000)
-        false_positive_table(screener, unrelated_queries(fresh, args.unrelated, args.seed + 7),
-                             "a second held-out corpus never used to set thresholds")
+        fresh, fresh_specs = corpus_tracks(args.fresh, QUERY_S, args.seed + 5000)
+        false_positive_table(screener, unrelated_queries(fresh, args.unrelated, args.seed + 7), fresh_specs,
+                             corpus_specs, "a second held-out corpus never used to set thresholds")
     latency_table([int(s) for s in args.sizes.split(",")], repeats=7 if args.quick else 21, seed=args.seed + 2)
+    landmark_latency_table(corpus, held_out, [int(s) for s in args.landmark_sizes.split(",")],
+                           repeats=5 if args.quick else 11, seed=args.seed + 4)
     print(f"\nscreening benchmark took {time.perf_counter() - started:.0f} s")
     if not args.no_watermark:
         run_watermark_tables(args.quick)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -20,7 +21,7 @@ from mutagen.oggvorbis import OggVorbis
 from soundtrail.audio import decode, mono, rms_dbfs
 from soundtrail.corpus import CorpusSummary, synthesize_corpus
 from soundtrail.corpus.build import MIN_SECONDS, available_containers
-from soundtrail.corpus.compose import NOTE_NAMES, SCALES, Planner, compose
+from soundtrail.corpus.compose import NOTE_NAMES, SCALES, Planner, TrackSpec, compose, same_arrangement
 from soundtrail.corpus.distinct import best_offset_ber
 from soundtrail.provenance.licenses import combine_licenses
 from soundtrail.tasks.tags import read_tags
@@ -286,3 +287,18 @@ def test_ingesting_the_corpus_gives_every_file_its_expected_status(corpus: Corpu
         statuses[str(Path(item.path).relative_to(corpus.root.resolve()))] = (item.status, item.reason)
     ledger.close()
     assert {path: status for path, (status, _) in statuses.items()} == corpus.expected_status, statuses
+
+
+def test_same_arrangement_sees_one_backing_at_another_key_and_tempo() -> None:
+    """G minor i-VI-III-VII is A major IV-I-V-vi a semitone up, started on another chord: the pair the release
+    benchmark's landmark screen matched on their accompaniment alone."""
+    house = TrackSpec(title="A", genre="house", bpm=121, key="G", mode="minor", progression=("i", "VI", "III", "VII"),
+                      lead="bell", harmony="organ", bass="fm bass", seed=1)
+    twin = TrackSpec(title="B", genre="house", bpm=118, key="A", mode="major", progression=("IV", "I", "V", "vi"),
+                     lead="square lead", harmony="organ", bass="sine bass", seed=2)
+    assert same_arrangement(house, twin) and same_arrangement(twin, house)
+    assert not same_arrangement(house, twin, max_semitones=0)
+    assert not same_arrangement(house, dataclasses.replace(twin, key="G"))  # three semitones below B-flat major
+    assert not same_arrangement(house, dataclasses.replace(twin, bpm=131))  # 8.3 % faster
+    assert not same_arrangement(house, dataclasses.replace(twin, harmony="electric piano"))
+    assert not same_arrangement(house, dataclasses.replace(twin, progression=("I", "IV", "V", "vi")))

@@ -275,6 +275,24 @@ def _chord(spec: TrackSpec, numeral: str) -> tuple[int, int, int]:
     return root, third, fifth
 
 
+def same_arrangement(a: TrackSpec, b: TrackSpec, max_semitones: int = 2, max_tempo_change: float = 0.08) -> bool:
+    """Whether ``b`` is ``a``'s backing track at another key and tempo: the same genre (so drum pattern, comping
+    and bass line), the same harmony voice, and the same chord cycle, from any starting chord, transposed by at
+    most ``max_semitones``, at a tempo within ``max_tempo_change``.
+
+    Two such tracks differ in their melody, fills and drum-kit tuning only. Screening that must see through pitch
+    shifts and tempo changes (benchmarks/release.py) can match one with the other's accompaniment, so its false
+    positives on new music are counted apart from these.
+    """
+    if (a.genre, a.harmony) != (b.genre, b.harmony) or abs(b.bpm / a.bpm - 1.0) > max_tempo_change:
+        return False
+    ours = [frozenset(_chord(a, numeral)) for numeral in a.progression]
+    theirs = [frozenset(_chord(b, numeral)) for numeral in b.progression]
+    rotations = [ours[start:] + ours[:start] for start in range(len(ours))]
+    return any([frozenset((pitch + shift) % 12 for pitch in chord) for chord in theirs] in rotations
+               for shift in range(-max_semitones, max_semitones + 1))
+
+
 def _nearest(pitch_class: int, target: int) -> int:
     """The MIDI note of ``pitch_class`` closest to ``target``."""
     return target + ((pitch_class - target + 6) % 12) - 6

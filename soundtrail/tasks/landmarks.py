@@ -221,12 +221,21 @@ class LandmarkIndex(IndexFile):
     def __len__(self) -> int:
         return len(self._asset_ids)
 
+    @property
+    def entries(self) -> int:
+        """Indexed triplets (the index holds 20 bytes per entry in memory)."""
+        return len(self._keys) + sum(len(found.hashes) for _, found in self._pending)
+
     def add(self, asset_id: str, audio_mono: np.ndarray, sample_rate: int) -> None:
+        self.add_triplets(asset_id, triplets(audio_mono, sample_rate, self.config))
+
+    def add_triplets(self, asset_id: str, found: Triplets) -> None:
+        """Index triplets computed elsewhere (by :func:`triplets` with this index's config, e.g. in a worker)."""
         if asset_id in self._known:
             raise ValueError(f"asset {asset_id!r} is already in the landmark index")
         self._asset_ids.append(asset_id)
         self._known.add(asset_id)
-        self._pending.append((len(self._asset_ids) - 1, triplets(audio_mono, sample_rate, self.config)))
+        self._pending.append((len(self._asset_ids) - 1, found))
 
     def _flush(self) -> None:
         if not self._pending:
@@ -300,7 +309,8 @@ class LandmarkIndex(IndexFile):
             lo, hi = np.searchsorted(self._anchors, _anchor_key(asset, span, np.zeros(2)))
             if duration_s < min_duration_s or len(group) < cfg.min_hits or hi <= lo:
                 continue
-            score = _score(len(np.unique(hit_anchor[in_group])), int(hi - lo), duration_s, cfg)
+            found_anchors = np.count_nonzero(np.isin(self._anchors[lo:hi], hit_anchor[in_group]))
+            score = _score(found_anchors, int(hi - lo), duration_s, cfg)
             out.append(LandmarkMatch(
                 asset_id=self._asset_ids[asset], query_offset_s=round(start * seconds_per_frame, 3),
                 asset_offset_s=round((start - offset) / slope * seconds_per_frame, 3),
