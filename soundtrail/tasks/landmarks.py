@@ -26,6 +26,7 @@ key and tempo (which pitch and tempo search make look alike) reaches ~0.43: the 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -169,10 +170,17 @@ def _hash(cfg: LandmarkConfig, band: np.ndarray, log_dt: np.ndarray, ratio: np.n
 
 
 def _probe_hashes(cfg: LandmarkConfig, found: Triplets) -> tuple[np.ndarray, np.ndarray]:
-    """(query triplet index, hash) for the triplet's own hash and the coarse fields' neighbours."""
+    """(query triplet index, hash) for the triplet's own hash and the coarse fields' neighbours.
+
+    A neighbouring band is probed only where the searched pitch shifts reach it from the anchor's frequency:
+    the query drops hits further away than ``max_semitones``, so probing it would only fetch hits to discard.
+    """
     span = 2 * cfg.max_df + 1
     fine = found.hashes % (cfg.ratio_levels * span * span)
-    band = found.hashes // (64 * cfg.ratio_levels * span * span)
+    band = found.hashes // (64 * cfg.ratio_levels * span * span)  # anchor band + 4 (see _hash)
+    into_band = found.f1 - (band - 4) * cfg.band_bins
+    reach = cfg.max_semitones * cfg.bins_per_octave / 12 + 1e-3  # + float32 rounding of f1
+    band_reached = {-1: into_band <= reach, 0: np.ones(len(band), dtype=bool), 1: cfg.band_bins - into_band <= reach}
     tempo_bins = np.log1p(cfg.max_tempo_change) / cfg.log_dt_step
     dt_low = np.floor(found.log_dt - tempo_bins).astype(np.int64)
     dt_high = np.floor(found.log_dt + tempo_bins).astype(np.int64)
@@ -181,7 +189,7 @@ def _probe_hashes(cfg: LandmarkConfig, found: Triplets) -> tuple[np.ndarray, np.
     for band_step in (-1, 0, 1):
         for dt_step in range(int(np.ceil(2 * tempo_bins)) + 1):
             dt = dt_low + dt_step
-            use = dt <= dt_high
+            use = (dt <= dt_high) & band_reached[band_step]
             probes.append(((band[use] + band_step) * 64 + dt[use]) * cfg.ratio_levels * span * span + fine[use])
             owners.append(index[use])
     return np.concatenate(owners), np.concatenate(probes)
@@ -217,6 +225,8 @@ class LandmarkIndex(IndexFile):
         self._t1 = np.zeros(0, dtype=np.int32)
         self._f1 = np.zeros(0, dtype=np.float32)
         self._anchors = np.zeros(0, dtype=np.int64)  # sorted _anchor_key of every indexed anchor peak
+        self._distinct_keys = np.zeros(0, dtype=np.int64)  # _keys without repeats, and where each one's run
+        self._key_starts = np.zeros(1, dtype=np.int64)  # starts in _keys (one more: len(_keys))
 
     def __len__(self) -> int:
         return len(self._asset_ids)
@@ -246,8 +256,26 @@ class LandmarkIndex(IndexFile):
         f1 = np.concatenate([self._f1] + [found.f1 for _, found in self._pending])
         order = np.argsort(keys, kind="stable")
         self._keys, self._asset, self._t1, self._f1 = keys[order], asset[order], t1[order], f1[order]
-        self._anchors = np.unique(_anchor_key(self._asset, self._t1, self._f1))
         self._pending = []
+        self._derive_lookups()
+
+    def _derive_lookups(self) -> None:
+        """Tables computed from the sorted arrays: the anchor peaks, and each distinct hash's run of entries.
+
+        Probes are looked up among the distinct hashes (~234,000 for 14 million entries at 1,000 tracks, small
+        enough to stay in cache), not among all entries: the ~120,000 probes of a 30 s query take 4 ms instead of
+        40 ms for two binary searches over the entries.
+        """
+        self._anchors = np.unique(_anchor_key(self._asset, self._t1, self._f1))
+        run_starts = np.flatnonzero(np.diff(self._keys)) + 1
+        self._distinct_keys = self._keys[np.concatenate([[0], run_starts])] if len(self._keys) else self._keys
+        self._key_starts = np.concatenate([[0], run_starts, [len(self._keys)]]).astype(np.int64)
+
+    def _postings(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(first entry, entry count) for each probed hash; count 0 where no entry has it."""
+        at = np.minimum(np.searchsorted(self._distinct_keys, probes), len(self._distinct_keys) - 1)
+        present = self._distinct_keys[at] == probes
+        return self._key_starts[at], np.where(present, self._key_starts[at + 1] - self._key_starts[at], 0)
 
     def query(self, audio_mono: np.ndarray, sample_rate: int, min_duration_s: float = 5.0) -> list[LandmarkMatch]:
         """Copied stretches of at least ``min_duration_s``, best score first."""
@@ -257,10 +285,9 @@ class LandmarkIndex(IndexFile):
         if not len(found.t1) or not len(self._keys):
             return []
         owner, probes = _probe_hashes(cfg, found)
-        order = np.argsort(probes)  # sorted needles: the binary searches walk the keys in order, ~4x faster
+        order = np.argsort(probes)  # sorted needles: the binary searches walk the hashes in order
         owner, probes = owner[order], probes[order]
-        lo = np.searchsorted(self._keys, probes, side="left")
-        counts = np.searchsorted(self._keys, probes, side="right") - lo
+        lo, counts = self._postings(probes)
         query_idx = np.repeat(owner, counts)
         posting = expand_ranges(lo, counts)
         shift = found.f1[query_idx] - self._f1[posting]
@@ -269,8 +296,14 @@ class LandmarkIndex(IndexFile):
         query_idx, posting, shift = query_idx[near], posting[near], shift[near]
         asset = self._asset[posting].astype(np.int64)
         delay = found.t1[query_idx].astype(np.int64) - self._t1[posting]
+        alignments = _top_alignments(asset, shift, delay, cfg)
+        # Gather the candidate assets' hits once: masking all hits for each candidate took 40 passes over millions.
+        is_candidate = np.zeros(len(self._asset_ids), dtype=bool)
+        is_candidate[[owner for owner, _, _ in alignments]] = True
+        keep = is_candidate[asset]
+        query_idx, posting, shift, asset, delay = (x[keep] for x in (query_idx, posting, shift, asset, delay))
         matches = []
-        for candidate, pitch, bin_index in _top_alignments(asset, shift, delay, cfg):
+        for candidate, pitch, bin_index in alignments:
             centre = (bin_index + 0.5) * cfg.delay_bin
             use = (asset == candidate) & (np.abs(shift - pitch) <= 1.5) & (np.abs(delay - centre) <= cfg.verify_reach)
             matches.extend(self._stretches(found, query_idx[use], posting[use], shift[use], candidate,
@@ -333,7 +366,7 @@ class LandmarkIndex(IndexFile):
             values = {f.name: type(f.default)(v) for f, v in zip(fields(LandmarkConfig), stored["config"], strict=True)}
             index = cls(LandmarkConfig(**values))
             index._keys, index._asset, index._t1, index._f1 = (stored[k] for k in ("keys", "asset", "t1", "f1"))
-            index._anchors = np.unique(_anchor_key(index._asset, index._t1, index._f1))
+            index._derive_lookups()
             index._asset_ids = [str(a) for a in stored["asset_ids"]]
             index._known = set(index._asset_ids)
         return index
@@ -389,16 +422,11 @@ def _top_alignments(asset: np.ndarray, shift: np.ndarray, delay: np.ndarray,
     delay_base = int(delay_bin.min()) - 1
     delay_span = int(delay_bin.max()) - delay_base + 2
     cell = (asset * pitch_span + np.rint(shift).astype(np.int64) + pitch_span // 2) * delay_span
-    keys, votes = np.unique(cell + delay_bin - delay_base, return_counts=True)
-    support = np.zeros_like(votes)
-    for step in (d_pitch * delay_span + d_delay for d_pitch in (-1, 0, 1) for d_delay in (-1, 0, 1)):
-        at = np.minimum(np.searchsorted(keys, keys + step), len(keys) - 1)
-        same = keys[at] == keys + step
-        support[same] += votes[at[same]]
+    keys, support = _neighbourhood_votes(cell + delay_bin - delay_base, delay_span)
     ranked: list[tuple[int, float, int]] = []
     same_reach = max(1, int(round(cfg.same_alignment / cfg.delay_bin)))
-    for i in np.argsort(-support, kind="stable").tolist():
-        if support[i] < cfg.min_hits or len(ranked) == cfg.candidates:
+    for i in _strongest_first(support, cfg.min_hits, 16 * cfg.candidates):
+        if len(ranked) == cfg.candidates:
             break
         owner, rest = divmod(int(keys[i]), pitch_span * delay_span)
         pitch_bins, bin_index = divmod(rest, delay_span)
@@ -406,6 +434,44 @@ def _top_alignments(asset: np.ndarray, shift: np.ndarray, delay: np.ndarray,
         if not any(o == owner and abs(p - pitch_bins) <= 1 and abs(d - bin_index) <= same_reach for o, p, d in ranked):
             ranked.append((owner, pitch_bins, bin_index))
     return ranked
+
+
+def _neighbourhood_votes(cells: np.ndarray, delay_span: int) -> tuple[np.ndarray, np.ndarray]:
+    """(occupied cells ascending, hits in each one's 3 x 3 pitch/delay neighbourhood).
+
+    ``cells`` are ``(asset * pitch_span + pitch) * delay_span + delay`` with a free row and column around every
+    occupied one, so a neighbour never wraps into another asset. When the cell grid is no larger than twice the
+    hits it is counted densely (bincount, no sort), about 4x faster than sorting the ~4 million hits a 30 s
+    query draws from 1,000 indexed tracks; a sparse grid (a short query, few hits per asset) is counted by sorting.
+    """
+    steps = [d_pitch * delay_span + d_delay for d_pitch in (-1, 0, 1) for d_delay in (-1, 0, 1)]
+    grid = int(cells.max()) + delay_span + 2
+    if grid <= 2 * len(cells):
+        counts = np.bincount(cells, minlength=grid)
+        keys = np.flatnonzero(counts)
+        return keys, sum(counts[keys + step] for step in steps)
+    keys, votes = np.unique(cells, return_counts=True)
+    support = np.zeros_like(votes)
+    for step in steps:
+        at = np.minimum(np.searchsorted(keys, keys + step), len(keys) - 1)
+        same = keys[at] == keys + step
+        support[same] += votes[at[same]]
+    return keys, support
+
+
+def _strongest_first(support: np.ndarray, min_support: int, first: int) -> Iterator[int]:
+    """Indices with ``support >= min_support``, highest first, ties in index order (a stable sort's order).
+
+    Only the ``first`` strongest are sorted up front (a query has ~a million occupied cells and uses a few
+    dozen); the rest are sorted only if the caller reads past them.
+    """
+    eligible = np.flatnonzero(support >= min_support)
+    if len(eligible) > first:
+        cut = np.partition(support[eligible], len(eligible) - first)[len(eligible) - first]
+        strongest = eligible[support[eligible] >= cut]
+        yield from strongest[np.argsort(-support[strongest], kind="stable")].tolist()
+        eligible = eligible[support[eligible] < cut]
+    yield from eligible[np.argsort(-support[eligible], kind="stable")].tolist()
 
 
 def _hough_line(query_t: np.ndarray, asset_t: np.ndarray, cfg: LandmarkConfig) -> tuple[float, float]:
