@@ -46,7 +46,8 @@ from soundtrail.tasks.token_ngrams import TokenNgramConfig
 
 INDEX_DIR = "index"
 INDEX_PREFIX = "screen-"
-INDEX_FORMAT = 2  # bump when what goes into the index changes, so old caches are not reused (2: denser peaks)
+INDEX_FORMAT = 3  # bump when what goes into the index changes, so old caches are not reused (2: denser peaks;
+#                   3: 80 candidate cells, a query setting the landmark index stores with its config)
 
 
 class ScreeningError(RuntimeError):
