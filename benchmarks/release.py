@@ -109,9 +109,8 @@ def _found(result: ScreenResult, asset_id: str, at_s: float, method: str | None 
 
 
 def recall_table(screener: Screener, corpus: list[np.ndarray], held_out: list[np.ndarray], trials: int,
-                 seed: int) -> list[tuple[str, int, float, float, float]]:
+                 seed: int) -> None:
     rng = np.random.default_rng(seed)
-    rows = []
     print(f"\n## Screening recall on planted copies ({trials} per cell, default thresholds)\n")
     print(f"| edit | excerpt | recall (gate) | chromaprint | landmarks | target {TARGET_RECALL} |")
     print("|---|---|---|---|---|---|")
@@ -134,8 +133,6 @@ def recall_table(screener: Screener, corpus: list[np.ndarray], held_out: list[np
             mark = "info" if name in INFO_ONLY else ("ok" if recall["gate"] >= TARGET_RECALL else "UNDER")
             print(f"| {name} | {seconds:.0f} s | {recall['gate']:.2f} | {recall['chromaprint']:.2f} | "
                   f"{recall['landmarks']:.2f} | {mark} |", flush=True)
-            rows.append((name, int(seconds), recall["gate"], recall["chromaprint"], recall["landmarks"]))
-    return rows
 
 
 def unrelated_queries(held_out: list[np.ndarray], count: int, seed: int) -> list[tuple[np.ndarray, tuple[int, int]]]:
@@ -150,7 +147,7 @@ def unrelated_queries(held_out: list[np.ndarray], count: int, seed: int) -> list
 
 
 def false_positive_table(screener: Screener, queries: list[tuple[np.ndarray, tuple[int, int]]],
-                         held_out_specs: list[TrackSpec], indexed_specs: list[TrackSpec], source: str) -> float:
+                         held_out_specs: list[TrackSpec], indexed_specs: list[TrackSpec], source: str) -> None:
     """Flag or block rates on new music, apart for queries with a half that has an indexed track's arrangement.
 
     The synthesizer draws genre, chord cycle and voices from short lists, so a few held-out tracks are an indexed
@@ -184,7 +181,6 @@ def false_positive_table(screener: Screener, queries: list[tuple[np.ndarray, tup
     t = screener.thresholds
     print(f"\nHighest score on unrelated queries: chromaprint {best['chromaprint']:.3f} "
           f"(flag at {t.chromaprint_flag}), landmarks {best['landmarks']:.3f} (flag at {t.landmarks_flag}).")
-    return rows["unrelated"]["gate"] / max(rows["unrelated"]["queries"], 1)
 
 
 def synthetic_fingerprints(tracks: int, items: int, rng: np.random.Generator) -> np.ndarray:
@@ -234,13 +230,7 @@ def latency_table(sizes: list[int], repeats: int, seed: int) -> None:
             for _ in range(3):  # ~9 % of bits flipped: a heavy re-encode
                 noise |= (np.uint32(1) << rng.integers(0, 32, size=items, dtype=np.uint32)).astype(np.uint32)
             queries.append((k, fingerprints[k] ^ noise))
-        times, correct = [], 0
-        for k, query in queries:
-            started = time.perf_counter()
-            found = index.query(query)
-            times.append(time.perf_counter() - started)
-            correct += bool(found) and found[0].track_id == f"t{k}"
-        index_ms = 1000 * statistics.median(times)
+        index_ms, correct = _median_query_ms(queries, index.query, lambda k, found: found[0].track_id == f"t{k}")
         if brute_ms_per_track is None:
             k, query = queries[0]
             started = time.perf_counter()
@@ -285,7 +275,7 @@ def landmark_latency_table(corpus: list[np.ndarray], held_out: list[np.ndarray],
         at = int(rng.uniform(0, QUERY_S - 5.0) * SR)
         query[at:at + 5 * SR] = pitch_shift(corpus[k][start:start + 5 * SR], 2.0)
         queries.append((k, query))
-    extract_ms = 1000 * statistics.median(_timed(lambda q=q: triplets(q, SR, config)) for _, q in queries)
+    extract_ms = 1000 * statistics.median(_timed(lambda q=q: triplets(q, SR, config))[0] for _, q in queries)
     print(f"\n## Landmark query latency, 30 s query, median of {repeats} (real tracks + synthetic filler, "
           f"{per_track:,} triplets each)\n")
     print(f"Extracting the query's triplets alone takes {extract_ms:.0f} ms at any index size.\n")
@@ -301,13 +291,8 @@ def landmark_latency_table(corpus: list[np.ndarray], held_out: list[np.ndarray],
             index.add_triplets(f"filler-{i}", filler_triplets(pool, per_track, frames, rng))
         index.query(queries[0][1][: SR], SR)  # sorts the index
         build_s = time.perf_counter() - started
-        times, found = [], 0
-        for k, query in queries:
-            started = time.perf_counter()
-            matches = index.query(query, SR, min_duration_s=4.4)
-            times.append(time.perf_counter() - started)
-            found += bool(matches) and matches[0].asset_id == f"asset-{k}"
-        query_ms = 1000 * statistics.median(times)
+        query_ms, found = _median_query_ms(queries, lambda query, index=index: index.query(query, SR, 4.4),
+                                           lambda k, matches: matches[0].asset_id == f"asset-{k}")
         measured.append((size, query_ms))
         print(f"| {size:,} | {index.entries:,} | {build_s:.1f} | {query_ms:.0f} | {found}/{repeats} | "
               f"{'ok' if query_ms < 50 else 'OVER'} |", flush=True)
@@ -320,10 +305,20 @@ def landmark_latency_table(corpus: list[np.ndarray], held_out: list[np.ndarray],
               f"| | {large_ms + per_track_ms * (target - large):.0f} (extrapolated linearly) | | |")
 
 
-def _timed(work: Callable[[], object]) -> float:
+def _timed(work: Callable[[], object]) -> tuple[float, object]:
+    """(seconds, result) of one call."""
     started = time.perf_counter()
-    work()
-    return time.perf_counter() - started
+    result = work()
+    return time.perf_counter() - started, result
+
+
+def _median_query_ms(queries: list[tuple[int, np.ndarray]], search: Callable[[np.ndarray], list],
+                     names_track: Callable[[int, list], bool]) -> tuple[float, int]:
+    """Median milliseconds of ``search`` over ``(planted track, query)`` pairs, and how many of its results
+    name the planted track first."""
+    runs = [_timed(lambda query=query: search(query)) for _, query in queries]
+    found = sum(bool(result) and names_track(k, result) for (k, _), (_, result) in zip(queries, runs, strict=True))
+    return 1000 * statistics.median(seconds for seconds, _ in runs), found
 
 
 def run_watermark_tables(quick: bool) -> None:

@@ -163,10 +163,14 @@ def triplets(audio_mono: np.ndarray, sample_rate: int, config: LandmarkConfig) -
                     hashes, log_dt)
 
 
+_BAND_OFFSET = 4  # hash fields must not go negative: the band below band 0 is probed too
+_LOG_DT_VALUES = 64  # room for the log(t3 - t1) field
+
+
 def _hash(cfg: LandmarkConfig, band: np.ndarray, log_dt: np.ndarray, ratio: np.ndarray,
           df12: np.ndarray, df13: np.ndarray) -> np.ndarray:
     span = 2 * cfg.max_df + 1
-    key = (band + 4) * 64 + log_dt
+    key = (band + _BAND_OFFSET) * _LOG_DT_VALUES + log_dt
     key = key * cfg.ratio_levels + ratio
     return (key * span + df12 + cfg.max_df) * span + df13 + cfg.max_df
 
@@ -179,8 +183,8 @@ def _probe_hashes(cfg: LandmarkConfig, found: Triplets) -> tuple[np.ndarray, np.
     """
     span = 2 * cfg.max_df + 1
     fine = found.hashes % (cfg.ratio_levels * span * span)
-    band = found.hashes // (64 * cfg.ratio_levels * span * span)  # anchor band + 4 (see _hash)
-    into_band = found.f1 - (band - 4) * cfg.band_bins
+    band = found.hashes // (_LOG_DT_VALUES * cfg.ratio_levels * span * span) - _BAND_OFFSET
+    into_band = found.f1 - band * cfg.band_bins
     reach = cfg.max_semitones * cfg.bins_per_octave / 12 + 1e-3  # + float32 rounding of f1
     band_reached = {-1: into_band <= reach, 0: np.ones(len(band), dtype=bool), 1: cfg.band_bins - into_band <= reach}
     tempo_bins = np.log1p(cfg.max_tempo_change) / cfg.log_dt_step
@@ -192,7 +196,8 @@ def _probe_hashes(cfg: LandmarkConfig, found: Triplets) -> tuple[np.ndarray, np.
         for dt_step in range(int(np.ceil(2 * tempo_bins)) + 1):
             dt = dt_low + dt_step
             use = (dt <= dt_high) & band_reached[band_step]
-            probes.append(((band[use] + band_step) * 64 + dt[use]) * cfg.ratio_levels * span * span + fine[use])
+            key = (band[use] + band_step + _BAND_OFFSET) * _LOG_DT_VALUES + dt[use]
+            probes.append(key * cfg.ratio_levels * span * span + fine[use])
             owners.append(index[use])
     return np.concatenate(owners), np.concatenate(probes)
 
@@ -269,9 +274,9 @@ class LandmarkIndex(IndexFile):
         40 ms for two binary searches over the entries.
         """
         self._anchors = np.unique(_anchor_key(self._asset, self._t1, self._f1))
-        run_starts = np.flatnonzero(np.diff(self._keys)) + 1
-        self._distinct_keys = self._keys[np.concatenate([[0], run_starts])] if len(self._keys) else self._keys
-        self._key_starts = np.concatenate([[0], run_starts, [len(self._keys)]]).astype(np.int64)
+        run_starts = np.flatnonzero(np.diff(self._keys, prepend=self._keys[:1] - 1))  # each hash's first entry
+        self._distinct_keys = self._keys[run_starts]
+        self._key_starts = np.append(run_starts, len(self._keys))
 
     def _postings(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(first entry, entry count) for each probed hash; count 0 where no entry has it."""
