@@ -1,20 +1,14 @@
-"""Landmark triplets that survive pitch shift and tempo change (the Panako idea, in NumPy/SciPy).
+"""Matching landmark hashes: where a query holds a pitch-shifted or tempo-changed copy of an indexed asset.
 
-Chromaprint compares chroma at fixed times, so a copy played 5 % faster or two semitones higher no longer lines
-up. Here audio becomes a sparse set of spectral peaks on a log-frequency axis (``bins_per_octave`` bins per
-octave), and each peak is joined with two later peaks into a triplet::
+Hashing is in :mod:`soundtrail.tasks.landmark_hashes`. A query runs in three steps:
 
-    log f ^        * p3                   hash = (band of f1 // band_bins,   coarse: a shift moves it <= 1 band
-          |   * p2                                log(t3 - t1) bin,           tempo moves it <= 1 bin
-          | * p1                                  (t2 - t1) / (t3 - t1),      tempo-invariant
-          +------------------> t                  f2 - f1, f3 - f1)          pitch-invariant (log axis)
-
-A pitch shift adds a constant to every log frequency and a tempo change scales every time, so ratios of time
-differences and differences of log frequencies stay put; the two coarse fields are probed at their neighbouring
-values when querying. Matching is two-stage: hash hits are counted per (asset, pitch shift, 2 s delay); for the
-best few, a Hough transform over a grid of slopes (1 / tempo) finds the line ``t_query = slope * t_asset + offset``
-that most hits lie on, and the hits near that line give the copied stretch. Candidate cells are 0.5 s of delay
-wide: with 2 s cells, 30 s of music sharing progressions with many assets outvoted a 5 s copy's cell.
+1. when more than ``candidate_assets`` assets are indexed, their quads choose that many candidates
+   (:mod:`soundtrail.tasks.landmark_candidates`), so the steps below cost the same at 1,000 or 100,000 assets;
+2. the candidates' triplets, stored asset by asset and sorted by hash within each, are matched against the
+   query's probes, and hits are counted per (asset, pitch shift, 0.5 s delay) cell. Cells are 0.5 s wide: with
+   2 s cells, 30 s of music sharing progressions with many assets outvoted a 5 s copy's cell;
+3. for the best cells a Hough transform over a grid of slopes (1 / tempo) finds the line
+   ``t_query = slope * t_asset + offset`` that most hits lie on, and the hits near that line give the stretch.
 
 Its score (see ``_score``) is the fraction of the asset's anchor peaks in the stretch that are found on the
 line, times sqrt(duration / 5 s), capped at 1. On the release benchmark's synthesized corpus a 5 s copy scores
@@ -30,176 +24,18 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
-from scipy.ndimage import maximum_filter
-from scipy.signal import stft
 
-from soundtrail.audio import resample
 from soundtrail.tasks.fingerprint import expand_ranges
 from soundtrail.tasks.index_file import IndexFile
-
-
-@dataclass
-class LandmarkConfig:
-    sample_rate: int = 8_000
-    n_fft: int = 2048  # 256 ms: resolves semitones down to ~110 Hz
-    hop: int = 128  # 16 ms frames
-    f_min: float = 110.0
-    octaves: int = 5
-    bins_per_octave: int = 36  # a third of a semitone
-    peak_frames: int = 6  # a peak is the maximum of +-6 frames ...
-    peak_bins: int = 6  # ... and +-2 semitones
-    peaks_per_second: int = 40  # dense: under other music at -6 dB the copy must keep enough peaks
-    min_db: float = -90.0  # peaks quieter than this (full-scale sine ~ -6 dB) are noise floor
-    min_dt: int = 4  # triplet partners lie 64 ms to 1.28 s after the anchor
-    max_dt: int = 80
-    max_df: int = 36  # ... and within an octave of it
-    fan_out: int = 6  # each anchor pairs its first 6 partners: 15 triplets
-    band_bins: int = 12  # anchor frequency band for the hash (4 semitones)
-    ratio_levels: int = 8
-    log_dt_step: float = 0.1  # hash bins of log(t3 - t1): 10 % wide
-    max_semitones: float = 2.5  # searched pitch shifts
-    max_tempo_change: float = 0.08  # searched tempo factors: 0.92 .. 1.08
-    tempo_step: float = 0.005
-    offset_bin: int = 8  # Hough offset bins, frames
-    inlier_frames: float = 6.0
-    max_gap_s: float = 1.5  # hits further apart than this start a new stretch
-    min_hits: int = 8  # hits on one line before it is a candidate copy
-    delay_bin: int = 31  # 0.5 s bins of query time - asset time, to pick candidate alignments
-    candidates: int = 80  # (asset, pitch, delay) cells examined per query: with 40, chance alignments of music
-    # sharing a progression outranked some 5 s copies mixed under other music (their recall: 0.85 -> 0.90 on one
-    # draw of 20, 0.65 -> 0.68 on another of 40; unrelated music's scores unchanged)
-    verify_reach: int = 312  # the line is sought among hits within 5 s of the cell's delay
-    same_alignment: int = 125  # a cell within 2 s of a better one for the same asset and pitch is the same copy
-    score_reference_s: float = 5.0  # a stretch this long scores its plain found fraction (see _score)
-
-
-@dataclass(frozen=True)
-class Triplets:
-    """One recording's triplets: anchor time/frequency, last-peak time, and the hash each was indexed under."""
-
-    t1: np.ndarray  # frames
-    t3: np.ndarray
-    f1: np.ndarray  # fractional log-frequency bins
-    hashes: np.ndarray  # int64, exact (the query side probes neighbours of the coarse fields)
-    log_dt: np.ndarray  # unquantised log(t3 - t1) / log_dt_step, for probing
-
-
-def spectral_peaks(audio_mono: np.ndarray, sample_rate: int,
-                   config: LandmarkConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(frame, fractional log-frequency bin) of the strongest local maxima, ``peaks_per_second`` per second."""
-    cfg = config
-    audio = resample(np.asarray(audio_mono, dtype=np.float32).reshape(-1), sample_rate, cfg.sample_rate)
-    if len(audio) < cfg.n_fft:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-    _, _, spec = stft(audio, fs=cfg.sample_rate, nperseg=cfg.n_fft, noverlap=cfg.n_fft - cfg.hop, window="hann")
-    power_db = 10.0 * np.log10(np.abs(spec) ** 2 + 1e-10)  # [fft bins, frames]
-    n_log = cfg.octaves * cfg.bins_per_octave
-    hz = cfg.f_min * 2.0 ** (np.arange(n_log) / cfg.bins_per_octave)
-    position = hz * cfg.n_fft / cfg.sample_rate
-    lower = np.floor(position).astype(int)
-    frac = (position - lower)[:, None]
-    log_spec = (1 - frac) * power_db[lower] + frac * power_db[lower + 1]  # [log bins, frames]
-    size = (2 * cfg.peak_bins + 1, 2 * cfg.peak_frames + 1)
-    floor = max(log_spec.max() - 60.0, cfg.min_db)  # digital silence has no peaks
-    is_peak = (log_spec == maximum_filter(log_spec, size=size, mode="nearest")) & (log_spec > floor)
-    bins, frames = np.nonzero(is_peak)
-    strength = log_spec[bins, frames]
-    per_block = int(cfg.sample_rate / cfg.hop)  # rank peaks within each second, so quiet passages keep theirs
-    block = frames // per_block
-    order = np.lexsort((-strength, block))
-    block_sorted = block[order]
-    first_of_block = np.searchsorted(block_sorted, block_sorted, side="left")
-    keep = order[np.arange(len(order)) - first_of_block < cfg.peaks_per_second]
-    bins, frames = bins[keep], frames[keep]
-    fine_hz = _refine_hz(power_db, np.rint(position[bins]).astype(int), frames, cfg)
-    log_bin = cfg.bins_per_octave * np.log2(np.maximum(fine_hz, 1.0) / cfg.f_min)
-    order = np.lexsort((log_bin, frames))
-    return frames[order], log_bin[order]
-
-
-def _refine_hz(power_db: np.ndarray, fft_bin: np.ndarray, frames: np.ndarray, cfg: LandmarkConfig) -> np.ndarray:
-    """Frequency of each peak by a parabola through the strongest FFT bin near it and its two neighbours."""
-    candidates = np.clip(fft_bin[:, None] + np.array([-1, 0, 1]), 1, power_db.shape[0] - 2)
-    best = candidates[np.arange(len(fft_bin)), np.argmax(power_db[candidates, frames[:, None]], axis=1)]
-    left, mid, right = power_db[best - 1, frames], power_db[best, frames], power_db[best + 1, frames]
-    denominator = left - 2 * mid + right
-    shift = np.where(denominator < 0, 0.5 * (left - right) / np.where(denominator < 0, denominator, -1.0), 0.0)
-    return (best + np.clip(shift, -0.5, 0.5)) * cfg.sample_rate / cfg.n_fft
-
-
-def triplets(audio_mono: np.ndarray, sample_rate: int, config: LandmarkConfig) -> Triplets:
-    """Every anchor peak joined with pairs of its first ``fan_out`` partners, hashed."""
-    cfg = config
-    t, f = spectral_peaks(audio_mono, sample_rate, cfg)
-    if len(t) < 3:  # silence or a fragment: nothing to hash
-        empty = np.zeros(0, dtype=np.int64)
-        return Triplets(empty.astype(np.int32), empty.astype(np.int32), empty.astype(np.float32), empty,
-                        empty.astype(np.float64))
-    lo = np.searchsorted(t, t + cfg.min_dt, side="left")
-    hi = np.searchsorted(t, t + cfg.max_dt, side="right")
-    width = int(max(1, (hi - lo).max(initial=1)))
-    partner = lo[:, None] + np.arange(width)[None, :]
-    valid = partner < hi[:, None]
-    partner = np.minimum(partner, len(t) - 1)
-    valid &= np.abs(f[partner] - f[:, None]) <= cfg.max_df
-    first = np.argsort(~valid, axis=1, kind="stable")[:, :cfg.fan_out]
-    partner = np.take_along_axis(partner, first, axis=1)
-    valid = np.take_along_axis(valid, first, axis=1)
-    a_idx, b_idx = np.triu_indices(partner.shape[1], k=1)
-    anchor = np.repeat(np.arange(len(t)), len(a_idx))
-    p2, p3 = partner[:, a_idx].reshape(-1), partner[:, b_idx].reshape(-1)
-    ok = (valid[:, a_idx] & valid[:, b_idx]).reshape(-1)
-    anchor, p2, p3 = anchor[ok], p2[ok], p3[ok]
-    ok = t[p3] > t[p2]
-    anchor, p2, p3 = anchor[ok], p2[ok], p3[ok]
-    dt13 = (t[p3] - t[anchor]).astype(np.float64)
-    log_dt = np.log(dt13) / cfg.log_dt_step
-    ratio = np.minimum(((t[p2] - t[anchor]) / dt13 * cfg.ratio_levels).astype(np.int64), cfg.ratio_levels - 1)
-    df12 = np.rint(f[p2] - f[anchor]).astype(np.int64)
-    df13 = np.rint(f[p3] - f[anchor]).astype(np.int64)
-    band = np.floor(f[anchor] / cfg.band_bins).astype(np.int64)
-    hashes = _hash(cfg, band, np.floor(log_dt).astype(np.int64), ratio, df12, df13)
-    return Triplets(t[anchor].astype(np.int32), t[p3].astype(np.int32), f[anchor].astype(np.float32),
-                    hashes, log_dt)
-
-
-_BAND_OFFSET = 4  # hash fields must not go negative: the band below band 0 is probed too
-_LOG_DT_VALUES = 64  # room for the log(t3 - t1) field
-
-
-def _hash(cfg: LandmarkConfig, band: np.ndarray, log_dt: np.ndarray, ratio: np.ndarray,
-          df12: np.ndarray, df13: np.ndarray) -> np.ndarray:
-    span = 2 * cfg.max_df + 1
-    key = (band + _BAND_OFFSET) * _LOG_DT_VALUES + log_dt
-    key = key * cfg.ratio_levels + ratio
-    return (key * span + df12 + cfg.max_df) * span + df13 + cfg.max_df
-
-
-def _probe_hashes(cfg: LandmarkConfig, found: Triplets) -> tuple[np.ndarray, np.ndarray]:
-    """(query triplet index, hash) for the triplet's own hash and the coarse fields' neighbours.
-
-    A neighbouring band is probed only where the searched pitch shifts reach it from the anchor's frequency:
-    the query drops hits further away than ``max_semitones``, so probing it would only fetch hits to discard.
-    """
-    span = 2 * cfg.max_df + 1
-    fine = found.hashes % (cfg.ratio_levels * span * span)
-    band = found.hashes // (_LOG_DT_VALUES * cfg.ratio_levels * span * span) - _BAND_OFFSET
-    into_band = found.f1 - band * cfg.band_bins
-    reach = cfg.max_semitones * cfg.bins_per_octave / 12 + 1e-3  # + float32 rounding of f1
-    band_reached = {-1: into_band <= reach, 0: np.ones(len(band), dtype=bool), 1: cfg.band_bins - into_band <= reach}
-    tempo_bins = np.log1p(cfg.max_tempo_change) / cfg.log_dt_step
-    dt_low = np.floor(found.log_dt - tempo_bins).astype(np.int64)
-    dt_high = np.floor(found.log_dt + tempo_bins).astype(np.int64)
-    probes, owners = [], []
-    index = np.arange(len(fine))
-    for band_step in (-1, 0, 1):
-        for dt_step in range(int(np.ceil(2 * tempo_bins)) + 1):
-            dt = dt_low + dt_step
-            use = (dt <= dt_high) & band_reached[band_step]
-            key = (band[use] + band_step + _BAND_OFFSET) * _LOG_DT_VALUES + dt[use]
-            probes.append(key * cfg.ratio_levels * span * span + fine[use])
-            owners.append(index[use])
-    return np.concatenate(owners), np.concatenate(probes)
+from soundtrail.tasks.landmark_candidates import QuadCandidates
+from soundtrail.tasks.landmark_hashes import (
+    LandmarkConfig,
+    Landmarks,
+    Triplets,
+    landmarks,
+    probe_hashes,
+    triplet_fine_values,
+)
 
 
 @dataclass(frozen=True)
@@ -219,102 +55,121 @@ class LandmarkMatch:
         return asdict(self)
 
 
+_PROBE_TABLE = 1 << 20  # bits in the table that screens stored triplets against a query's ~120,000 probes
+
+
 class LandmarkIndex(IndexFile):
-    """Inverted index from triplet hash to (asset, anchor time, anchor frequency), sorted NumPy arrays."""
+    """Every asset's triplets, asset by asset and sorted by hash within each, and its quads for choosing candidates.
+
+    Asset-major storage is what keeps a query's cost flat: only the candidates' triplets are read, and adding
+    assets appends to the arrays instead of re-sorting all of them.
+    """
 
     def __init__(self, config: LandmarkConfig | None = None) -> None:
         self.config = config or LandmarkConfig()
         self._asset_ids: list[str] = []
         self._known: set[str] = set()
         self._pending: list[tuple[int, Triplets]] = []
-        self._keys = np.zeros(0, dtype=np.int64)
+        self._candidates = QuadCandidates(self.config)
+        self._hashes = np.zeros(0, dtype=np.int64)
         self._asset = np.zeros(0, dtype=np.int32)
         self._t1 = np.zeros(0, dtype=np.int32)
         self._f1 = np.zeros(0, dtype=np.float32)
+        self._asset_starts = np.zeros(1, dtype=np.int64)  # asset i's triplets are [starts[i], starts[i + 1])
         self._anchors = np.zeros(0, dtype=np.int64)  # sorted _anchor_key of every indexed anchor peak
-        self._distinct_keys = np.zeros(0, dtype=np.int64)  # _keys without repeats, and where each one's run
-        self._key_starts = np.zeros(1, dtype=np.int64)  # starts in _keys (one more: len(_keys))
 
     def __len__(self) -> int:
         return len(self._asset_ids)
 
     @property
     def entries(self) -> int:
-        """Indexed triplets (the index holds 20 bytes per entry in memory)."""
-        return len(self._keys) + sum(len(found.hashes) for _, found in self._pending)
+        """Indexed triplets (20 bytes each in memory) and quads (20 bytes each)."""
+        pending = sum(len(found.hashes) for _, found in self._pending)
+        return len(self._hashes) + pending + self._candidates.entries
 
     def add(self, asset_id: str, audio_mono: np.ndarray, sample_rate: int) -> None:
-        self.add_triplets(asset_id, triplets(audio_mono, sample_rate, self.config))
+        self.add_landmarks(asset_id, landmarks(audio_mono, sample_rate, self.config))
 
-    def add_triplets(self, asset_id: str, found: Triplets) -> None:
-        """Index triplets computed elsewhere (by :func:`triplets` with this index's config, e.g. in a worker)."""
+    def add_landmarks(self, asset_id: str, found: Landmarks) -> None:
+        """Index hashes computed elsewhere (by :func:`landmarks` with this index's config, e.g. in a worker)."""
         if asset_id in self._known:
             raise ValueError(f"asset {asset_id!r} is already in the landmark index")
         self._asset_ids.append(asset_id)
         self._known.add(asset_id)
-        self._pending.append((len(self._asset_ids) - 1, found))
+        number = len(self._asset_ids) - 1
+        self._pending.append((number, found.triplets))
+        self._candidates.add(number, found.quads)
 
     def _flush(self) -> None:
         if not self._pending:
             return
-        keys = np.concatenate([self._keys] + [found.hashes for _, found in self._pending])
-        asset = np.concatenate([self._asset] + [np.full(len(found.t1), i, np.int32) for i, found in self._pending])
-        t1 = np.concatenate([self._t1] + [found.t1 for _, found in self._pending])
-        f1 = np.concatenate([self._f1] + [found.f1 for _, found in self._pending])
-        order = np.argsort(keys, kind="stable")
-        self._keys, self._asset, self._t1, self._f1 = keys[order], asset[order], t1[order], f1[order]
+        by_hash = [(number, found, np.argsort(found.hashes, kind="stable")) for number, found in self._pending]
         self._pending = []
-        self._derive_lookups()
+        hashes = [found.hashes[order] for _, found, order in by_hash]
+        asset = [np.full(len(order), number, np.int32) for number, _, order in by_hash]
+        t1 = [found.t1[order] for _, found, order in by_hash]
+        f1 = [found.f1[order] for _, found, order in by_hash]
+        new_anchors = np.unique(_anchor_key(np.concatenate(asset), np.concatenate(t1), np.concatenate(f1)))
+        self._hashes = np.concatenate([self._hashes, *hashes])
+        self._asset = np.concatenate([self._asset, *asset])
+        self._t1 = np.concatenate([self._t1, *t1])
+        self._f1 = np.concatenate([self._f1, *f1])
+        self._anchors = np.concatenate([self._anchors, new_anchors])  # new assets' keys sort after the old ones
+        self._asset_starts = np.searchsorted(self._asset, np.arange(len(self._asset_ids) + 1))
 
-    def _derive_lookups(self) -> None:
-        """Tables computed from the sorted arrays: the anchor peaks, and each distinct hash's run of entries.
+    def _candidate_assets(self, found: Landmarks) -> np.ndarray:
+        """All assets while there are few; otherwise the ones the quads point at."""
+        if len(self._asset_ids) <= self.config.candidate_assets:
+            return np.arange(len(self._asset_ids))
+        return self._candidates.best_assets(found.quads, self.config.candidate_assets)
 
-        Probes are looked up among the distinct hashes (~234,000 for 14 million entries at 1,000 tracks, small
-        enough to stay in cache), not among all entries: the ~120,000 probes of a 30 s query take 4 ms instead of
-        40 ms for two binary searches over the entries.
+    def _hits(self, found: Triplets, assets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(query triplet index, stored entry) for every probe of the query that an entry of ``assets`` has.
+
+        The entries are looked up among the sorted probes (not the other way round): entries are sorted within
+        each asset, so the binary searches walk the probes in order, asset after asset. Most entries match no
+        probe, so a bit table of the probes' low bits first drops ~80 % of them for the price of one gather.
+        Hits come out asset by asset.
         """
-        self._anchors = np.unique(_anchor_key(self._asset, self._t1, self._f1))
-        run_starts = np.flatnonzero(np.diff(self._keys, prepend=self._keys[:1] - 1))  # each hash's first entry
-        self._distinct_keys = self._keys[run_starts]
-        self._key_starts = np.append(run_starts, len(self._keys))
-
-    def _postings(self, probes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(first entry, entry count) for each probed hash; count 0 where no entry has it."""
-        at = np.minimum(np.searchsorted(self._distinct_keys, probes), len(self._distinct_keys) - 1)
-        present = self._distinct_keys[at] == probes
-        return self._key_starts[at], np.where(present, self._key_starts[at + 1] - self._key_starts[at], 0)
+        owner, probes = probe_hashes(self.config, found, triplet_fine_values(self.config))
+        order = np.argsort(probes)
+        owner, probes = owner[order], probes[order]
+        starts = self._asset_starts[assets]
+        entries = expand_ranges(starts, self._asset_starts[assets + 1] - starts)
+        probed = np.zeros(_PROBE_TABLE, dtype=bool)
+        probed[probes & (_PROBE_TABLE - 1)] = True
+        entries = entries[probed[self._hashes[entries] & (_PROBE_TABLE - 1)]]
+        hashes = self._hashes[entries]
+        lo = np.searchsorted(probes, hashes, side="left")
+        counts = np.searchsorted(probes, hashes, side="right") - lo
+        return owner[expand_ranges(lo, counts)], np.repeat(entries, counts)
 
     def query(self, audio_mono: np.ndarray, sample_rate: int, min_duration_s: float = 5.0) -> list[LandmarkMatch]:
         """Copied stretches of at least ``min_duration_s``, best score first."""
         self._flush()
         cfg = self.config
-        found = triplets(audio_mono, sample_rate, cfg)
-        if not len(found.t1) or not len(self._keys):
+        found = landmarks(audio_mono, sample_rate, cfg)
+        if not len(found.triplets.t1) or not len(self._hashes):
             return []
-        owner, probes = _probe_hashes(cfg, found)
-        order = np.argsort(probes)  # sorted needles: the binary searches walk the hashes in order
-        owner, probes = owner[order], probes[order]
-        lo, counts = self._postings(probes)
-        query_idx = np.repeat(owner, counts)
-        posting = expand_ranges(lo, counts)
-        shift = found.f1[query_idx] - self._f1[posting]
+        query_idx, posting = self._hits(found.triplets, self._candidate_assets(found))
+        shift = found.triplets.f1[query_idx] - self._f1[posting]
         max_shift = cfg.max_semitones * cfg.bins_per_octave / 12
         near = np.abs(shift) <= max_shift
         query_idx, posting, shift = query_idx[near], posting[near], shift[near]
         asset = self._asset[posting].astype(np.int64)
-        delay = found.t1[query_idx].astype(np.int64) - self._t1[posting]
+        delay = found.triplets.t1[query_idx].astype(np.int64) - self._t1[posting]
         alignments = _top_alignments(asset, shift, delay, cfg)
-        # Gather the candidate assets' hits once: masking all hits for each candidate took 40 passes over millions.
-        is_candidate = np.zeros(len(self._asset_ids), dtype=bool)
-        is_candidate[[owner for owner, _, _ in alignments]] = True
-        keep = is_candidate[asset]
-        query_idx, posting, shift, asset, delay = (x[keep] for x in (query_idx, posting, shift, asset, delay))
+        block_starts = np.flatnonzero(np.diff(asset, prepend=-1))  # hits come asset by asset: each cell's line is
+        block_ends = np.append(block_starts[1:], len(asset))  # sought among its own asset's hits only
+        blocks = dict(zip(asset[block_starts].tolist(), zip(block_starts.tolist(), block_ends.tolist(), strict=True),
+                          strict=True))
         matches = []
         for candidate, pitch, bin_index in alignments:
+            own = slice(*blocks[candidate])
             centre = (bin_index + 0.5) * cfg.delay_bin
-            use = (asset == candidate) & (np.abs(shift - pitch) <= 1.5) & (np.abs(delay - centre) <= cfg.verify_reach)
-            matches.extend(self._stretches(found, query_idx[use], posting[use], shift[use], candidate,
-                                           min_duration_s))
+            use = (np.abs(shift[own] - pitch) <= 1.5) & (np.abs(delay[own] - centre) <= cfg.verify_reach)
+            matches.extend(self._stretches(found.triplets, query_idx[own][use], posting[own][use], shift[own][use],
+                                           candidate, min_duration_s))
         return _distinct(matches)
 
     def _stretches(self, found: Triplets, query_idx: np.ndarray, posting: np.ndarray, shift: np.ndarray,
@@ -363,8 +218,8 @@ class LandmarkIndex(IndexFile):
         self._flush()
         buffer = io.BytesIO()
         config = np.array([getattr(self.config, f.name) for f in fields(self.config)], dtype=np.float64)
-        np.savez(buffer, keys=self._keys, asset=self._asset, t1=self._t1, f1=self._f1, config=config,
-                 asset_ids=np.array(self._asset_ids, dtype=np.str_))
+        np.savez(buffer, hashes=self._hashes, asset=self._asset, t1=self._t1, f1=self._f1, config=config,
+                 asset_ids=np.array(self._asset_ids, dtype=np.str_), **self._candidates.arrays())
         return buffer.getvalue()
 
     @classmethod
@@ -372,12 +227,13 @@ class LandmarkIndex(IndexFile):
         with np.load(io.BytesIO(data), allow_pickle=False) as stored:
             values = {f.name: type(f.default)(v) for f, v in zip(fields(LandmarkConfig), stored["config"], strict=True)}
             index = cls(LandmarkConfig(**values))
-            index._keys, index._asset, index._t1, index._f1 = (stored[k] for k in ("keys", "asset", "t1", "f1"))
-            index._derive_lookups()
+            index._hashes, index._asset, index._t1, index._f1 = (stored[k] for k in ("hashes", "asset", "t1", "f1"))
+            index._candidates = QuadCandidates.from_arrays(index.config, stored)
             index._asset_ids = [str(a) for a in stored["asset_ids"]]
-            index._known = set(index._asset_ids)
+        index._known = set(index._asset_ids)
+        index._asset_starts = np.searchsorted(index._asset, np.arange(len(index._asset_ids) + 1))
+        index._anchors = np.unique(_anchor_key(index._asset, index._t1, index._f1))
         return index
-
 
 
 def _anchor_key(asset: int | np.ndarray, t1: np.ndarray, f1: np.ndarray) -> np.ndarray:

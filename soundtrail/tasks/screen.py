@@ -5,7 +5,7 @@ Three methods, each an index built from the training corpus and queried with the
     method        catches                                          index
     chromaprint   re-encodes, gain, noise: the same recording      fingerprint.FingerprintIndex (BER of items)
     tokens        memorised training tokens, re-emitted verbatim   token_ngrams.TokenNgramIndex (codec n-grams)
-    landmarks     pitch shift (+-2.5 semitones), tempo (+-8 %)     landmarks.LandmarkIndex (peak triplets)
+    landmarks     pitch shift (+-2.5 semitones), tempo (+-8 %)     landmarks.LandmarkIndex (peak quads, triplets)
 
 Each match has a score in [0, 1] whose meaning is the method's own (1 - 2 BER; fraction of the run's n-grams
 shared; fraction of the asset's anchor peaks in the stretch found, times sqrt(its length / 5 s)), so
@@ -26,7 +26,8 @@ import numpy as np
 from soundtrail.atomic import atomic_write_text
 from soundtrail.audio import mono
 from soundtrail.tasks.fingerprint import ITEM_SPAN_S, FingerprintIndex, FingerprintIndexConfig, chromaprint
-from soundtrail.tasks.landmarks import LandmarkConfig, LandmarkIndex
+from soundtrail.tasks.landmark_hashes import LandmarkConfig
+from soundtrail.tasks.landmarks import LandmarkIndex
 from soundtrail.tasks.token_ngrams import TokenNgramConfig, TokenNgramIndex
 
 Method = Literal["chromaprint", "tokens", "landmarks"]

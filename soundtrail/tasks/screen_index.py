@@ -46,8 +46,9 @@ from soundtrail.tasks.token_ngrams import TokenNgramConfig
 
 INDEX_DIR = "index"
 INDEX_PREFIX = "screen-"
-INDEX_FORMAT = 3  # bump when what goes into the index changes, so old caches are not reused (2: denser peaks;
-#                   3: 80 candidate cells, a query setting the landmark index stores with its config)
+INDEX_FORMAT = 4  # bump when what goes into the index changes, so old caches are not reused (2: denser peaks;
+#                   3: 80 candidate cells, a query setting the landmark index stores with its config;
+#                   4: landmark triplets stored asset by asset, with quads for choosing candidates)
 
 
 class ScreeningError(RuntimeError):

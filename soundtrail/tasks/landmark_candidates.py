@@ -1,0 +1,127 @@
+"""Stage one of a landmark query: the few assets worth verifying, chosen by quad hashes at any index size.
+
+Triplet hashes are common by chance: a 30 s query fetches ~6,000 hits per indexed 30 s track, 600 million at
+100,000 tracks, so counting them per alignment cannot be fast. A quad (an anchor and three partners, see
+:mod:`soundtrail.tasks.landmark_hashes`) is ~25x rarer by chance, and only 1 in ``quad_sample`` is used, so the
+same query fetches ~25 quad hits per indexed track; an edited 5 s copy still contributes ~20 hits that share one
+asset, one pitch shift and one delay. Counting hits per (asset, semitone, 1 s of delay) cell and keeping the
+assets of the strongest cells leaves ``candidate_assets`` assets for the triplet stage, whose cost then no longer
+grows with the index.
+
+Cells are counted in a hashed table rather than by sorting (a sort of the ~2.5 million hits at 100,000 tracks
+takes ~10x longer than one ``bincount``): two cells sharing a bucket only add chance counts to each other, and the
+table is sized to hold ~2 buckets per hit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from soundtrail.tasks.fingerprint import expand_ranges
+from soundtrail.tasks.landmark_hashes import LandmarkConfig, Quads, probe_hashes, quad_fine_values
+
+_SEMITONE_BINS = 3  # log-frequency bins per semitone at 36 bins per octave
+_DELAY_CELL = 62  # frames: 1 s of query time - asset time
+
+
+class QuadCandidates:
+    """Every indexed asset's sampled quads, sorted by hash: hash -> (asset number, anchor frame, anchor bin)."""
+
+    def __init__(self, config: LandmarkConfig) -> None:
+        self.config = config
+        self._pending: list[tuple[int, Quads]] = []
+        self._keys = np.zeros(0, dtype=np.int64)
+        self._asset = np.zeros(0, dtype=np.int32)
+        self._t1 = np.zeros(0, dtype=np.int32)
+        self._f1 = np.zeros(0, dtype=np.float32)
+        self._distinct_keys = np.zeros(0, dtype=np.int64)  # _keys without repeats, and where each one's run
+        self._key_starts = np.zeros(1, dtype=np.int64)  # starts in _keys (one more: len(_keys))
+
+    @property
+    def entries(self) -> int:
+        return len(self._keys) + sum(len(quads.hashes) for _, quads in self._pending)
+
+    def add(self, asset: int, quads: Quads) -> None:
+        self._pending.append((asset, quads))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The sorted index, for saving (see :meth:`from_arrays`)."""
+        self._flush()
+        return {"quad_keys": self._keys, "quad_asset": self._asset, "quad_t1": self._t1, "quad_f1": self._f1}
+
+    @classmethod
+    def from_arrays(cls, config: LandmarkConfig, stored: Mapping[str, np.ndarray]) -> QuadCandidates:
+        index = cls(config)
+        index._keys, index._asset, index._t1, index._f1 = (stored[k] for k in
+                                                           ("quad_keys", "quad_asset", "quad_t1", "quad_f1"))
+        index._derive_lookups()
+        return index
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        keys = np.concatenate([self._keys] + [quads.hashes for _, quads in self._pending])
+        asset = np.concatenate([self._asset] + [np.full(len(q.t1), i, np.int32) for i, q in self._pending])
+        t1 = np.concatenate([self._t1] + [quads.t1 for _, quads in self._pending])
+        f1 = np.concatenate([self._f1] + [quads.f1 for _, quads in self._pending])
+        self._pending = []
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._asset, self._t1, self._f1 = keys[order], asset[order], t1[order], f1[order]
+        self._derive_lookups()
+
+    def _derive_lookups(self) -> None:
+        """Each distinct hash and where its run of entries starts: probes are looked up among the distinct hashes,
+        a smaller table than all entries."""
+        run_starts = np.flatnonzero(np.diff(self._keys, prepend=self._keys[:1] - 1))
+        self._distinct_keys = self._keys[run_starts]
+        self._key_starts = np.append(run_starts, len(self._keys))
+
+    def best_assets(self, quads: Quads, count: int) -> np.ndarray:
+        """Asset numbers of the ``count`` strongest (asset, semitone, delay) cells' assets, strongest first."""
+        self._flush()
+        cfg = self.config
+        if not len(quads.hashes) or not len(self._distinct_keys):
+            return np.zeros(0, dtype=np.int64)
+        owner, probes = probe_hashes(cfg, quads, quad_fine_values(cfg))
+        order = np.argsort(probes)  # sorted needles: the binary searches walk the table in order
+        owner, probes = owner[order], probes[order]
+        at = np.minimum(np.searchsorted(self._distinct_keys, probes), len(self._distinct_keys) - 1)
+        counts = np.where(self._distinct_keys[at] == probes, self._key_starts[at + 1] - self._key_starts[at], 0)
+        query_idx = np.repeat(owner, counts)
+        posting = expand_ranges(self._key_starts[at], counts)
+        shift = quads.f1[query_idx] - self._f1[posting]
+        max_shift = cfg.max_semitones * cfg.bins_per_octave / 12
+        near = np.abs(shift) <= max_shift
+        query_idx, posting, shift = query_idx[near], posting[near], shift[near]
+        if not len(posting):
+            return np.zeros(0, dtype=np.int64)
+        delay = quads.t1[query_idx].astype(np.int64) - self._t1[posting]
+        return _strongest_cells(self._asset[posting].astype(np.int64), np.rint(shift / _SEMITONE_BINS).astype(np.int64),
+                                np.floor_divide(delay, _DELAY_CELL), count)
+
+
+def _strongest_cells(asset: np.ndarray, semitone: np.ndarray, delay_cell: np.ndarray, count: int) -> np.ndarray:
+    """Assets of the cells with most hits (a cell's count plus its larger delay neighbour's: a copy whose delay
+    sits near a cell edge, or drifts with a tempo change, splits its hits between two), ``count`` at most."""
+    semitone_span = int(semitone.max() - semitone.min()) + 1
+    delay_base = int(delay_cell.min()) - 1
+    delay_span = int(delay_cell.max()) - delay_base + 2
+    cell = ((asset * semitone_span + semitone - semitone.min()) * delay_span + delay_cell - delay_base)
+    buckets = 1 << int(2 * len(cell)).bit_length()
+    votes = np.bincount(_bucket(cell, buckets), minlength=buckets)
+    buckets_with = np.cumsum(np.bincount(votes)[::-1])[::-1]  # [v]: buckets with at least v votes
+    least = max(1, int(np.searchsorted(-buckets_with, -8 * count)))  # the ~8 * count fullest buckets' votes
+    cells = np.unique(cell[votes[_bucket(cell, buckets)] >= least])
+    support = votes[_bucket(cells, buckets)] + np.maximum(votes[_bucket(cells - 1, buckets)],
+                                                          votes[_bucket(cells + 1, buckets)])
+    ranked_assets = cells[np.argsort(-support, kind="stable")] // (semitone_span * delay_span)
+    _, first = np.unique(ranked_assets, return_index=True)
+    return ranked_assets[np.sort(first)][:count]
+
+
+def _bucket(cell: np.ndarray, buckets: int) -> np.ndarray:
+    """A cell's bucket in a table of ``buckets`` (a power of two): the top bits of a multiplicative hash."""
+    mixed = cell.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return (mixed >> np.uint64(64 - buckets.bit_length() + 1)).astype(np.int64)
