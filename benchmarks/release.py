@@ -14,16 +14,19 @@
 3. Latency of a 30 s Chromaprint query against 1,000 and 100,000 indexed tracks (synthetic 30 s fingerprints with
    real-like item-to-item correlation), against a brute-force scan that scores every offset of every track
    (timed on 1,000 tracks; at 100,000 it scales linearly, so that figure is extrapolated and marked so).
-4. Latency of a 30 s landmark query as its index grows: the corpus's real tracks plus synthetic filler tracks
-   whose triplets are drawn from real ones (hashes as common as in real music, no real alignment). The index
-   is held in memory, so 100,000 tracks are extrapolated from the largest size built.
+4. Latency of a 30 s landmark query holding an edited 5 s copy as its index grows: the corpus's real tracks plus
+   synthetic filler tracks whose triplets and quads are drawn from real ones (hashes as common as in real music,
+   no real alignment). The whole index is built up to 1,000 tracks; its quad candidate stage alone up to
+   100,000, where the whole query's time is that stage's plus the rest as timed on the largest whole index (the
+   rest reads only the candidates' triplets, so it does not grow with the index).
 
 The corpus is ``soundtrail.corpus.synthesize_corpus``'s licensed tracks; the held-out music is a second corpus
 from another seed. With ``benchmarks/release_watermark.py`` present, its ``main()`` prints the watermark tables
 after these.
 
     .venv/bin/python benchmarks/release.py [--quick] [--tracks 30] [--held-out 30] [--trials 40] [--unrelated 300]
-        [--fresh 30] [--sizes 1000,100000] [--landmark-sizes 300,1000] [--no-watermark]
+        [--fresh 30] [--sizes 1000,100000] [--landmark-sizes 300,1000]
+        [--candidate-sizes 10000,100000] [--no-watermark]
 """
 
 from __future__ import annotations
@@ -56,7 +59,9 @@ from soundtrail.audio import load_mono  # noqa: E402
 from soundtrail.corpus import synthesize_corpus  # noqa: E402
 from soundtrail.corpus.compose import TrackSpec, same_arrangement  # noqa: E402
 from soundtrail.tasks.fingerprint import FingerprintIndex  # noqa: E402
-from soundtrail.tasks.landmarks import LandmarkConfig, LandmarkIndex, Triplets, triplets  # noqa: E402
+from soundtrail.tasks.landmark_candidates import QuadCandidates  # noqa: E402
+from soundtrail.tasks.landmark_hashes import LandmarkConfig, Landmarks, Quads, Triplets, landmarks  # noqa: E402
+from soundtrail.tasks.landmarks import LandmarkIndex  # noqa: E402
 from soundtrail.tasks.screen import Screener, ScreenResult, verdict_of  # noqa: E402
 from soundtrail.tasks.watermark_attacks import gain, mp3_roundtrip, white_noise  # noqa: E402
 
@@ -246,63 +251,116 @@ def latency_table(sizes: list[int], repeats: int, seed: int) -> None:
         del index, fingerprints
 
 
-def filler_triplets(pool: Triplets, count: int, frames: int, rng: np.random.Generator) -> Triplets:
-    """A synthetic track's triplets: ``count`` (hash, anchor frequency) rows drawn from real music's triplets at
-    random times, so each hash is as common as in real music (posting lists as long) with no real alignment."""
-    rows = rng.integers(len(pool.hashes), size=count)
-    t1 = np.sort(rng.integers(0, frames, size=count)).astype(np.int32)
-    return Triplets(t1, t1 + 40, pool.f1[rows], pool.hashes[rows], pool.log_dt[rows])
+LATENCY_EDITS = ("pitch +2", "tempo -5%", "mix -6 dB")  # the landmark method's own cases, hardest last
 
 
-def landmark_latency_table(corpus: list[np.ndarray], held_out: list[np.ndarray], sizes: list[int], repeats: int,
-                           seed: int) -> None:
+def planted_queries(corpus: list[np.ndarray], held_out: list[np.ndarray], per_edit: int,
+                    rng: np.random.Generator) -> list[tuple[str, int, np.ndarray]]:
+    """(edit, copied corpus track, 30 s query): a 5 s excerpt under each of ``LATENCY_EDITS`` planted in held-out
+    music."""
+    queries = []
+    for name in LATENCY_EDITS:
+        for _ in range(per_edit):
+            k = int(rng.integers(len(corpus)))
+            start = int(rng.uniform(0, QUERY_S - 5.0) * SR)
+            host, other = rng.choice(len(held_out), size=2, replace=False)
+            copy = EDITS[name](corpus[k][start:start + 5 * SR], held_out[other], rng)
+            query = held_out[host][: int(QUERY_S * SR)].copy()
+            at = int(rng.uniform(0, QUERY_S - len(copy) / SR) * SR)
+            query[at:at + len(copy)] = copy
+            queries.append((name, k, query))
+    return queries
+
+
+def filler_landmarks(pool: Landmarks, triplet_count: int, quad_count: int, frames: int,
+                     rng: np.random.Generator) -> Landmarks:
+    """A synthetic track: ``triplet_count`` triplets and ``quad_count`` quads drawn from real music's at random
+    times, so each hash is as common as in real music (posting lists as long) with no real alignment."""
+    rows = rng.integers(len(pool.triplets.hashes), size=triplet_count)
+    t1 = np.sort(rng.integers(0, frames, size=triplet_count)).astype(np.int32)
+    triplets = Triplets(t1, t1 + 40, pool.triplets.f1[rows], pool.triplets.hashes[rows], pool.triplets.log_dt[rows])
+    rows = rng.integers(len(pool.quads.hashes), size=quad_count)
+    t1 = np.sort(rng.integers(0, frames, size=quad_count)).astype(np.int32)
+    return Landmarks(triplets, Quads(t1, pool.quads.f1[rows], pool.quads.hashes[rows], pool.quads.log_dt[rows]))
+
+
+def _per_edit(queries: list[tuple[str, int, np.ndarray]], right: list[bool]) -> str:
+    """"a/b/c of n" counts of ``right`` per edit, in ``LATENCY_EDITS`` order."""
+    counts = [sum(ok for (name, _, _), ok in zip(queries, right, strict=True) if name == edit)
+              for edit in LATENCY_EDITS]
+    return "/".join(str(c) for c in counts) + f" of {len(right) // len(LATENCY_EDITS)}"
+
+
+def landmark_latency_table(corpus: list[np.ndarray], held_out: list[np.ndarray], full_sizes: list[int],
+                           candidate_sizes: list[int], per_edit: int, seed: int) -> None:
     """Landmark query latency as the index grows: the corpus's real tracks plus synthetic filler tracks.
 
-    Queries are 5 s copies of corpus tracks shifted up two semitones inside 30 s of held-out music; "found" counts
-    those whose best landmark match names the right asset, so the filler is shown not to drown real matches.
+    Queries hold a 5 s copy of a corpus track under each of ``LATENCY_EDITS``. The whole index is built up to the
+    largest of ``full_sizes`` (triplets take 20 bytes each: 100,000 tracks would need ~27 GiB); the quad
+    candidate stage alone is built up to 100,000 tracks, and at each size the table says how many copies' assets
+    it kept among its candidates. The verification that follows reads only the candidates' triplets, so its
+    cost, measured on the largest full index, is the same at 100,000 tracks.
     """
     rng = np.random.default_rng(seed)
     config = LandmarkConfig()
-    real = [triplets(track, SR, config) for track in corpus]
-    pool = Triplets(*(np.concatenate([getattr(t, f.name) for t in real]) for f in fields(Triplets)))
-    per_track = len(pool.hashes) // len(real)
+    real = [landmarks(track, SR, config) for track in corpus]
+    pool = Landmarks(*(type(part)(*(np.concatenate([getattr(getattr(r, name), f.name) for r in real])
+                                    for f in fields(part)))
+                       for name, part in (("triplets", real[0].triplets), ("quads", real[0].quads))))
+    per_track = (len(pool.triplets.hashes) // len(real), len(pool.quads.hashes) // len(real))
     frames = int(QUERY_S * config.sample_rate / config.hop)
-    queries = []
-    for _ in range(repeats):
-        k = int(rng.integers(len(corpus)))
-        start = int(rng.uniform(0, QUERY_S - 5.0) * SR)
-        query = held_out[int(rng.integers(len(held_out)))][: int(QUERY_S * SR)].copy()
-        at = int(rng.uniform(0, QUERY_S - 5.0) * SR)
-        query[at:at + 5 * SR] = pitch_shift(corpus[k][start:start + 5 * SR], 2.0)
-        queries.append((k, query))
-    extract_ms = 1000 * statistics.median(_timed(lambda q=q: triplets(q, SR, config))[0] for _, q in queries)
-    print(f"\n## Landmark query latency, 30 s query, median of {repeats} (real tracks + synthetic filler, "
-          f"{per_track:,} triplets each)\n")
-    print(f"Extracting the query's triplets alone takes {extract_ms:.0f} ms at any index size.\n")
-    print("| indexed tracks | index entries | build s | query ms | found | target < 50 ms |")
+    queries = planted_queries(corpus, held_out, per_edit, rng)
+    extracted = [_timed(lambda q=q: landmarks(q, SR, config)) for _, _, q in queries]
+    extract_ms = 1000 * statistics.median(seconds for seconds, _ in extracted)
+    print(f"\n## Landmark query latency, 30 s query holding a 5 s copy ({', '.join(LATENCY_EDITS)}; {per_edit} each), "
+          f"median\n\nIndex: the {len(real)} real tracks + synthetic filler ({per_track[0]:,} triplets and "
+          f"{per_track[1]:,} quads per track). Extracting a query's hashes takes {extract_ms:.0f} ms at any size. "
+          f"Beyond {config.candidate_assets} tracks, quads choose {config.candidate_assets} candidate assets and "
+          "only their triplets are verified.\n")
+    print("| indexed tracks | index entries | build s | query ms | right asset first | target < 50 ms |")
     print("|---|---|---|---|---|---|")
-    measured = []
-    for size in [len(corpus), *sizes]:
+    full_ms = {}
+    for size in [len(corpus), *full_sizes]:
         started = time.perf_counter()
         index = LandmarkIndex(config)
         for i, found in enumerate(real):
-            index.add_triplets(f"asset-{i}", found)
+            index.add_landmarks(f"asset-{i}", found)
         for i in range(size - len(real)):
-            index.add_triplets(f"filler-{i}", filler_triplets(pool, per_track, frames, rng))
-        index.query(queries[0][1][: SR], SR)  # sorts the index
+            index.add_landmarks(f"filler-{i}", filler_landmarks(pool, *per_track, frames, rng))
+        index.query(queries[0][2][: SR], SR)  # sorts the index
         build_s = time.perf_counter() - started
-        query_ms, found = _median_query_ms(queries, lambda query, index=index: index.query(query, SR, 4.4),
-                                           lambda k, matches: matches[0].asset_id == f"asset-{k}")
-        measured.append((size, query_ms))
-        print(f"| {size:,} | {index.entries:,} | {build_s:.1f} | {query_ms:.0f} | {found}/{repeats} | "
-              f"{'ok' if query_ms < 50 else 'OVER'} |", flush=True)
+        runs = [_timed(lambda q=q, index=index: index.query(q, SR, 4.4)) for _, _, q in queries]
+        full_ms[size] = 1000 * statistics.median(seconds for seconds, _ in runs)
+        right = [bool(found) and found[0].asset_id == f"asset-{k}"
+                 for (_, k, _), (_, found) in zip(queries, runs, strict=True)]
+        print(f"| {size:,} | {index.entries:,} | {build_s:.1f} | {full_ms[size]:.0f} | {_per_edit(queries, right)} | "
+              f"{'ok' if full_ms[size] < 50 else 'OVER'} |", flush=True)
         del index
-    (small, small_ms), (large, large_ms) = measured[-2], measured[-1]
-    per_track_ms = (large_ms - small_ms) / (large - small)
-    target = 100_000
-    if large < target:  # the index is held in memory: 20 bytes per entry
-        print(f"| {target:,} | {target * per_track:,} ({target * per_track * 20 / 2**30:.0f} GiB in memory, not built) "
-              f"| | {large_ms + per_track_ms * (target - large):.0f} (extrapolated linearly) | | |")
+    print(f"\n### Quad candidate stage alone ({config.candidate_assets} candidates)\n")
+    print("| indexed tracks | quads | build s | stage ms | copied asset among candidates | whole query ms |")
+    print("|---|---|---|---|---|---|")
+    largest = max(full_sizes)
+    stage_ms = {}
+    for size in sorted({largest, *candidate_sizes}):
+        started = time.perf_counter()
+        candidates = QuadCandidates(config)
+        for i, found in enumerate(real):
+            candidates.add(i, found.quads)
+        for i in range(len(real), size):
+            candidates.add(i, filler_landmarks(pool, 0, per_track[1], frames, rng).quads)
+        candidates.best_assets(extracted[0][1].quads, config.candidate_assets)  # sorts the index
+        build_s = time.perf_counter() - started
+        runs = [_timed(lambda found=found, stage=candidates: stage.best_assets(found.quads, config.candidate_assets))
+                for _, found in extracted]
+        stage_ms[size] = 1000 * statistics.median(seconds for seconds, _ in runs)
+        kept = [k in chosen for (_, k, _), (_, chosen) in zip(queries, runs, strict=True)]
+        if size in full_ms:
+            whole = f"{full_ms[size]:.0f} (measured above)"
+        else:  # the same extraction and verification as at the largest full index, with this size's stage
+            whole = f"{full_ms[largest] - stage_ms[largest] + stage_ms[size]:.0f} (verification timed at {largest:,})"
+        print(f"| {size:,} | {candidates.entries:,} | {build_s:.1f} | {stage_ms[size]:.0f} | "
+              f"{_per_edit(queries, kept)} | {whole} |", flush=True)
+        del candidates
 
 
 def _timed(work: Callable[[], object]) -> tuple[float, object]:
@@ -350,7 +408,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--unrelated", type=int, default=300, help="queries of new music for the false positives")
     parser.add_argument("--sizes", default="1000,100000", help="index sizes for the Chromaprint latency table")
     parser.add_argument("--landmark-sizes", default="300,1000",
-                        help="index sizes for the landmark latency table (10,000 needs ~20 GiB, 100,000 does not fit)")
+                        help="whole landmark index sizes for its latency table (10,000 tracks need ~3 GiB)")
+    parser.add_argument("--candidate-sizes", default="10000,100000",
+                        help="quad candidate stage sizes for the landmark latency table (100,000 need ~10 GiB)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fresh", type=int, default=30,
                         help="tracks of a second held-out corpus for an out-of-sample false-positive check (0: off)")
@@ -358,7 +418,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.quick:
         args.tracks, args.held_out, args.trials, args.unrelated, args.fresh = 12, 12, 5, 60, 12
-        args.landmark_sizes = "100,300"
+        args.landmark_sizes, args.candidate_sizes = "100,300", "1000"
 
     started = time.perf_counter()
     corpus, corpus_specs = corpus_tracks(args.tracks, QUERY_S, args.seed)
@@ -377,7 +437,8 @@ def main(argv: list[str] | None = None) -> None:
                              corpus_specs, "a second held-out corpus never used to set thresholds")
     latency_table([int(s) for s in args.sizes.split(",")], repeats=7 if args.quick else 21, seed=args.seed + 2)
     landmark_latency_table(corpus, held_out, [int(s) for s in args.landmark_sizes.split(",")],
-                           repeats=5 if args.quick else 11, seed=args.seed + 4)
+                           [int(s) for s in args.candidate_sizes.split(",")], per_edit=3 if args.quick else 10,
+                           seed=args.seed + 4)
     print(f"\nscreening benchmark took {time.perf_counter() - started:.0f} s")
     if not args.no_watermark:
         run_watermark_tables(args.quick)
