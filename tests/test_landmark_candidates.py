@@ -110,3 +110,5 @@ def test_verifying_only_the_candidates_finds_the_match_verifying_all_assets_does
     reloaded = LandmarkIndex.load(tmp_path / "landmarks.npz")
     assert reloaded.config == few.config and reloaded.entries == few.entries
     assert reloaded.query(query, SR, min_duration_s=4.0)[0] == expected[0]
+    for fragment in (query[:SR], np.zeros(3 * SR, np.float32)):  # too few quads to choose any candidate
+        assert few.query(fragment, SR, min_duration_s=0.5) == []

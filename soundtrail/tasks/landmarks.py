@@ -156,6 +156,8 @@ class LandmarkIndex(IndexFile):
         max_shift = cfg.max_semitones * cfg.bins_per_octave / 12
         near = np.abs(shift) <= max_shift
         query_idx, posting, shift = query_idx[near], posting[near], shift[near]
+        if not len(posting):  # e.g. a second of audio whose few quads chose no candidate
+            return []
         asset = self._asset[posting].astype(np.int64)
         delay = found.triplets.t1[query_idx].astype(np.int64) - self._t1[posting]
         alignments = _top_alignments(asset, shift, delay, cfg)
