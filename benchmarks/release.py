@@ -43,6 +43,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
+from typing import TypeVar
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one core, set before numpy loads:
     os.environ.setdefault(_var, "1")  # the watermark table's real-time figure is for one core
@@ -68,6 +69,7 @@ from soundtrail.tasks.watermark_attacks import gain, mp3_roundtrip, white_noise 
 SR = 22_050
 QUERY_S = 30.0
 Edit = Callable[[np.ndarray, np.ndarray, np.random.Generator], np.ndarray]
+Hashes = TypeVar("Hashes", Triplets, Quads)
 
 
 def _peak_safe(audio: np.ndarray) -> np.ndarray:
@@ -284,6 +286,11 @@ def filler_landmarks(pool: Landmarks, triplet_count: int, quad_count: int, frame
     return Landmarks(triplets, Quads(t1, pool.quads.f1[rows], pool.quads.hashes[rows], pool.quads.log_dt[rows]))
 
 
+def _concatenated(parts: list[Hashes]) -> Hashes:
+    """One recording's worth of hashes made of several recordings' (field by field)."""
+    return type(parts[0])(*(np.concatenate([getattr(part, f.name) for part in parts]) for f in fields(parts[0])))
+
+
 def _per_edit(queries: list[tuple[str, int, np.ndarray]], right: list[bool]) -> str:
     """"a/b/c of n" counts of ``right`` per edit, in ``LATENCY_EDITS`` order."""
     counts = [sum(ok for (name, _, _), ok in zip(queries, right, strict=True) if name == edit)
@@ -304,9 +311,7 @@ def landmark_latency_table(corpus: list[np.ndarray], held_out: list[np.ndarray],
     rng = np.random.default_rng(seed)
     config = LandmarkConfig()
     real = [landmarks(track, SR, config) for track in corpus]
-    pool = Landmarks(*(type(part)(*(np.concatenate([getattr(getattr(r, name), f.name) for r in real])
-                                    for f in fields(part)))
-                       for name, part in (("triplets", real[0].triplets), ("quads", real[0].quads))))
+    pool = Landmarks(_concatenated([r.triplets for r in real]), _concatenated([r.quads for r in real]))
     per_track = (len(pool.triplets.hashes) // len(real), len(pool.quads.hashes) // len(real))
     frames = int(QUERY_S * config.sample_rate / config.hop)
     queries = planted_queries(corpus, held_out, per_edit, rng)

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from soundtrail.tasks.fingerprint import expand_ranges
-from soundtrail.tasks.landmark_hashes import LandmarkConfig, Quads, probe_hashes, quad_fine_values
+from soundtrail.tasks.landmark_hashes import LandmarkConfig, Quads, probe_hashes, quad_fine_values, top_hash_bits
 
 _SEMITONE_BINS = 3  # log-frequency bins per semitone at 36 bins per octave
 _DELAY_CELL = 62  # frames: 1 s of query time - asset time
@@ -85,8 +85,6 @@ class QuadCandidates:
         if not len(quads.hashes) or not len(self._distinct_keys):
             return np.zeros(0, dtype=np.int64)
         owner, probes = probe_hashes(cfg, quads, quad_fine_values(cfg))
-        order = np.argsort(probes)  # sorted needles: the binary searches walk the table in order
-        owner, probes = owner[order], probes[order]
         at = np.minimum(np.searchsorted(self._distinct_keys, probes), len(self._distinct_keys) - 1)
         counts = np.where(self._distinct_keys[at] == probes, self._key_starts[at + 1] - self._key_starts[at], 0)
         query_idx = np.repeat(owner, counts)
@@ -125,6 +123,5 @@ def _strongest_cells(asset: np.ndarray, semitone: np.ndarray, delay_cell: np.nda
 
 
 def _bucket(cell: np.ndarray, buckets: int) -> np.ndarray:
-    """A cell's bucket in a table of ``buckets`` (a power of two): the top bits of a multiplicative hash."""
-    mixed = cell.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    return (mixed >> np.uint64(64 - buckets.bit_length() + 1)).astype(np.int64)
+    """A cell's bucket in a table of ``buckets`` (a power of two)."""
+    return top_hash_bits(cell, buckets.bit_length() - 1)

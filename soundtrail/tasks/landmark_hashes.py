@@ -159,9 +159,8 @@ def _first_partners(t: np.ndarray, f: np.ndarray, cfg: LandmarkConfig, count: in
     width = int(max(1, (hi - lo).max(initial=1)))
     partner = lo[:, None] + np.arange(width)[None, :]
     valid = partner < hi[:, None]
-    partner = np.minimum(partner, max(len(t) - 1, 0))
-    if len(t):
-        valid &= np.abs(f[partner] - f[:, None]) <= cfg.max_df
+    partner = np.minimum(partner, len(t) - 1)
+    valid &= np.abs(f[partner] - f[:, None]) <= cfg.max_df
     first = np.argsort(~valid, axis=1, kind="stable")[:, :count]
     return np.take_along_axis(partner, first, axis=1), np.take_along_axis(valid, first, axis=1)
 
@@ -180,12 +179,11 @@ def _combinations(partner: np.ndarray, valid: np.ndarray, t: np.ndarray, size: i
 
 def _triplets(t: np.ndarray, f: np.ndarray, partner: np.ndarray, valid: np.ndarray, cfg: LandmarkConfig) -> Triplets:
     """Every anchor peak joined with pairs of its first ``fan_out`` partners, hashed."""
-    anchor, p2, p3 = _combinations(partner, valid, t, 2) if len(t) >= 3 else (np.zeros(0, np.int64),) * 3
+    anchor, p2, p3 = _combinations(partner, valid, t, 2)
     dt13 = (t[p3] - t[anchor]).astype(np.float64)
     log_dt = np.log(dt13) / cfg.log_dt_step
-    ratio = np.minimum(((t[p2] - t[anchor]) / dt13 * cfg.ratio_levels).astype(np.int64), cfg.ratio_levels - 1)
     span = 2 * cfg.max_df + 1
-    fine = (ratio * span + _df(f, p2, anchor, cfg)) * span + _df(f, p3, anchor, cfg)
+    fine = (_ratio(t, p2, anchor, dt13, cfg) * span + _df(f, p2, anchor, cfg)) * span + _df(f, p3, anchor, cfg)
     return Triplets(t[anchor].astype(np.int32), t[p3].astype(np.int32), f[anchor].astype(np.float32),
                     _hash(cfg, f[anchor], log_dt, fine, triplet_fine_values(cfg)), log_dt)
 
@@ -194,19 +192,21 @@ def _quads(t: np.ndarray, f: np.ndarray, partner: np.ndarray, valid: np.ndarray,
     """Anchors joined with 3 of their first ``quad_fan_out`` partners (c, d, b in time order), hashed by
     (t_c - t_a) / (t_b - t_a), (t_d - t_a) / (t_b - t_a) and the three log-frequency differences to the anchor;
     only the ``1 / quad_sample`` whose invariant fields hash to 0 are kept."""
-    anchor, c, d, b = _combinations(partner, valid, t, 3) if len(t) >= 4 else (np.zeros(0, np.int64),) * 4
+    anchor, c, d, b = _combinations(partner, valid, t, 3)
     dt = (t[b] - t[anchor]).astype(np.float64)
     span = 2 * cfg.max_df + 1
-    fine = np.zeros(len(anchor), dtype=np.int64)
-    for inner in (c, d):
-        fine = fine * cfg.ratio_levels + np.minimum(((t[inner] - t[anchor]) / dt * cfg.ratio_levels).astype(np.int64),
-                                                    cfg.ratio_levels - 1)
+    fine = _ratio(t, c, anchor, dt, cfg) * cfg.ratio_levels + _ratio(t, d, anchor, dt, cfg)
     for point in (b, c, d):
         fine = fine * span + _df(f, point, anchor, cfg)
-    keep = _sampled(fine, cfg.quad_sample)
+    keep = top_hash_bits(fine, 24) % cfg.quad_sample == 0  # invariant fields only: a kept quad's copy is kept
     anchor, fine, log_dt = anchor[keep], fine[keep], np.log(dt[keep]) / cfg.log_dt_step
     return Quads(t[anchor].astype(np.int32), f[anchor].astype(np.float32),
                  _hash(cfg, f[anchor], log_dt, fine, quad_fine_values(cfg)), log_dt)
+
+
+def _ratio(t: np.ndarray, point: np.ndarray, anchor: np.ndarray, span: np.ndarray, cfg: LandmarkConfig) -> np.ndarray:
+    """Where ``point`` falls between the anchor and the last peak, ``span`` frames later: 0 .. ratio_levels - 1."""
+    return np.minimum(((t[point] - t[anchor]) / span * cfg.ratio_levels).astype(np.int64), cfg.ratio_levels - 1)
 
 
 def _df(f: np.ndarray, point: np.ndarray, anchor: np.ndarray, cfg: LandmarkConfig) -> np.ndarray:
@@ -214,11 +214,11 @@ def _df(f: np.ndarray, point: np.ndarray, anchor: np.ndarray, cfg: LandmarkConfi
     return np.rint(f[point] - f[anchor]).astype(np.int64) + cfg.max_df
 
 
-def _sampled(fine: np.ndarray, sample: int) -> np.ndarray:
-    """Mask keeping ~1 in ``sample`` hashes, chosen by a multiplicative hash of the invariant fields, so the copy
-    of a kept quad is kept too, whatever its pitch and tempo (the coarse fields do not take part)."""
-    mixed = (fine.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)
-    return mixed % np.uint64(sample) == 0
+def top_hash_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """The top ``bits`` bits of a multiplicative (Fibonacci) hash of non-negative integers: well mixed, so they
+    pick a pseudo-random sample of quads, or a bucket of a counting table, in one multiply."""
+    mixed = values.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    return (mixed >> np.uint64(64 - bits)).astype(np.int64)
 
 
 _BAND_OFFSET = 4  # hash fields must not go negative: the band below band 0 is probed too
@@ -243,7 +243,8 @@ def _hash(cfg: LandmarkConfig, f1: np.ndarray, log_dt: np.ndarray, fine: np.ndar
 
 
 def probe_hashes(cfg: LandmarkConfig, found: Triplets | Quads, fine_values: int) -> tuple[np.ndarray, np.ndarray]:
-    """(query hash index, hash) for each hash itself and its coarse fields' neighbours.
+    """(query hash index, hash) for each hash itself and its coarse fields' neighbours, sorted by hash (binary
+    searches with sorted needles, or into sorted probes, walk memory in order).
 
     A neighbouring band is probed only where the searched pitch shifts reach it from the anchor's frequency:
     the query drops hits further away than ``max_semitones``, so probing it would only fetch hits to discard.
@@ -265,4 +266,6 @@ def probe_hashes(cfg: LandmarkConfig, found: Triplets | Quads, fine_values: int)
             key = (band[use] + band_step + _BAND_OFFSET) * _LOG_DT_VALUES + dt[use]
             probes.append(key * fine_values + fine[use])
             owners.append(index[use])
-    return np.concatenate(owners), np.concatenate(probes)
+    owner, probe = np.concatenate(owners), np.concatenate(probes)
+    order = np.argsort(probe)
+    return owner[order], probe[order]

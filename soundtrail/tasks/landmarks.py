@@ -132,8 +132,6 @@ class LandmarkIndex(IndexFile):
         Hits come out asset by asset.
         """
         owner, probes = probe_hashes(self.config, found, triplet_fine_values(self.config))
-        order = np.argsort(probes)
-        owner, probes = owner[order], probes[order]
         starts = self._asset_starts[assets]
         entries = expand_ranges(starts, self._asset_starts[assets + 1] - starts)
         probed = np.zeros(_PROBE_TABLE, dtype=bool)
