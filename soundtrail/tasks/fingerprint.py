@@ -29,6 +29,7 @@ import chromaprint as chromaprint_codec
 import numpy as np
 from scipy.signal import remez, upfirdn
 
+from soundtrail.tasks.arrays import expand_ranges
 from soundtrail.tasks.index_file import IndexFile
 
 _CHROMAPRINT_RATE = 11_025  # Chromaprint resamples everything to this rate internally
@@ -170,16 +171,6 @@ def align(a: np.ndarray, b: np.ndarray, min_overlap_items: int = 40, candidates:
         if best is None or ber < best.ber:
             best = Alignment(offset, ber, overlap)
     return best
-
-
-def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(s, s + c)`` for each start and count, without a Python loop."""
-    total = int(counts.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(counts)
-    base = np.repeat(starts.astype(np.int64) - (ends - counts), counts)
-    return base + np.arange(total, dtype=np.int64)
 
 
 @dataclass(frozen=True)

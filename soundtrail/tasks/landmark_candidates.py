@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from soundtrail.tasks.fingerprint import expand_ranges
+from soundtrail.tasks.arrays import expand_ranges, sorted_unique
 from soundtrail.tasks.landmark_hashes import LandmarkConfig, Quads, probe_hashes, quad_fine_values, top_hash_bits
 
 _SEMITONE_BINS = 3  # log-frequency bins per semitone at 36 bins per octave
@@ -114,7 +114,7 @@ def _strongest_cells(asset: np.ndarray, semitone: np.ndarray, delay_cell: np.nda
     with_votes = np.bincount(hit_votes) // np.maximum(np.arange(hit_votes.max() + 1), 1)  # [v]: buckets with v
     buckets_with = np.cumsum(with_votes[::-1])[::-1]  # [v]: buckets with at least v votes
     least = max(1, int(np.searchsorted(-buckets_with, -8 * count)))  # the ~8 * count fullest buckets' votes
-    cells = np.unique(cell[hit_votes >= least])
+    cells = sorted_unique(cell[hit_votes >= least])
     support = votes[_bucket(cells, buckets)] + np.maximum(votes[_bucket(cells - 1, buckets)],
                                                           votes[_bucket(cells + 1, buckets)])
     ranked_assets = cells[np.argsort(-support, kind="stable")] // (semitone_span * delay_span)

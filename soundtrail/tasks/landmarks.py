@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from soundtrail.tasks.fingerprint import expand_ranges
+from soundtrail.tasks.arrays import expand_ranges, sorted_unique
 from soundtrail.tasks.index_file import IndexFile
 from soundtrail.tasks.landmark_candidates import QuadCandidates
 from soundtrail.tasks.landmark_hashes import (
@@ -109,7 +109,7 @@ class LandmarkIndex(IndexFile):
         asset = [np.full(len(order), number, np.int32) for number, _, order in by_hash]
         t1 = [found.t1[order] for _, found, order in by_hash]
         f1 = [found.f1[order] for _, found, order in by_hash]
-        new_anchors = np.unique(_anchor_key(np.concatenate(asset), np.concatenate(t1), np.concatenate(f1)))
+        new_anchors = sorted_unique(_anchor_key(np.concatenate(asset), np.concatenate(t1), np.concatenate(f1)))
         self._hashes = np.concatenate([self._hashes, *hashes])
         self._asset = np.concatenate([self._asset, *asset])
         self._t1 = np.concatenate([self._t1, *t1])
@@ -185,7 +185,7 @@ class LandmarkIndex(IndexFile):
             refined = np.abs(query_t1 - fitted[0] * asset_t - fitted[1]) <= cfg.inlier_frames
             if abs(fitted[0] - 1) <= cfg.max_tempo_change and refined.sum() >= inlier.sum():
                 (slope, offset), inlier = fitted, refined
-        hit = np.unique(query_idx[inlier])
+        hit = sorted_unique(query_idx[inlier])
         hit_anchor = _anchor_key(asset, self._t1[posting[inlier]], self._f1[posting[inlier]])
         hit_t1 = found.t1[query_idx[inlier]]
         if len(hit) < cfg.min_hits:
@@ -218,8 +218,8 @@ class LandmarkIndex(IndexFile):
         self._flush()
         buffer = io.BytesIO()
         config = np.array([getattr(self.config, f.name) for f in fields(self.config)], dtype=np.float64)
-        np.savez(buffer, hashes=self._hashes, asset=self._asset, t1=self._t1, f1=self._f1, config=config,
-                 asset_ids=np.array(self._asset_ids, dtype=np.str_), **self._candidates.arrays())
+        np.savez(buffer, hashes=self._hashes, asset=self._asset, t1=self._t1, f1=self._f1, anchors=self._anchors,
+                 config=config, asset_ids=np.array(self._asset_ids, dtype=np.str_), **self._candidates.arrays())
         return buffer.getvalue()
 
     @classmethod
@@ -227,12 +227,12 @@ class LandmarkIndex(IndexFile):
         with np.load(io.BytesIO(data), allow_pickle=False) as stored:
             values = {f.name: type(f.default)(v) for f, v in zip(fields(LandmarkConfig), stored["config"], strict=True)}
             index = cls(LandmarkConfig(**values))
-            index._hashes, index._asset, index._t1, index._f1 = (stored[k] for k in ("hashes", "asset", "t1", "f1"))
+            index._hashes, index._asset, index._t1, index._f1, index._anchors = (
+                stored[k] for k in ("hashes", "asset", "t1", "f1", "anchors"))
             index._candidates = QuadCandidates.from_arrays(index.config, stored)
             index._asset_ids = [str(a) for a in stored["asset_ids"]]
         index._known = set(index._asset_ids)
         index._asset_starts = np.searchsorted(index._asset, np.arange(len(index._asset_ids) + 1))
-        index._anchors = np.unique(_anchor_key(index._asset, index._t1, index._f1))
         return index
 
 

@@ -46,9 +46,10 @@ from soundtrail.tasks.token_ngrams import TokenNgramConfig
 
 INDEX_DIR = "index"
 INDEX_PREFIX = "screen-"
-INDEX_FORMAT = 4  # bump when what goes into the index changes, so old caches are not reused (2: denser peaks;
+INDEX_FORMAT = 5  # bump when what goes into the index changes, so old caches are not reused (2: denser peaks;
 #                   3: 80 candidate cells, a query setting the landmark index stores with its config;
-#                   4: landmark triplets stored asset by asset, with quads for choosing candidates)
+#                   4: landmark triplets stored asset by asset, with quads for choosing candidates;
+#                   5: the landmark index stores its anchor keys instead of deriving them at every load)
 
 
 class ScreeningError(RuntimeError):

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from soundtrail.tasks.fingerprint import expand_ranges
+from soundtrail.tasks.arrays import expand_ranges
 from soundtrail.tasks.index_file import IndexFile
 
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant: a polynomial hash that wraps mod 2**64

@@ -1,0 +1,26 @@
+"""NumPy helpers the screening indexes share: expanding posting ranges and finding distinct keys."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Concatenation of ``arange(s, s + c)`` for each start and count, without a Python loop."""
+    total = int(counts.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(counts)
+    base = np.repeat(starts.astype(np.int64) - (ends - counts), counts)
+    return base + np.arange(total, dtype=np.int64)
+
+
+def sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)``, found by sorting.
+
+    NumPy 2.4's ``np.unique`` (without ``return_*``) collects distinct values in a hash table, which is slow once
+    they are many: 15.8 s against 1.0 s by sorting for the 14.5 million anchor keys of a 1,000-track landmark
+    index, and still ~5x slower for the few thousand values of one query's candidate cells.
+    """
+    ordered = np.sort(values)
+    return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])] if len(ordered) else ordered

@@ -1,0 +1,26 @@
+"""The screening indexes' NumPy helpers agree with the plain (slow) NumPy they replace."""
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+
+from soundtrail.tasks.arrays import expand_ranges, sorted_unique
+
+keys = st.lists(st.integers(-(2**62), 2**62), max_size=200)
+
+
+@given(keys, st.integers(1, 50))
+def test_sorted_unique_is_numpys_unique(values: list[int], repeats_modulus: int) -> None:
+    array = np.array(values, dtype=np.int64) % repeats_modulus if values else np.zeros(0, np.int64)
+    for case in (array, np.array(values, dtype=np.int64).reshape(-1)):
+        got = sorted_unique(case)
+        assert got.dtype == case.dtype
+        np.testing.assert_array_equal(got, np.unique(case))
+
+
+@given(st.lists(st.tuples(st.integers(0, 1000), st.integers(0, 20)), max_size=30))
+def test_expand_ranges_concatenates_aranges(ranges: list[tuple[int, int]]) -> None:
+    starts = np.array([s for s, _ in ranges], dtype=np.int64)
+    counts = np.array([c for _, c in ranges], dtype=np.int64)
+    expected = np.concatenate([np.arange(s, s + c) for s, c in ranges] + [np.zeros(0, np.int64)])
+    np.testing.assert_array_equal(expand_ranges(starts, counts), expected)
