@@ -106,8 +106,8 @@ def test_verifying_only_the_candidates_finds_the_match_verifying_all_assets_does
     expected = everyone.query(query, SR, min_duration_s=4.0)
     assert expected and expected[0].asset_id == "a2" and abs(expected[0].query_offset_s - 7.0) < 1.0
     assert few.query(query, SR, min_duration_s=4.0)[0] == expected[0]
-    few.save(tmp_path / "landmarks.npz")
-    reloaded = LandmarkIndex.load(tmp_path / "landmarks.npz")
+    few.save(tmp_path / "landmarks")
+    reloaded = LandmarkIndex.load(tmp_path / "landmarks")
     assert reloaded.config == few.config and reloaded.entries == few.entries
     assert reloaded.query(query, SR, min_duration_s=4.0)[0] == expected[0]
     for fragment in (query[:SR], np.zeros(3 * SR, np.float32)):  # too few quads to choose any candidate

@@ -47,16 +47,17 @@ class QuadCandidates:
         self._pending.append((asset, quads))
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The sorted index, for saving (see :meth:`from_arrays`)."""
+        """The sorted index and its lookups, for saving (see :meth:`from_arrays`): stored, so that loading needs
+        no pass over all keys."""
         self._flush()
-        return {"quad_keys": self._keys, "quad_asset": self._asset, "quad_t1": self._t1, "quad_f1": self._f1}
+        return {"quad_keys": self._keys, "quad_asset": self._asset, "quad_t1": self._t1, "quad_f1": self._f1,
+                "quad_distinct_keys": self._distinct_keys, "quad_key_starts": self._key_starts}
 
     @classmethod
     def from_arrays(cls, config: LandmarkConfig, stored: Mapping[str, np.ndarray]) -> QuadCandidates:
         index = cls(config)
-        index._keys, index._asset, index._t1, index._f1 = (stored[k] for k in
-                                                           ("quad_keys", "quad_asset", "quad_t1", "quad_f1"))
-        index._derive_lookups()
+        index._keys, index._asset, index._t1, index._f1, index._distinct_keys, index._key_starts = (
+            stored[f"quad_{k}"] for k in ("keys", "asset", "t1", "f1", "distinct_keys", "key_starts"))
         return index
 
     def _flush(self) -> None:

@@ -19,14 +19,15 @@ key and tempo (which pitch and tempo search make look alike) reaches ~0.43: the 
 
 from __future__ import annotations
 
-import io
+import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
+from soundtrail.atomic import atomic_path, atomic_write_text
 from soundtrail.tasks.arrays import expand_ranges, sorted_unique
-from soundtrail.tasks.index_file import IndexFile
 from soundtrail.tasks.landmark_candidates import QuadCandidates
 from soundtrail.tasks.landmark_hashes import (
     LandmarkConfig,
@@ -55,10 +56,11 @@ class LandmarkMatch:
         return asdict(self)
 
 
+_MANIFEST = "landmarks.json"
 _PROBE_TABLE = 1 << 20  # bits in the table that screens stored triplets against a query's ~120,000 probes
 
 
-class LandmarkIndex(IndexFile):
+class LandmarkIndex:
     """Every asset's triplets, asset by asset and sorted by hash within each, and its quads for choosing candidates.
 
     Asset-major storage is what keeps a query's cost flat: only the candidates' triplets are read, and adding
@@ -214,25 +216,47 @@ class LandmarkIndex(IndexFile):
             ))
         return out
 
-    def to_bytes(self) -> bytes:
+    def save(self, directory: str | Path) -> None:
+        """One ``.npy`` file per array, then ``landmarks.json`` (config, asset ids, array names), written last.
+
+        Not one ``.npz``: :meth:`load` maps ``.npy`` files instead of reading them, and a query then reads only its
+        candidates' triplets and the quads it probes, so opening the index costs the same at any size, and a
+        100,000-track index (~33 GB) is served without holding it in memory. Until the manifest is rewritten the
+        folder reads as unfinished.
+        """
         self._flush()
-        buffer = io.BytesIO()
-        config = np.array([getattr(self.config, f.name) for f in fields(self.config)], dtype=np.float64)
-        np.savez(buffer, hashes=self._hashes, asset=self._asset, t1=self._t1, f1=self._f1, anchors=self._anchors,
-                 config=config, asset_ids=np.array(self._asset_ids, dtype=np.str_), **self._candidates.arrays())
-        return buffer.getvalue()
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / _MANIFEST).unlink(missing_ok=True)
+        arrays = {"hashes": self._hashes, "asset": self._asset, "t1": self._t1, "f1": self._f1,
+                  "asset_starts": self._asset_starts, "anchors": self._anchors, **self._candidates.arrays()}
+        for name, array in arrays.items():
+            with atomic_path(directory / f"{name}.npy") as tmp, open(tmp, "wb") as handle:
+                np.save(handle, array, allow_pickle=False)
+        manifest = {"config": asdict(self.config), "asset_ids": self._asset_ids, "arrays": sorted(arrays)}
+        atomic_write_text(directory / _MANIFEST, json.dumps(manifest))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> LandmarkIndex:
-        with np.load(io.BytesIO(data), allow_pickle=False) as stored:
-            values = {f.name: type(f.default)(v) for f, v in zip(fields(LandmarkConfig), stored["config"], strict=True)}
-            index = cls(LandmarkConfig(**values))
-            index._hashes, index._asset, index._t1, index._f1, index._anchors = (
-                stored[k] for k in ("hashes", "asset", "t1", "f1", "anchors"))
-            index._candidates = QuadCandidates.from_arrays(index.config, stored)
-            index._asset_ids = [str(a) for a in stored["asset_ids"]]
+    def load(cls, directory: str | Path) -> LandmarkIndex:
+        """The index :meth:`save` wrote, its arrays memory-mapped read-only (adding assets copies them to memory).
+
+        Raises ``FileNotFoundError`` for a folder without its manifest and ``ValueError`` for arrays that do not
+        fit together (a truncated or mixed-up file).
+        """
+        directory = Path(directory)
+        manifest = json.loads((directory / _MANIFEST).read_text())
+        stored = {name: np.load(directory / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+                  for name in manifest["arrays"]}
+        index = cls(LandmarkConfig(**manifest["config"]))
+        index._hashes, index._asset, index._t1, index._f1 = (stored[k] for k in ("hashes", "asset", "t1", "f1"))
+        index._asset_starts, index._anchors = stored["asset_starts"], stored["anchors"]
+        index._candidates = QuadCandidates.from_arrays(index.config, stored)
+        index._asset_ids = [str(asset_id) for asset_id in manifest["asset_ids"]]
         index._known = set(index._asset_ids)
-        index._asset_starts = np.searchsorted(index._asset, np.arange(len(index._asset_ids) + 1))
+        triplets = {len(index._hashes), len(index._asset), len(index._t1), len(index._f1)}
+        if len(triplets) != 1 or index._asset_starts.shape != (len(index._asset_ids) + 1,) or (
+                index._asset_starts[-1] not in triplets):
+            raise ValueError(f"{directory}: landmark arrays of mismatched lengths (a damaged index)")
         return index
 
 

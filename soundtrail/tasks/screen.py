@@ -141,11 +141,12 @@ class Screener:
         return verdict_of(self.matches(audio, sample_rate, codes), self.thresholds)
 
     def save(self, directory: str | Path) -> None:
-        """Three ``.npz`` indexes, then ``screener.json`` (written last: a directory without it is incomplete)."""
+        """Two ``.npz`` indexes and the landmark index's folder, then ``screener.json`` (written last: a directory
+        without it is incomplete)."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.chromaprint.save(directory / "chromaprint.npz")
-        self.landmarks.save(directory / "landmarks.npz")
+        self.landmarks.save(directory / "landmarks")
         self.tokens.save(directory / "tokens.npz")
         manifest = {"assets": len(self), "token_assets": len(self.tokens), "thresholds": asdict(self.thresholds)}
         atomic_write_text(directory / _MANIFEST, json.dumps(manifest, indent=2, sort_keys=True))
@@ -160,7 +161,7 @@ class Screener:
         manifest = json.loads(manifest_path.read_text())
         screener = cls(thresholds or ScreenThresholds(**manifest["thresholds"]))
         screener.chromaprint = FingerprintIndex.load(directory / "chromaprint.npz")
-        screener.landmarks = LandmarkIndex.load(directory / "landmarks.npz")
+        screener.landmarks = LandmarkIndex.load(directory / "landmarks")
         screener.tokens = TokenNgramIndex.load(directory / "tokens.npz")
         return screener
 

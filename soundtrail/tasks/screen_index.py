@@ -4,7 +4,7 @@ What goes in: every *accepted* asset's decoded audio (Chromaprint and landmark m
 method, the first codebook of its codes read back from the *current* shards. A cached copy lives under
 ``workspace/index/``, named by a key that hashes exactly those inputs::
 
-    index/screen-<key>/          chromaprint.npz  landmarks.npz  tokens.npz  screener.json (written last)
+    index/screen-<key>/          chromaprint.npz  landmarks/  tokens.npz  screener.json (written last)
     key = sha256({accepted asset ids, current shard sha256s, token codec id, index format})
 
 Ingesting or taking down an asset, or re-tokenizing, changes the key, so the next screen brings the index up to
@@ -49,7 +49,7 @@ INDEX_PREFIX = "screen-"
 INDEX_FORMAT = 5  # bump when what goes into the index changes, so old caches are not reused (2: denser peaks;
 #                   3: 80 candidate cells, a query setting the landmark index stores with its config;
 #                   4: landmark triplets stored asset by asset, with quads for choosing candidates;
-#                   5: the landmark index stores its anchor keys instead of deriving them at every load)
+#                   5: the landmark index is a folder of memory-mapped arrays, anchor keys and lookups included)
 
 
 class ScreeningError(RuntimeError):
