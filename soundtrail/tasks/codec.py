@@ -177,8 +177,7 @@ def load_codec(path: str | Path, device: torch.device | str | None = None) -> Co
     document = json.loads(config_path.read_text())
     weights = path / checkpoint.WEIGHTS
     if document.get("kind") == KIND:
-        with torch.device("meta"):  # no random initialisation: the weights come from the file
-            model = NeuralCodec(CodecConfig.from_dict(document["config"]))
+        model = NeuralCodec.to_load_into(CodecConfig.from_dict(document["config"]))
         model.load_state_dict(load_file(str(weights)), assign=True)
         return SoundtrailCodec(model, codec_id_of(weights), device)
     if document.get("model_type") == "encodec":
