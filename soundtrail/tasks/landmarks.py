@@ -188,24 +188,26 @@ class LandmarkIndex:
             if abs(fitted[0] - 1) <= cfg.max_tempo_change and refined.sum() >= inlier.sum():
                 (slope, offset), inlier = fitted, refined
         hit = sorted_unique(query_idx[inlier])
-        hit_anchor = _anchor_key(asset, self._t1[posting[inlier]], self._f1[posting[inlier]])
-        hit_t1 = found.t1[query_idx[inlier]]
         if len(hit) < cfg.min_hits:
             return []
         seconds_per_frame = cfg.hop / cfg.sample_rate
-        times = found.t1[hit]
-        breaks = np.flatnonzero(np.diff(times) > cfg.max_gap_s / seconds_per_frame)
+        breaks = np.flatnonzero(np.diff(found.t1[hit]) > cfg.max_gap_s / seconds_per_frame)
+        long_enough = [group for group in np.split(hit, breaks + 1) if len(group) >= cfg.min_hits
+                       and (found.t3[group].max() - found.t1[group].min()) * seconds_per_frame >= min_duration_s]
+        if not long_enough:  # most cells: scoring below is skipped for them
+            return []
+        hit_anchor = _anchor_key(asset, self._t1[posting[inlier]], self._f1[posting[inlier]])
+        hit_t1 = found.t1[query_idx[inlier]]
         semitones = float(np.median(shift[inlier])) * 12 / cfg.bins_per_octave
         out = []
-        for group in np.split(hit, breaks + 1):
-            start, end = int(found.t1[group].min()), int(found.t3[group].max())
-            duration_s = (end - start) * seconds_per_frame
-            last = int(found.t1[group].max())
-            in_group = (hit_t1 >= start) & (hit_t1 <= last)
+        for group in long_enough:
+            start, end, last = int(found.t1[group].min()), int(found.t3[group].max()), int(found.t1[group].max())
             span = np.array([np.ceil((start - offset) / slope), np.floor((last - offset) / slope) + 1], np.int64)
             lo, hi = np.searchsorted(self._anchors, _anchor_key(asset, span, np.zeros(2)))
-            if duration_s < min_duration_s or len(group) < cfg.min_hits or hi <= lo:
+            if hi <= lo:
                 continue
+            duration_s = (end - start) * seconds_per_frame
+            in_group = (hit_t1 >= start) & (hit_t1 <= last)
             found_anchors = np.count_nonzero(np.isin(self._anchors[lo:hi], hit_anchor[in_group]))
             score = _score(found_anchors, int(hi - lo), duration_s, cfg)
             out.append(LandmarkMatch(
@@ -311,6 +313,7 @@ def _top_alignments(asset: np.ndarray, shift: np.ndarray, delay: np.ndarray,
     cell = (asset * pitch_span + np.rint(shift).astype(np.int64) + pitch_span // 2) * delay_span
     keys, support = _neighbourhood_votes(cell + delay_bin - delay_base, delay_span)
     ranked: list[tuple[int, float, int]] = []
+    taken: dict[int, list[tuple[float, int]]] = {}  # asset -> its (pitch, delay bin) cells in ``ranked``
     same_reach = max(1, int(round(cfg.same_alignment / cfg.delay_bin)))
     for i in _strongest_first(support, cfg.min_hits, 16 * cfg.candidates):
         if len(ranked) == cfg.candidates:
@@ -318,8 +321,10 @@ def _top_alignments(asset: np.ndarray, shift: np.ndarray, delay: np.ndarray,
         owner, rest = divmod(int(keys[i]), pitch_span * delay_span)
         pitch_bins, bin_index = divmod(rest, delay_span)
         pitch_bins, bin_index = float(pitch_bins - pitch_span // 2), bin_index + delay_base
-        if not any(o == owner and abs(p - pitch_bins) <= 1 and abs(d - bin_index) <= same_reach for o, p, d in ranked):
+        mine = taken.setdefault(owner, [])
+        if not any(abs(p - pitch_bins) <= 1 and abs(d - bin_index) <= same_reach for p, d in mine):
             ranked.append((owner, pitch_bins, bin_index))
+            mine.append((pitch_bins, bin_index))
     return ranked
 
 
@@ -372,13 +377,13 @@ def _hough_line(query_t: np.ndarray, asset_t: np.ndarray, cfg: LandmarkConfig) -
     centre = float(np.median(asset_t))
     local = query_t[None, :] - slopes[:, None] * (asset_t[None, :] - centre)  # [slopes, hits]
     bins = np.floor(local / cfg.offset_bin).astype(np.int64)
-    base = bins.min()
-    width = int(bins.max() - base) + 2
-    flat = (np.arange(len(slopes))[:, None] * width + (bins - base)).reshape(-1)
+    bins -= bins.min()
+    width = int(bins.max()) + 2
+    flat = (bins + np.arange(len(slopes))[:, None] * width).reshape(-1)
     votes = np.bincount(flat, minlength=len(slopes) * width).reshape(len(slopes), width)
     votes[:, :-1] += votes[:, 1:]  # windows of two bins, so a line on a bin edge is not split
     slope_i, bin_i = np.unravel_index(np.argmax(votes), votes.shape)
-    window = (bins[slope_i] >= bin_i + base) & (bins[slope_i] <= bin_i + base + 1)
+    window = (bins[slope_i] >= bin_i) & (bins[slope_i] <= bin_i + 1)
     local_offset = float(np.median(local[slope_i][window]))
     slope = float(slopes[slope_i])
     return slope, local_offset - slope * centre
