@@ -16,9 +16,11 @@ from soundtrail.tasks.fingerprint import (
     ITEM_SECONDS,
     NEAR_COPY_BER,
     FingerprintIndex,
+    ProposedStretch,
     align,
     bit_errors,
     chromaprint,
+    match_score,
 )
 
 SR = SAMPLE_RATE
@@ -136,3 +138,24 @@ def test_adding_after_queries_keeps_everything_findable(tracks) -> None:
         assert growing.query(chromaprint(track[int(5 * SR):int(15 * SR)], SR))[0].track_id == f"t{i}"
     with pytest.raises(ValueError, match="already"):
         growing.add("t0", chromaprint(tracks[0], SR))
+
+
+def test_a_proposed_stretch_is_confirmed_only_at_the_copy_it_names() -> None:
+    """Proposals (the landmark method's unedited matches) are checked item by item: the right track at the right
+    alignment is confirmed with the proposed stretch; another offset, another track or an unknown id is not."""
+    track, unrelated = synth_music(16.0, 2), synth_music(16.0, 3)
+    copy = track[int(4.0 * SAMPLE_RATE):int(10.0 * SAMPLE_RATE)] + 0.5 * synth_music(6.0, 50)  # other music, -6 dB
+    query = synth_music(20.0, 77)
+    query[int(7.0 * SAMPLE_RATE):int(7.0 * SAMPLE_RATE) + len(copy)] = copy
+    index = FingerprintIndex()
+    index.add("track", chromaprint(track, SAMPLE_RATE))
+    index.add("unrelated", chromaprint(unrelated, SAMPLE_RATE))
+    fingerprint = chromaprint(query, SAMPLE_RATE)
+    assert index.query(fingerprint, 4.4) == []  # too few exactly equal items for the key votes
+    right = ProposedStretch("track", 7.1, 4.1, 5.8)
+    [match] = index.query(fingerprint, 4.4, proposals=[right])
+    assert (match.track_id, match.query_offset_s, match.track_offset_s, match.duration_s) == ("track", 7.1, 4.1, 5.8)
+    assert match.ber <= NEAR_COPY_BER and match.score == pytest.approx(match_score(match.ber), abs=1e-3)
+    for wrong in (ProposedStretch("track", 7.1, 1.1, 5.8), ProposedStretch("unrelated", 7.1, 4.1, 5.8),
+                  ProposedStretch("never-indexed", 7.1, 4.1, 5.8), ProposedStretch("track", 7.1, 4.1, 2.0)):
+        assert index.query(fingerprint, 4.4, proposals=[wrong]) == []

@@ -182,6 +182,29 @@ def test_short_copies_under_other_music_or_shifted_are_found_inside_long_queries
         assert found[0].score >= flag
 
 
+@pytest.mark.parametrize(("asset", "other_seed"), [(2, 50), (4, 51)])
+def test_chromaprint_confirms_a_mixed_copy_where_landmarks_propose_it(tracks, asset, other_seed) -> None:
+    """A copy under other music at -6 dB: Chromaprint's key votes miss it and the landmark score stays under its
+    flag threshold, but the items inside the landmark stretch agree with the asset's, so the screen flags it."""
+    screener = Screener()
+    for i, track in enumerate(tracks):
+        screener.add_asset(f"a{i}", track, SR)
+    copy = tracks[asset][int(4.0 * SR):int(10.0 * SR)] + 0.5 * synth_music(6.0, other_seed)
+    query = _plant(copy, at_s=7.0)
+    thresholds = screener.thresholds
+    alone = screener.chromaprint.query(chromaprint(query, SR), thresholds.shortest_s)
+    assert not [m for m in alone if m.track_id == f"a{asset}"]
+    matches = [m for m in screener.matches(query, SR) if m.asset_id == f"a{asset}"]
+    landmark = [m for m in matches if m.method == "landmarks"]
+    assert landmark and max(m.score for m in landmark) < thresholds.landmarks_flag
+    confirmed = [m for m in matches if m.method == "chromaprint"]
+    assert confirmed and abs(confirmed[0].query_offset_s - 7.0) < 1.0
+    assert (confirmed[0].query_offset_s, confirmed[0].duration_s) == (landmark[0].query_offset_s,
+                                                                      landmark[0].duration_s)
+    result = screener.screen(query, SR)
+    assert result.verdict != "pass" and any(m.asset_id == f"a{asset}" for m in result.matches)
+
+
 def test_workspace_screening_keys_override_only_what_they_name(tmp_path) -> None:
     (tmp_path / "soundtrail.toml").write_text("[screening]\nlandmarks_block = 0.9\n")
     thresholds = screen_thresholds(Workspace(tmp_path))

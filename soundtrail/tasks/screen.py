@@ -4,6 +4,7 @@ Three methods, each an index built from the training corpus and queried with the
 
     method        catches                                          index
     chromaprint   re-encodes, gain, noise: the same recording      fingerprint.FingerprintIndex (BER of items)
+                  (also checks the landmark method's unedited matches: copies mixed under other music)
     tokens        memorised training tokens, re-emitted verbatim   token_ngrams.TokenNgramIndex (codec n-grams)
     landmarks     pitch shift (+-2.5 semitones), tempo (+-8 %)     landmarks.LandmarkIndex (peak quads, triplets)
 
@@ -25,7 +26,13 @@ import numpy as np
 
 from soundtrail.atomic import atomic_write_text
 from soundtrail.audio import mono
-from soundtrail.tasks.fingerprint import ITEM_SPAN_S, FingerprintIndex, FingerprintIndexConfig, chromaprint
+from soundtrail.tasks.fingerprint import (
+    ITEM_SPAN_S,
+    FingerprintIndex,
+    FingerprintIndexConfig,
+    ProposedStretch,
+    chromaprint,
+)
 from soundtrail.tasks.landmark_hashes import LandmarkConfig
 from soundtrail.tasks.landmarks import LandmarkIndex
 from soundtrail.tasks.token_ngrams import TokenNgramConfig, TokenNgramIndex
@@ -34,6 +41,11 @@ Method = Literal["chromaprint", "tokens", "landmarks"]
 Verdict = Literal["pass", "flag", "block"]
 METHODS: tuple[Method, ...] = ("chromaprint", "tokens", "landmarks")
 _MANIFEST = "screener.json"
+# Landmark matches this close to no pitch shift and no tempo change are also checked by Chromaprint, whose items
+# move with pitch and drift out of line with tempo: a mixed copy that landmarks score under their threshold is
+# then confirmed (or not) item by item, at Chromaprint's own thresholds.
+_UNEDITED_SEMITONES = 0.2
+_UNEDITED_TEMPO = 0.01
 
 
 @dataclass(frozen=True)
@@ -122,12 +134,16 @@ class Screener:
         audio = _as_mono(audio)
         shortest = self.thresholds.shortest_s
         found: list[ScreenMatch] = []
+        landmark_matches = self.landmarks.query(audio, sample_rate, shortest)
         if len(audio) >= ITEM_SPAN_S * sample_rate:
             max_ber = (1.0 - self.thresholds.chromaprint_flag) / 2.0
-            for m in self.chromaprint.query(chromaprint(audio, sample_rate), shortest, max_ber):
+            unedited = [ProposedStretch(m.asset_id, m.query_offset_s, m.asset_offset_s, m.duration_s)
+                        for m in landmark_matches
+                        if abs(m.semitones) <= _UNEDITED_SEMITONES and abs(m.tempo - 1.0) <= _UNEDITED_TEMPO]
+            for m in self.chromaprint.query(chromaprint(audio, sample_rate), shortest, max_ber, unedited):
                 found.append(ScreenMatch(m.track_id, m.query_offset_s, m.track_offset_s, m.duration_s, m.score,
                                          "chromaprint"))
-        for m in self.landmarks.query(audio, sample_rate, shortest):
+        for m in landmark_matches:
             found.append(ScreenMatch(m.asset_id, m.query_offset_s, m.asset_offset_s, m.duration_s, m.score,
                                      "landmarks"))
         if codes is not None and len(self.tokens):
