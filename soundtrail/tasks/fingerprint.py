@@ -306,8 +306,9 @@ class FingerprintIndex(IndexFile):
               proposals: Sequence[ProposedStretch] = ()) -> list[FingerprintMatch]:
         """Copied stretches of at least ``min_duration_s`` whose BER stays under ``max_ber``, best first.
 
-        ``proposals`` are stretches another method found at an alignment of its own; each is checked too (see
-        :meth:`_confirm_proposal`), and kept when its BER is under ``max_ber``.
+        ``proposals`` are stretches another method found at an alignment of its own; each one at least
+        ``min_duration_s`` long is checked too (see :meth:`_confirm_proposal`), and kept when its BER is under
+        ``max_ber``.
         """
         self._flush()
         query = np.asarray(fingerprint, dtype=np.uint32)
@@ -328,7 +329,8 @@ class FingerprintIndex(IndexFile):
             items = segment.track_items(local_track)
             track_id = self._track_ids[segment.first_track + local_track]
             matches.extend(self._confirm(query, items, track_id, offset, min_duration_s, max_ber))
-        confirmed = (self._confirm_proposal(query, proposal, max_ber) for proposal in proposals)
+        confirmed = (self._confirm_proposal(query, proposal, max_ber) for proposal in proposals
+                     if proposal.duration_s >= min_duration_s)
         return _best_per_stretch(matches + [match for match in confirmed if match is not None])
 
     def _track_items(self, track_id: str) -> np.ndarray:
