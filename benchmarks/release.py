@@ -109,6 +109,21 @@ def corpus_tracks(count: int, seconds: float, seed: int) -> tuple[list[np.ndarra
         return [load_mono(summary.root / track.path, SR) for track in licensed], [track.spec for track in licensed]
 
 
+def planted_copy(corpus: list[np.ndarray], held_out: list[np.ndarray], seconds: float, edit: Edit,
+                 rng: np.random.Generator) -> tuple[int, float, np.ndarray]:
+    """(copied corpus track, where the copy starts in s, 30 s query): an excerpt of ``seconds`` of a random corpus
+    track, edited (mixes take another held-out track), planted at a random point of a held-out track."""
+    k = int(rng.integers(len(corpus)))
+    start = float(rng.uniform(0, len(corpus[k]) / SR - seconds))
+    excerpt = corpus[k][int(start * SR):int((start + seconds) * SR)]
+    host, other = rng.choice(len(held_out), size=2, replace=False)
+    copy = edit(excerpt, held_out[other], rng)
+    query = held_out[host][: int(QUERY_S * SR)].copy()
+    at_s = float(rng.uniform(0, QUERY_S - len(copy) / SR))
+    query[int(at_s * SR):int(at_s * SR) + len(copy)] = copy
+    return k, at_s, query
+
+
 def _found(result: ScreenResult, asset_id: str, at_s: float, method: str | None = None) -> bool:
     return result.verdict != "pass" and any(
         m.asset_id == asset_id and abs(m.query_offset_s - at_s) <= 2.0 and (method is None or m.method == method)
@@ -125,14 +140,7 @@ def recall_table(screener: Screener, corpus: list[np.ndarray], held_out: list[np
         for name, edit in EDITS.items():
             hits = {"gate": 0, "chromaprint": 0, "landmarks": 0}
             for _ in range(trials):
-                k = int(rng.integers(len(corpus)))
-                start = float(rng.uniform(0, len(corpus[k]) / SR - seconds))
-                excerpt = corpus[k][int(start * SR):int((start + seconds) * SR)]
-                host_i, other_i = rng.choice(len(held_out), size=2, replace=False)
-                copy = edit(excerpt, held_out[other_i], rng)
-                query = held_out[host_i][: int(QUERY_S * SR)].copy()
-                at_s = float(rng.uniform(0, QUERY_S - len(copy) / SR))
-                query[int(at_s * SR):int(at_s * SR) + len(copy)] = copy
+                k, at_s, query = planted_copy(corpus, held_out, seconds, edit, rng)
                 result = screener.screen(query, SR)
                 for method in hits:
                     hits[method] += _found(result, f"asset-{k}", at_s, None if method == "gate" else method)
@@ -263,13 +271,7 @@ def planted_queries(corpus: list[np.ndarray], held_out: list[np.ndarray], per_ed
     queries = []
     for name in LATENCY_EDITS:
         for _ in range(per_edit):
-            k = int(rng.integers(len(corpus)))
-            start = int(rng.uniform(0, QUERY_S - 5.0) * SR)
-            host, other = rng.choice(len(held_out), size=2, replace=False)
-            copy = EDITS[name](corpus[k][start:start + 5 * SR], held_out[other], rng)
-            query = held_out[host][: int(QUERY_S * SR)].copy()
-            at = int(rng.uniform(0, QUERY_S - len(copy) / SR) * SR)
-            query[at:at + len(copy)] = copy
+            k, _, query = planted_copy(corpus, held_out, 5.0, EDITS[name], rng)
             queries.append((name, k, query))
     return queries
 

@@ -360,9 +360,9 @@ class FingerprintIndex(IndexFile):
             start, stop = max(start, first), min(stop, end)
             if stop - start >= _MIN_PROPOSAL_ITEMS:
                 bers.append(float(bit_errors(items[start + offset:stop + offset], query[start:stop]).mean()))
-        if not bers or min(bers) > max_ber:
+        ber = min(bers, default=1.0)
+        if ber > max_ber:
             return None
-        ber = min(bers)
         return FingerprintMatch(track_id=proposal.track_id, query_offset_s=proposal.query_offset_s,
                                 track_offset_s=proposal.track_offset_s, duration_s=proposal.duration_s,
                                 ber=round(ber, 4), score=round(match_score(ber), 4))

@@ -57,7 +57,7 @@ class LandmarkMatch:
 
 
 _MANIFEST = "landmarks.json"
-_PROBE_TABLE = 1 << 20  # bits in the table that screens stored triplets against a query's ~120,000 probes
+_PROBE_TABLE = 1 << 20  # entries of the table that screens stored triplets against a query's ~120,000 probes
 
 
 class LandmarkIndex:
@@ -130,7 +130,7 @@ class LandmarkIndex:
 
         The entries are looked up among the sorted probes (not the other way round): entries are sorted within
         each asset, so the binary searches walk the probes in order, asset after asset. Most entries match no
-        probe, so a bit table of the probes' low bits first drops ~80 % of them for the price of one gather.
+        probe, so a table indexed by the probes' low bits first drops ~80 % of them for the price of one gather.
         Hits come out asset by asset.
         """
         owner, probes = probe_hashes(self.config, found, triplet_fine_values(self.config))
@@ -255,9 +255,9 @@ class LandmarkIndex:
         index._candidates = QuadCandidates.from_arrays(index.config, stored)
         index._asset_ids = [str(asset_id) for asset_id in manifest["asset_ids"]]
         index._known = set(index._asset_ids)
-        triplets = {len(index._hashes), len(index._asset), len(index._t1), len(index._f1)}
-        if len(triplets) != 1 or index._asset_starts.shape != (len(index._asset_ids) + 1,) or (
-                index._asset_starts[-1] not in triplets):
+        triplets = len(index._hashes)
+        if {len(index._asset), len(index._t1), len(index._f1), int(index._asset_starts[-1])} != {triplets} or (
+                index._asset_starts.shape != (len(index._asset_ids) + 1,)):
             raise ValueError(f"{directory}: landmark arrays of mismatched lengths (a damaged index)")
         return index
 
