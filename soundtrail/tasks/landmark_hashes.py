@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from itertools import combinations
 
 import numpy as np
+import scipy.fft
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import maximum_filter
-from scipy.signal import stft
+from scipy.signal import get_window
 
 from soundtrail.audio import resample
 
@@ -107,8 +109,7 @@ def spectral_peaks(audio_mono: np.ndarray, sample_rate: int,
     audio = resample(np.asarray(audio_mono, dtype=np.float32).reshape(-1), sample_rate, cfg.sample_rate)
     if len(audio) < cfg.n_fft:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-    _, _, spec = stft(audio, fs=cfg.sample_rate, nperseg=cfg.n_fft, noverlap=cfg.n_fft - cfg.hop, window="hann")
-    power_db = 10.0 * np.log10(np.abs(spec) ** 2 + 1e-10)  # [fft bins, frames]
+    power_db = 10.0 * np.log10(np.abs(_spectrogram(audio, cfg)) ** 2 + 1e-10)  # [fft bins, frames]
     n_log = cfg.octaves * cfg.bins_per_octave
     hz = cfg.f_min * 2.0 ** (np.arange(n_log) / cfg.bins_per_octave)
     position = hz * cfg.n_fft / cfg.sample_rate
@@ -131,6 +132,18 @@ def spectral_peaks(audio_mono: np.ndarray, sample_rate: int,
     log_bin = cfg.bins_per_octave * np.log2(np.maximum(fine_hz, 1.0) / cfg.f_min)
     order = np.lexsort((log_bin, frames))
     return frames[order], log_bin[order]
+
+
+def _spectrogram(audio: np.ndarray, cfg: LandmarkConfig) -> np.ndarray:
+    """[fft bins, frames] complex64 STFT, framed as ``scipy.signal.stft`` frames it (zeros half a window either
+    side, the last frame completed with zeros) and scaled as it scales (by the window's sum), so peak levels and
+    ``min_db`` keep their meaning. ``scipy.signal.stft`` took 29 ms on a 30 s query against 9 ms here: one
+    float32 real FFT over a strided view of the frames."""
+    window = get_window("hann", cfg.n_fft).astype(np.float32)
+    half = cfg.n_fft // 2
+    incomplete = -(len(audio) + 2 * half - cfg.n_fft) % cfg.hop
+    frames = sliding_window_view(np.pad(audio, (half, half + incomplete)), cfg.n_fft)[::cfg.hop]
+    return scipy.fft.rfft(frames * (window / window.sum()), axis=-1).T
 
 
 def _refine_hz(power_db: np.ndarray, fft_bin: np.ndarray, frames: np.ndarray, cfg: LandmarkConfig) -> np.ndarray:
