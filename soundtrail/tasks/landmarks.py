@@ -8,7 +8,8 @@ Hashing is in :mod:`soundtrail.tasks.landmark_hashes`. A query runs in three ste
    query's probes, and hits are counted per (asset, pitch shift, 0.5 s delay) cell. Cells are 0.5 s wide: with
    2 s cells, 30 s of music sharing progressions with many assets outvoted a 5 s copy's cell;
 3. for the best cells a Hough transform over a grid of slopes (1 / tempo) finds the line
-   ``t_query = slope * t_asset + offset`` that most hits lie on, and the hits near that line give the stretch.
+   ``t_query = slope * t_asset + offset`` that most hits lie on, and the hits near that line give the stretch
+   (all cells at once: :mod:`soundtrail.tasks.landmark_lines`).
 
 Its score (see ``_score``) is the fraction of the asset's anchor peaks in the stretch that are found on the
 line, times sqrt(duration / 5 s), capped at 1. On the release benchmark's synthesized corpus a 5 s copy scores
@@ -37,6 +38,7 @@ from soundtrail.tasks.landmark_hashes import (
     probe_hashes,
     triplet_fine_values,
 )
+from soundtrail.tasks.landmark_lines import Stretches, cell_lines, long_stretches
 
 
 @dataclass(frozen=True)
@@ -161,60 +163,45 @@ class LandmarkIndex:
         asset = self._asset[posting].astype(np.int64)
         delay = found.triplets.t1[query_idx].astype(np.int64) - self._t1[posting]
         alignments = _top_alignments(asset, shift, delay, cfg)
-        block_starts = np.flatnonzero(np.diff(asset, prepend=-1))  # hits come asset by asset: each cell's line is
-        block_ends = np.append(block_starts[1:], len(asset))  # sought among its own asset's hits only
-        blocks = dict(zip(asset[block_starts].tolist(), zip(block_starts.tolist(), block_ends.tolist(), strict=True),
-                          strict=True))
+        if not alignments:
+            return []
+        lines = cell_lines(asset, shift, delay, found.triplets.t1[query_idx], self._t1[posting], alignments, cfg)
+        stretches = long_stretches(lines, query_idx, found.triplets.t1, found.triplets.t3, min_duration_s, cfg)
+        cell_starts = np.searchsorted(lines.cell, np.arange(len(alignments) + 1))
         matches = []
-        for candidate, pitch, bin_index in alignments:
-            own = slice(*blocks[candidate])
-            centre = (bin_index + 0.5) * cfg.delay_bin
-            use = (np.abs(shift[own] - pitch) <= 1.5) & (np.abs(delay[own] - centre) <= cfg.verify_reach)
-            matches.extend(self._stretches(found.triplets, query_idx[own][use], posting[own][use], shift[own][use],
-                                           candidate, min_duration_s))
+        for cell in sorted_unique(stretches.cell).tolist():
+            own = slice(cell_starts[cell], cell_starts[cell + 1])
+            on_line = lines.hit[own][lines.inlier[own]]
+            matches.extend(self._scored(stretches, cell, alignments[cell][0], query_idx[on_line], posting[on_line],
+                                        shift[on_line], float(lines.slope[cell]), float(lines.offset[cell]),
+                                        found.triplets.t1))
         return _distinct(matches)
 
-    def _stretches(self, found: Triplets, query_idx: np.ndarray, posting: np.ndarray, shift: np.ndarray,
-                   asset: int, min_duration_s: float) -> list[LandmarkMatch]:
-        """Hough-vote a slope/offset line through the hits, then split its inliers into copied stretches."""
+    def _scored(self, stretches: Stretches, cell: int, asset: int, query_idx: np.ndarray, posting: np.ndarray,
+                shift: np.ndarray, slope: float, offset: float, query_t1: np.ndarray) -> list[LandmarkMatch]:
+        """A match for each of the cell's long stretches, scored by the asset's anchor peaks found on its line
+        (``query_idx``, ``posting`` and ``shift`` are the cell's on-line hits)."""
         cfg = self.config
-        query_t1 = found.t1[query_idx].astype(np.float64)
-        asset_t = self._t1[posting].astype(np.float64)
-        slope, offset = _hough_line(query_t1, asset_t, cfg)
-        inlier = np.abs(query_t1 - slope * asset_t - offset) <= cfg.inlier_frames
-        if inlier.any() and np.ptp(asset_t[inlier]) > cfg.sample_rate / cfg.hop:  # refine on >1 s of inliers
-            fitted = np.polyfit(asset_t[inlier], query_t1[inlier], 1)
-            refined = np.abs(query_t1 - fitted[0] * asset_t - fitted[1]) <= cfg.inlier_frames
-            if abs(fitted[0] - 1) <= cfg.max_tempo_change and refined.sum() >= inlier.sum():
-                (slope, offset), inlier = fitted, refined
-        hit = sorted_unique(query_idx[inlier])
-        if len(hit) < cfg.min_hits:
-            return []
         seconds_per_frame = cfg.hop / cfg.sample_rate
-        breaks = np.flatnonzero(np.diff(found.t1[hit]) > cfg.max_gap_s / seconds_per_frame)
-        long_enough = [group for group in np.split(hit, breaks + 1) if len(group) >= cfg.min_hits
-                       and (found.t3[group].max() - found.t1[group].min()) * seconds_per_frame >= min_duration_s]
-        if not long_enough:  # most cells: scoring below is skipped for them
-            return []
-        hit_anchor = _anchor_key(asset, self._t1[posting[inlier]], self._f1[posting[inlier]])
-        hit_t1 = found.t1[query_idx[inlier]]
-        semitones = float(np.median(shift[inlier])) * 12 / cfg.bins_per_octave
+        hit_anchor = _anchor_key(asset, self._t1[posting], self._f1[posting])
+        hit_t1 = query_t1[query_idx]
+        semitones = float(np.median(shift)) * 12 / cfg.bins_per_octave
         out = []
-        for group in long_enough:
-            start, end, last = int(found.t1[group].min()), int(found.t3[group].max()), int(found.t1[group].max())
+        for i in np.flatnonzero(stretches.cell == cell).tolist():
+            start, end, last = int(stretches.start[i]), int(stretches.end[i]), int(stretches.last[i])
             span = np.array([np.ceil((start - offset) / slope), np.floor((last - offset) / slope) + 1], np.int64)
             lo, hi = np.searchsorted(self._anchors, _anchor_key(asset, span, np.zeros(2)))
             if hi <= lo:
                 continue
             duration_s = (end - start) * seconds_per_frame
-            in_group = (hit_t1 >= start) & (hit_t1 <= last)
-            found_anchors = np.count_nonzero(np.isin(self._anchors[lo:hi], hit_anchor[in_group]))
+            in_stretch = (hit_t1 >= start) & (hit_t1 <= last)
+            found_anchors = np.count_nonzero(np.isin(self._anchors[lo:hi], hit_anchor[in_stretch]))
             score = _score(found_anchors, int(hi - lo), duration_s, cfg)
             out.append(LandmarkMatch(
                 asset_id=self._asset_ids[asset], query_offset_s=round(start * seconds_per_frame, 3),
                 asset_offset_s=round((start - offset) / slope * seconds_per_frame, 3),
                 duration_s=round(duration_s, 3), score=round(score, 4),
-                semitones=round(semitones, 2), tempo=round(1.0 / float(slope), 4), hits=len(group),
+                semitones=round(semitones, 2), tempo=round(1.0 / slope, 4), hits=int(stretches.hits[i]),
             ))
         return out
 
@@ -364,26 +351,3 @@ def _strongest_first(support: np.ndarray, min_support: int, first: int) -> Itera
         yield from strongest[np.argsort(-support[strongest], kind="stable")].tolist()
         eligible = eligible[support[eligible] < cut]
     yield from eligible[np.argsort(-support[eligible], kind="stable")].tolist()
-
-
-def _hough_line(query_t: np.ndarray, asset_t: np.ndarray, cfg: LandmarkConfig) -> tuple[float, float]:
-    """(slope, offset) of the line ``query_t = slope * asset_t + offset`` through most hits (slope = 1 / tempo).
-
-    Offsets are taken relative to the hits' median asset time, so a grid step in slope moves them by at most
-    ``tempo_step`` times the copy's length, not times its position in the asset.
-    """
-    steps = int(round(cfg.max_tempo_change / cfg.tempo_step))
-    slopes = 1.0 + cfg.tempo_step * np.arange(-steps, steps + 1)
-    centre = float(np.median(asset_t))
-    local = query_t[None, :] - slopes[:, None] * (asset_t[None, :] - centre)  # [slopes, hits]
-    bins = np.floor(local / cfg.offset_bin).astype(np.int64)
-    bins -= bins.min()
-    width = int(bins.max()) + 2
-    flat = (bins + np.arange(len(slopes))[:, None] * width).reshape(-1)
-    votes = np.bincount(flat, minlength=len(slopes) * width).reshape(len(slopes), width)
-    votes[:, :-1] += votes[:, 1:]  # windows of two bins, so a line on a bin edge is not split
-    slope_i, bin_i = np.unravel_index(np.argmax(votes), votes.shape)
-    window = (bins[slope_i] >= bin_i) & (bins[slope_i] <= bin_i + 1)
-    local_offset = float(np.median(local[slope_i][window]))
-    slope = float(slopes[slope_i])
-    return slope, local_offset - slope * centre
