@@ -111,11 +111,11 @@ def _strongest_cells(asset: np.ndarray, semitone: np.ndarray, delay_cell: np.nda
     buckets = 1 << int(len(cell)).bit_length()
     bucket = _bucket(cell, buckets)
     votes = np.bincount(bucket, minlength=buckets)
-    hit_votes = votes[bucket]
-    with_votes = np.bincount(hit_votes) // np.maximum(np.arange(hit_votes.max() + 1), 1)  # [v]: buckets with v
-    buckets_with = np.cumsum(with_votes[::-1])[::-1]  # [v]: buckets with at least v votes
+    buckets_with = np.cumsum(np.bincount(votes)[::-1])[::-1]  # [v]: buckets with at least v votes
     least = max(1, int(np.searchsorted(-buckets_with, -8 * count)))  # the ~8 * count fullest buckets' votes
-    cells = sorted_unique(cell[hit_votes >= least])
+    # A table of booleans, not the votes themselves, is read back per hit: 8x smaller, it stays in cache (a
+    # gather of 3 million hits' votes took 30 ms at 100,000 tracks, of their flags 5 ms).
+    cells = sorted_unique(cell[(votes >= least)[bucket]])
     support = votes[_bucket(cells, buckets)] + np.maximum(votes[_bucket(cells - 1, buckets)],
                                                           votes[_bucket(cells + 1, buckets)])
     ranked_assets = cells[np.argsort(-support, kind="stable")] // (semitone_span * delay_span)
