@@ -318,7 +318,7 @@ def landmark_latency_table(corpus: list[np.ndarray], held_out: list[np.ndarray],
     frames = int(QUERY_S * config.sample_rate / config.hop)
     queries = planted_queries(corpus, held_out, per_edit, rng)
     extracted = [_timed(lambda q=q: landmarks(q, SR, config)) for _, _, q in queries]
-    extract_ms = 1000 * statistics.median(seconds for seconds, _ in extracted)
+    extract_ms = _median_ms(extracted)
     print(f"\n## Landmark query latency, 30 s query holding a 5 s copy ({', '.join(LATENCY_EDITS)}; {per_edit} each), "
           f"median\n\nIndex: the {len(real)} real tracks + synthetic filler ({per_track[0]:,} triplets and "
           f"{per_track[1]:,} quads per track). Extracting a query's hashes takes {extract_ms:.0f} ms at any size. "
@@ -344,7 +344,7 @@ def landmark_latency_table(corpus: list[np.ndarray], held_out: list[np.ndarray],
             del built
             load_s, index = _timed(lambda tmp=tmp: LandmarkIndex.load(Path(tmp) / "landmarks"))
             runs = [_timed(lambda q=q, index=index: index.query(q, SR, 4.4)) for _, _, q in queries]
-        full_ms[size] = 1000 * statistics.median(seconds for seconds, _ in runs)
+        full_ms[size] = _median_ms(runs)
         right = [bool(found) and found[0].asset_id == f"asset-{k}"
                  for (_, k, _), (_, found) in zip(queries, runs, strict=True)]
         print(f"| {size:,} | {index.entries:,} | {build_s:.1f} | {save_s:.1f} | {1000 * load_s:.1f} | "
@@ -367,7 +367,7 @@ def landmark_latency_table(corpus: list[np.ndarray], held_out: list[np.ndarray],
         build_s = time.perf_counter() - started
         runs = [_timed(lambda found=found, stage=candidates: stage.best_assets(found.quads, config.candidate_assets))
                 for _, found in extracted]
-        stage_ms[size] = 1000 * statistics.median(seconds for seconds, _ in runs)
+        stage_ms[size] = _median_ms(runs)
         kept = [k in chosen for (_, k, _), (_, chosen) in zip(queries, runs, strict=True)]
         if size in full_ms:
             whole = f"{full_ms[size]:.0f} (measured above)"
@@ -385,13 +385,18 @@ def _timed(work: Callable[[], object]) -> tuple[float, object]:
     return time.perf_counter() - started, result
 
 
+def _median_ms(runs: list[tuple[float, object]]) -> float:
+    """Median milliseconds of ``_timed`` runs."""
+    return 1000 * statistics.median(seconds for seconds, _ in runs)
+
+
 def _median_query_ms(queries: list[tuple[int, np.ndarray]], search: Callable[[np.ndarray], list],
                      names_track: Callable[[int, list], bool]) -> tuple[float, int]:
     """Median milliseconds of ``search`` over ``(planted track, query)`` pairs, and how many of its results
     name the planted track first."""
     runs = [_timed(lambda query=query: search(query)) for _, query in queries]
     found = sum(bool(result) and names_track(k, result) for (k, _), (_, result) in zip(queries, runs, strict=True))
-    return 1000 * statistics.median(seconds for seconds, _ in runs), found
+    return _median_ms(runs), found
 
 
 def run_watermark_tables(quick: bool) -> None:

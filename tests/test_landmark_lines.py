@@ -73,8 +73,8 @@ def test_stretches_split_at_gaps_and_keep_only_long_enough_runs() -> None:
     t1 = np.concatenate([np.arange(0, 6 * frames_per_s, 10), np.arange(9 * frames_per_s, 11 * frames_per_s, 10)])
     t1 = t1.astype(np.int32)
     t3 = t1 + 20
-    lines = CellLines(cell=np.zeros(len(t1), np.int64), hit=np.arange(len(t1)), inlier=np.ones(len(t1), bool),
-                      slope=np.ones(1), offset=np.zeros(1))
+    lines = CellLines(cell=np.zeros(len(t1), np.int64), starts=np.array([0, len(t1)]), hit=np.arange(len(t1)),
+                      inlier=np.ones(len(t1), bool), slope=np.ones(1), offset=np.zeros(1))
     stretches = long_stretches(lines, np.arange(len(t1)), t1, t3, 5.0, CFG)
     assert stretches.cell.tolist() == [0]
     assert (stretches.start[0], stretches.end[0]) == (0, t1[t1 < 6 * frames_per_s].max() + 20)

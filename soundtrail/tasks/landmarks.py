@@ -167,11 +167,9 @@ class LandmarkIndex:
             return []
         lines = cell_lines(asset, shift, delay, found.triplets.t1[query_idx], self._t1[posting], alignments, cfg)
         stretches = long_stretches(lines, query_idx, found.triplets.t1, found.triplets.t3, min_duration_s, cfg)
-        cell_starts = np.searchsorted(lines.cell, np.arange(len(alignments) + 1))
         matches = []
         for cell in sorted_unique(stretches.cell).tolist():
-            own = slice(cell_starts[cell], cell_starts[cell + 1])
-            on_line = lines.hit[own][lines.inlier[own]]
+            on_line = lines.on_line(cell)
             matches.extend(self._scored(stretches, cell, alignments[cell][0], query_idx[on_line], posting[on_line],
                                         shift[on_line], float(lines.slope[cell]), float(lines.offset[cell]),
                                         found.triplets.t1))
