@@ -6,13 +6,22 @@ import numpy as np
 
 
 def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Concatenation of ``arange(s, s + c)`` for each start and count, without a Python loop."""
+    """Concatenation of ``arange(s, s + c)`` for each start and count, without a Python loop.
+
+    One array is allocated and summed in place: a step of 1 within a range, a jump to the next range's start at
+    its first position. Screening expands millions of postings a query, and each temporary of that size is fresh
+    memory to zero.
+    """
     total = int(counts.sum())
     if total == 0:
         return np.zeros(0, dtype=np.int64)
+    nonempty = counts > 0
+    starts, counts = starts[nonempty].astype(np.int64), counts[nonempty]
     ends = np.cumsum(counts)
-    base = np.repeat(starts.astype(np.int64) - (ends - counts), counts)
-    return base + np.arange(total, dtype=np.int64)
+    steps = np.ones(total, dtype=np.int64)
+    steps[0] = starts[0]
+    steps[ends[:-1]] = starts[1:] - (starts[:-1] + counts[:-1] - 1)
+    return np.cumsum(steps, out=steps)
 
 
 def sorted_unique(values: np.ndarray) -> np.ndarray:

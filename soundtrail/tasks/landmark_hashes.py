@@ -230,8 +230,10 @@ def _df(f: np.ndarray, point: np.ndarray, anchor: np.ndarray, cfg: LandmarkConfi
 def top_hash_bits(values: np.ndarray, bits: int) -> np.ndarray:
     """The top ``bits`` bits of a multiplicative (Fibonacci) hash of non-negative integers: well mixed, so they
     pick a pseudo-random sample of quads, or a bucket of a counting table, in one multiply."""
-    mixed = values.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-    return (mixed >> np.uint64(64 - bits)).astype(np.int64)
+    mixed = values.astype(np.uint64)  # a copy, then worked in place (callers hash millions of values)
+    mixed *= np.uint64(0x9E3779B97F4A7C15)
+    mixed >>= np.uint64(64 - bits)
+    return mixed.view(np.int64)  # < 2 ** 63: the same values
 
 
 _BAND_OFFSET = 4  # hash fields must not go negative: the band below band 0 is probed too
