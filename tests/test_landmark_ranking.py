@@ -7,7 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from soundtrail.tasks.landmarks import _neighbourhood_votes, _strongest_first
+from soundtrail.tasks.landmark_hashes import LandmarkConfig
+from soundtrail.tasks.landmarks import _neighbourhood_votes, _strongest_first, _top_alignments
 
 PITCH_SPAN, DELAY_SPAN = 19, 12
 
@@ -40,3 +41,27 @@ def test_strongest_first_reads_as_a_stable_sort_even_past_the_presorted_ones() -
     expected = [i for i in np.argsort(-support, kind="stable").tolist() if support[i] >= 8]
     assert list(_strongest_first(support, 8, first=50)) == expected
     assert list(_strongest_first(support, 8, first=10_000)) == expected
+
+
+def test_top_alignments_name_the_indexed_asset_numbers_of_their_cells() -> None:
+    """Cells are counted over the hits' assets renumbered by rank; what comes out must be the index's own asset
+    numbers (a candidate at 100,000 tracks is asset 99,999, not the last of the candidates)."""
+    cfg = LandmarkConfig()
+    rng = np.random.default_rng(3)
+    chance = 3_000
+    asset = [rng.choice([7, 5_000, 99_999], size=chance)]
+    shift = [rng.uniform(-7.5, 7.5, size=chance)]
+    delay = [rng.integers(-1_800, 1_800, size=chance)]
+    # planted copies, far above chance cells' few hits: 30 hits of asset 99,999 (the highest number) 6 bins up
+    # at a delay of 400 frames, 20 of asset 7 (the lowest) unshifted at -250 frames
+    planted = ((99_999, 6.0, 400, 30), (7, 0.0, -250, 20))
+    for number, bins, frames, hits in planted:
+        asset.append(np.full(hits, number))
+        shift.append(np.full(hits, bins))
+        delay.append(np.full(hits, frames))
+    ranked = _top_alignments(*(np.concatenate(part) for part in (asset, shift, delay)), cfg)
+    assert ranked[0][0] == 99_999  # the stronger copy first
+    for number, bins, frames, _ in planted:  # each copy's cell, or a neighbour of equal support, with its number
+        assert any(owner == number and abs(pitch - bins) <= 1 and abs(delay_bin - frames // cfg.delay_bin) <= 1
+                   for owner, pitch, delay_bin in ranked[:4])
+    assert {owner for owner, _, _ in ranked} <= {7, 5_000, 99_999}

@@ -295,15 +295,20 @@ def _top_alignments(asset: np.ndarray, shift: np.ndarray, delay: np.ndarray,
     delay_bin = np.floor(delay / cfg.delay_bin).astype(np.int64)
     delay_base = int(delay_bin.min()) - 1
     delay_span = int(delay_bin.max()) - delay_base + 2
-    cell = (asset * pitch_span + np.rint(shift).astype(np.int64) + pitch_span // 2) * delay_span
-    keys, support = _neighbourhood_votes(cell + delay_bin - delay_base, delay_span)
+    # Assets are numbered by their rank among the hits' assets (an order-keeping renumbering, so cells and their
+    # ties rank as before): the cell grid then spans the few candidates, not every indexed asset, and is counted
+    # densely at any index size.
+    present = np.flatnonzero(np.bincount(asset))
+    cell = np.searchsorted(present, asset) * pitch_span + np.rint(shift).astype(np.int64) + pitch_span // 2
+    keys, support = _neighbourhood_votes(cell * delay_span + delay_bin - delay_base, delay_span)
     ranked: list[tuple[int, float, int]] = []
     taken: dict[int, list[tuple[float, int]]] = {}  # asset -> its (pitch, delay bin) cells in ``ranked``
     same_reach = max(1, int(round(cfg.same_alignment / cfg.delay_bin)))
     for i in _strongest_first(support, cfg.min_hits, 16 * cfg.candidates):
         if len(ranked) == cfg.candidates:
             break
-        owner, rest = divmod(int(keys[i]), pitch_span * delay_span)
+        rank, rest = divmod(int(keys[i]), pitch_span * delay_span)
+        owner = int(present[rank])
         pitch_bins, bin_index = divmod(rest, delay_span)
         pitch_bins, bin_index = float(pitch_bins - pitch_span // 2), bin_index + delay_base
         mine = taken.setdefault(owner, [])
