@@ -112,3 +112,21 @@ def test_verifying_only_the_candidates_finds_the_match_verifying_all_assets_does
     assert reloaded.query(query, SR, min_duration_s=4.0)[0] == expected[0]
     for fragment in (query[:SR], np.zeros(3 * SR, np.float32)):  # too few quads to choose any candidate
         assert few.query(fragment, SR, min_duration_s=0.5) == []
+
+
+def test_probes_are_sorted_by_hash_then_owner_and_each_owner_probes_its_own_hash() -> None:
+    rng = np.random.default_rng(5)
+    cfg = LandmarkConfig()
+    t = np.sort(rng.integers(0, 2_000, size=1_500))
+    quads = _quads_of(t, rng.uniform(20, 150, size=1_500), cfg)
+    owner, probes = probe_hashes(cfg, quads, quad_fine_values(cfg))
+    pairs = list(zip(probes.tolist(), owner.tolist(), strict=True))
+    assert pairs == sorted(pairs) and len(set(pairs)) == len(pairs)
+    assert set(enumerate(quads.hashes.tolist())) <= {(o, p) for p, o in pairs}
+
+
+def test_probing_refuses_hashes_too_large_to_sort_with_their_owner() -> None:
+    cfg = LandmarkConfig()
+    quads = Quads(np.zeros(2, np.int32), np.full(2, 30.0, np.float32), np.full(2, 1 << 62, np.int64), np.ones(2))
+    with pytest.raises(ValueError, match="leave no room"):
+        probe_hashes(cfg, quads, quad_fine_values(cfg))

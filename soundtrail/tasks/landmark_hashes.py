@@ -281,6 +281,13 @@ def probe_hashes(cfg: LandmarkConfig, found: Triplets | Quads, fine_values: int)
             key = (band[use] + band_step + _BAND_OFFSET) * _LOG_DT_VALUES + dt[use]
             probes.append(key * fine_values + fine[use])
             owners.append(index[use])
-    owner, probe = np.concatenate(owners), np.concatenate(probes)
-    order = np.argsort(probe)
-    return owner[order], probe[order]
+    # Sorted as one int64 per probe, hash above owner: a plain sort, ~2x faster than an argsort and two gathers,
+    # and equal hashes come out in owner order. Hashes stay far below the bits left (< 2 ** 36 with the defaults).
+    owner_bits = max(1, len(fine)).bit_length()
+    probe = np.concatenate(probes)
+    if len(probe) and int(probe.max()) >> (63 - owner_bits):
+        raise ValueError(f"landmark hashes up to {int(probe.max())} leave no room for {len(fine)} hash indices")
+    packed = probe << owner_bits
+    packed |= np.concatenate(owners)
+    packed.sort()
+    return packed & ((1 << owner_bits) - 1), packed >> owner_bits

@@ -142,9 +142,12 @@ class LandmarkIndex:
         probed[probes & (_PROBE_TABLE - 1)] = True
         entries = entries[probed[self._hashes[entries] & (_PROBE_TABLE - 1)]]
         hashes = self._hashes[entries]
-        lo = np.searchsorted(probes, hashes, side="left")
-        counts = np.searchsorted(probes, hashes, side="right") - lo
-        return owner[expand_ranges(lo, counts)], np.repeat(entries, counts)
+        run_starts = np.flatnonzero(np.diff(probes, prepend=probes[:1] - 1))  # probes repeat: search each once
+        distinct = probes[run_starts]
+        at = np.minimum(np.searchsorted(distinct, hashes), len(distinct) - 1)
+        run_ends = np.append(run_starts[1:], len(probes))
+        counts = np.where(distinct[at] == hashes, run_ends[at] - run_starts[at], 0)
+        return owner[expand_ranges(run_starts[at], counts)], np.repeat(entries, counts)
 
     def query(self, audio_mono: np.ndarray, sample_rate: int, min_duration_s: float = 5.0) -> list[LandmarkMatch]:
         """Copied stretches of at least ``min_duration_s``, best score first."""
