@@ -1,4 +1,4 @@
-"""NumPy helpers the screening indexes share: expanding posting ranges and finding distinct keys."""
+"""NumPy helpers the screening indexes share: expanding posting ranges, finding distinct keys and their runs."""
 
 from __future__ import annotations
 
@@ -22,6 +22,22 @@ def expand_ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     steps[0] = starts[0]
     steps[ends[:-1]] = starts[1:] - (starts[:-1] + counts[:-1] - 1)
     return np.cumsum(steps, out=steps)
+
+
+def key_runs(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(each distinct key, where its run starts) of sorted keys; the starts have one more entry, ``len(ordered)``.
+    Keys looked up among the distinct ones only (:func:`find_runs`) search a smaller table, and each key once."""
+    run_starts = np.flatnonzero(np.diff(ordered, prepend=ordered[:1] - 1))
+    return ordered[run_starts], np.append(run_starts, len(ordered))
+
+
+def find_runs(distinct: np.ndarray, run_starts: np.ndarray, needles: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(first position, length) of each needle's run in the keys :func:`key_runs` described; length 0 where the
+    needle is absent. Ready for :func:`expand_ranges`."""
+    if not len(distinct):
+        return np.zeros(len(needles), dtype=np.int64), np.zeros(len(needles), dtype=np.int64)
+    at = np.minimum(np.searchsorted(distinct, needles), len(distinct) - 1)
+    return run_starts[at], np.where(distinct[at] == needles, run_starts[at + 1] - run_starts[at], 0)
 
 
 def sorted_unique(values: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from soundtrail.atomic import atomic_path, atomic_write_text
-from soundtrail.tasks.arrays import expand_ranges, sorted_unique
+from soundtrail.tasks.arrays import expand_ranges, find_runs, key_runs, sorted_unique
 from soundtrail.tasks.landmark_candidates import QuadCandidates
 from soundtrail.tasks.landmark_hashes import (
     LandmarkConfig,
@@ -141,13 +141,8 @@ class LandmarkIndex:
         probed = np.zeros(_PROBE_TABLE, dtype=bool)
         probed[probes & (_PROBE_TABLE - 1)] = True
         entries = entries[probed[self._hashes[entries] & (_PROBE_TABLE - 1)]]
-        hashes = self._hashes[entries]
-        run_starts = np.flatnonzero(np.diff(probes, prepend=probes[:1] - 1))  # probes repeat: search each once
-        distinct = probes[run_starts]
-        at = np.minimum(np.searchsorted(distinct, hashes), len(distinct) - 1)
-        run_ends = np.append(run_starts[1:], len(probes))
-        counts = np.where(distinct[at] == hashes, run_ends[at] - run_starts[at], 0)
-        return owner[expand_ranges(run_starts[at], counts)], np.repeat(entries, counts)
+        first, counts = find_runs(*key_runs(probes), self._hashes[entries])  # probes repeat: search each once
+        return owner[expand_ranges(first, counts)], np.repeat(entries, counts)
 
     def query(self, audio_mono: np.ndarray, sample_rate: int, min_duration_s: float = 5.0) -> list[LandmarkMatch]:
         """Copied stretches of at least ``min_duration_s``, best score first."""
