@@ -2,11 +2,11 @@
 
 Where each format keeps the fields this module reads:
 
-    field       Vorbis comment (FLAC, Ogg, Opus)   ID3 (MP3, WAV, AIFF)     MP4 (M4A)                 RIFF INFO (WAV)
-    licence     LICENSE / LICENCE                  WCOP (URL), TXXX:LICENSE ----:com.apple.iTunes:LICENSE    (none)
-    copyright   COPYRIGHT                          TCOP                     cprt                      ICOP
-    title       TITLE                              TIT2                     ©nam                      INAM
-    artist      ARTIST                             TPE1                     ©ART                      IART
+    field      Vorbis comment (FLAC, Ogg, Opus)  ID3 (MP3, WAV, AIFF)      MP4 (M4A)                      RIFF INFO
+    licence    LICENSE / LICENCE                 WCOP (URL), TXXX:LICENSE  ----:com.apple.iTunes:LICENSE  (none)
+    copyright  COPYRIGHT                         TCOP                      cprt                           ICOP
+    title      TITLE                             TIT2                      ©nam                           INAM
+    artist     ARTIST                            TPE1                      ©ART                           IART
 
 Copyright notices are licence candidates too: "2024 Jane Doe, licensed under CC BY-SA 4.0" is a
 common way to state one. mutagen does not read RIFF INFO, so a small bounded chunk walker does.
