@@ -176,14 +176,74 @@ def mono_frames(frames: np.ndarray) -> np.ndarray:
 
 
 def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarray:
-    """Band-limited polyphase resampling along the last axis (scipy ``resample_poly``), its filter designed once
-    per rate pair: designing the 8,821-tap filter for 44.1 to 16 kHz costs as much as filtering 10 s of audio."""
-    if source_rate == target_rate:
-        return audio.astype(np.float32, copy=False)
-    from scipy.signal import resample_poly
+    """Band-limited polyphase resampling along the last axis: scipy ``resample_poly``'s filter and output (to
+    float32 rounding), computed as matrix products.
 
+    Why not ``resample_poly`` itself: its loop does only the ~55 multiply-adds an output needs, but one at a
+    time; the same sums laid out as one matrix product (see ``_polyphase_kernel``) take ~9x more multiply-adds at
+    22.05 to 8 kHz and still run ~3x faster (2.7 against 8.0 ms for 30 s), and every screening query, watermark
+    check and landmark index build resamples first. Odd pairs of rates, whose kernel would be large (44,100 to
+    44,099 Hz), go through ``resample_poly``.
+    """
+    audio = np.asarray(audio, dtype=np.float32)
+    if source_rate == target_rate:
+        return audio
     up, down = _ratio(source_rate, target_rate)
-    return resample_poly(audio, up, down, axis=-1, window=_lowpass(up, down)).astype(np.float32)
+    outputs = -(-audio.shape[-1] * up // down)
+    if not outputs:
+        return np.zeros((*audio.shape[:-1], 0), dtype=np.float32)
+    kernel, lead, block = _polyphase_kernel(up, down)
+    if kernel is None:
+        from scipy.signal import resample_poly
+
+        return resample_poly(audio, up, down, axis=-1, window=_lowpass(up, down)).astype(np.float32)
+    rows = audio.reshape(-1, audio.shape[-1])
+    resampled = [_polyphase(row, kernel, lead, block * down)[:outputs] for row in rows]
+    return np.stack(resampled).reshape(*audio.shape[:-1], outputs)
+
+
+_MAX_KERNEL_ENTRIES = 1 << 20  # 4 MB of float32: every common pair of rates fits (22.05 to 8 kHz: 79,000)
+_MIN_KERNEL_COLUMNS = 64  # a product with fewer output columns runs far below the machine's speed
+_GROUPS_PER_PRODUCT = 4096  # bounds the copied input windows of one product to a few MB
+
+
+def _polyphase(signal: np.ndarray, kernel: np.ndarray, lead: int, stride: int) -> np.ndarray:
+    """One channel: output group ``g`` (the kernel's width of consecutive outputs) is the input window that starts
+    ``g * stride`` samples into the signal after ``lead`` zeros, times the kernel; the tail is zeros."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    width, columns = kernel.shape
+    groups = -(-(len(signal) + lead) // stride)
+    padded = np.zeros((groups - 1) * stride + width, dtype=np.float32)
+    kept = min(len(signal), len(padded) - lead)
+    padded[lead:lead + kept] = signal[:kept]
+    windows = sliding_window_view(padded, width)[::stride]
+    out = np.empty((groups, columns), dtype=np.float32)
+    for start in range(0, groups, _GROUPS_PER_PRODUCT):
+        np.matmul(windows[start:start + _GROUPS_PER_PRODUCT], kernel, out=out[start:start + _GROUPS_PER_PRODUCT])
+    return out.reshape(-1)
+
+
+@lru_cache(maxsize=16)
+def _polyphase_kernel(up: int, down: int) -> tuple[np.ndarray | None, int, int]:
+    """(kernel [window, block * up] float32 or None when too large, lead zeros, block).
+
+    ``resample_poly`` gives output ``m`` as sum_j h[m * down + c - j * up] x[j], h being its filter times ``up``
+    and c its centre. Outputs go in groups of ``block * up``; for output ``m = g * block * up + p`` and input
+    ``j = g * block * down + q`` the weight is h[p * down + c - q * up], which depends on (q, p) alone: so
+    the kernel's row q, column p. ``block`` > 1 when ``up`` alone would give a product too narrow to be fast.
+    """
+    block = -(-_MIN_KERNEL_COLUMNS // up)
+    taps = up * _lowpass(up, down)
+    centre = (len(taps) - 1) // 2
+    lowest = -((len(taps) - 1 - centre) // up)  # the first q any output reads (negative: before the signal)
+    highest = ((block * up - 1) * down + centre) // up
+    if (highest - lowest + 1) * block * up > _MAX_KERNEL_ENTRIES:
+        return None, 0, block
+    q = np.arange(lowest, highest + 1)[:, None]
+    at = np.arange(block * up)[None, :] * down + centre - q * up
+    kernel = np.where((at >= 0) & (at < len(taps)), taps[np.clip(at, 0, len(taps) - 1)], 0.0)
+    return kernel.astype(np.float32), -lowest, block
 
 
 @lru_cache(maxsize=64)

@@ -46,10 +46,11 @@ from soundtrail.tasks.token_ngrams import TokenNgramConfig
 
 INDEX_DIR = "index"
 INDEX_PREFIX = "screen-"
-INDEX_FORMAT = 5  # bump when what goes into the index changes, so old caches are not reused (2: denser peaks;
+INDEX_FORMAT = 6  # bump when what goes into the index changes, so old caches are not reused (2: denser peaks;
 #                   3: 80 candidate cells, a query setting the landmark index stores with its config;
 #                   4: landmark triplets stored asset by asset, with quads for choosing candidates;
-#                   5: the landmark index is a folder of memory-mapped arrays, anchor keys and lookups included)
+#                   5: the landmark index is a folder of memory-mapped arrays, anchor keys and lookups included;
+#                   6: audio resampled by matrix products, whose float32 rounding moves a few hashes)
 
 
 class ScreeningError(RuntimeError):
