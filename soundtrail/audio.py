@@ -183,7 +183,8 @@ def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarra
     time; the same sums laid out as one matrix product (see ``_polyphase_kernel``) take ~9x more multiply-adds at
     22.05 to 8 kHz and still run ~3x faster (2.7 against 8.0 ms for 30 s), and every screening query, watermark
     check and landmark index build resamples first. Odd pairs of rates, whose kernel would be large (44,100 to
-    44,099 Hz), go through ``resample_poly``.
+    44,099 Hz), go through ``resample_poly``. The order of a product's sums, and so its last-bit rounding, may
+    differ between BLAS builds and CPUs: far less than any edit the screening methods are built to survive.
     """
     audio = np.asarray(audio, dtype=np.float32)
     if source_rate == target_rate:
