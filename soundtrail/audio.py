@@ -203,6 +203,7 @@ def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarra
     return np.stack(resampled).reshape(*audio.shape[:-1], outputs)
 
 
+_LOWPASS_ZERO_CROSSINGS = 10  # a side, as resample_poly's default filter has
 _MAX_KERNEL_ENTRIES = 1 << 20  # 4 MB of float32: every common pair of rates fits (22.05 to 8 kHz: 79,000)
 _MIN_KERNEL_COLUMNS = 64  # a product with fewer output columns runs far below the machine's speed
 _GROUPS_PER_PRODUCT = 4096  # bounds the copied input windows of one product to a few MB
@@ -235,12 +236,12 @@ def _polyphase_kernel(up: int, down: int) -> tuple[np.ndarray | None, int, int]:
     the kernel's row q, column p. ``block`` > 1 when ``up`` alone would give a product too narrow to be fast.
     """
     block = -(-_MIN_KERNEL_COLUMNS // up)
-    taps = up * _lowpass(up, down)
-    centre = (len(taps) - 1) // 2
-    lowest = -((len(taps) - 1 - centre) // up)  # the first q any output reads (negative: before the signal)
+    centre = _LOWPASS_ZERO_CROSSINGS * max(up, down)  # the filter has 2 * centre + 1 taps
+    lowest = -(centre // up)  # the first q any output reads (negative: before the signal)
     highest = ((block * up - 1) * down + centre) // up
     if (highest - lowest + 1) * block * up > _MAX_KERNEL_ENTRIES:
         return None, 0, block
+    taps = up * _lowpass(up, down)
     q = np.arange(lowest, highest + 1)[:, None]
     at = np.arange(block * up)[None, :] * down + centre - q * up
     kernel = np.where((at >= 0) & (at < len(taps)), taps[np.clip(at, 0, len(taps) - 1)], 0.0)
@@ -259,7 +260,7 @@ def _lowpass(up: int, down: int) -> np.ndarray:
     from scipy.signal import firwin
 
     rate = max(up, down)
-    return firwin(2 * 10 * rate + 1, 1.0 / rate, window=("kaiser", 5.0))
+    return firwin(2 * _LOWPASS_ZERO_CROSSINGS * rate + 1, 1.0 / rate, window=("kaiser", 5.0))
 
 
 def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
