@@ -82,6 +82,11 @@ def test_mp3_id3_frames(tmp_path: Path) -> None:
     assert decision.reason == "licence CC-BY-SA-4.0 is not in the allow list"
 
 
+def test_id3_user_text_frame_in_british_spelling(tmp_path: Path) -> None:
+    path = _mp3(tmp_path / "a.mp3", TXXX(encoding=3, desc="Licence", text="CC0-1.0"))
+    assert read_tags(path).license_candidates == ["CC0-1.0"]
+
+
 def test_wav_riff_info_and_id3_chunk(tmp_path: Path) -> None:
     path = tmp_path / "a.wav"
     with sf.SoundFile(path, "w", SR, 1) as handle:  # libsndfile writes these as a LIST/INFO chunk
@@ -104,7 +109,8 @@ def test_wav_riff_info_and_id3_chunk(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg writes the MP4 container")
-def test_mp4_atoms(tmp_path: Path) -> None:
+@pytest.mark.parametrize("licence_key", ["LICENSE", "LICENCE"])
+def test_mp4_atoms(tmp_path: Path, licence_key: str) -> None:
     path = tmp_path / "a.m4a"
     subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"anullsrc=r={SR}:cl=mono",
                     "-t", "0.1", "-c:a", "aac", str(path)], check=True)
@@ -112,7 +118,7 @@ def test_mp4_atoms(tmp_path: Path) -> None:
     audio["cprt"] = ["2024 Jane Doe"]
     audio["©nam"] = ["Night Tide"]
     audio["©ART"] = ["Jane Doe"]
-    audio["----:com.apple.iTunes:LICENSE"] = [MP4FreeForm(b"https://creativecommons.org/licenses/by-nd/4.0/")]
+    audio[f"----:com.apple.iTunes:{licence_key}"] = [MP4FreeForm(b"https://creativecommons.org/licenses/by-nd/4.0/")]
     audio.save()
     tags = read_tags(path)
     assert (tags.title, tags.artist, tags.copyright) == ("Night Tide", "Jane Doe", "2024 Jane Doe")

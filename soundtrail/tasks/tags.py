@@ -8,6 +8,9 @@ Where each format keeps the fields this module reads:
     title      TITLE                             TIT2                      ©nam                           INAM
     artist     ARTIST                            TPE1                      ©ART                           IART
 
+The licence keys are matched without regard to case and in either spelling (LICENSE or LICENCE) in all three
+tag formats.
+
 Copyright notices are licence candidates too: "2024 Jane Doe, licensed under CC BY-SA 4.0" is a
 common way to state one. mutagen does not read RIFF INFO, so a small bounded chunk walker does.
 
@@ -41,7 +44,8 @@ Role = Literal["license", "copyright", "title", "artist", "other"]
 
 # Vorbis keys are case-insensitive and MP4 freeform names are matched folded too.
 _ROLES: dict[str, Role] = {
-    "license": "license", "licence": "license", "----:com.apple.itunes:license": "license",
+    "license": "license", "licence": "license",
+    "----:com.apple.itunes:license": "license", "----:com.apple.itunes:licence": "license",
     "copyright": "copyright", "cprt": "copyright", "icop": "copyright",
     "title": "title", "©nam": "title", "inam": "title",
     "artist": "artist", "©art": "artist", "iart": "artist",
