@@ -16,6 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
+from numpy.lib.stride_tricks import sliding_window_view
 
 MAX_CHANNELS = 64
 MAX_SAMPLE_RATE = 768_000
@@ -212,8 +213,6 @@ _GROUPS_PER_PRODUCT = 4096  # bounds the copied input windows of one product to 
 def _polyphase(signal: np.ndarray, kernel: np.ndarray, lead: int, stride: int) -> np.ndarray:
     """One channel: output group ``g`` (the kernel's width of consecutive outputs) is the input window that starts
     ``g * stride`` samples into the signal after ``lead`` zeros, times the kernel; the tail is zeros."""
-    from numpy.lib.stride_tricks import sliding_window_view
-
     width, columns = kernel.shape
     groups = -(-(len(signal) + lead) // stride)
     padded = np.zeros((groups - 1) * stride + width, dtype=np.float32)

@@ -22,7 +22,6 @@ import numpy as np
 from soundtrail.tasks.arrays import expand_ranges, find_runs, key_runs, sorted_unique
 from soundtrail.tasks.landmark_hashes import LandmarkConfig, Quads, probe_hashes, quad_fine_values, top_hash_bits
 
-_SEMITONE_BINS = 3  # log-frequency bins per semitone at 36 bins per octave
 _DELAY_CELL = 62  # frames: 1 s of query time - asset time
 
 
@@ -86,16 +85,15 @@ class QuadCandidates:
         # temporaries the stage's mean time there fell from 189 to 99 ms (median 110 to 77 ms, 15 queries).
         shift = np.repeat(quads.f1[owner], counts)
         shift -= self._f1[posting]
-        max_shift = cfg.max_semitones * cfg.bins_per_octave / 12
-        near = shift <= max_shift
-        near &= shift >= -max_shift
+        near = shift <= cfg.max_shift_bins
+        near &= shift >= -cfg.max_shift_bins
         posting, shift = posting[near], shift[near]
         if not len(posting):
             return np.zeros(0, dtype=np.int64)
         delay_cell = np.repeat(quads.t1[owner], counts)[near]  # int32, as stored: frame differences fit
         delay_cell -= self._t1[posting]
         delay_cell //= _DELAY_CELL
-        shift /= _SEMITONE_BINS
+        shift /= cfg.semitone_bins
         return _strongest_cells(self._asset[posting], np.rint(shift, out=shift).astype(np.int8), delay_cell, count)
 
 

@@ -72,6 +72,16 @@ class LandmarkConfig:
     # shares ~20 quads with its source
     candidate_assets: int = 32  # assets whose triplets are verified when more are indexed (landmark_candidates)
 
+    @property
+    def semitone_bins(self) -> float:
+        """Log-frequency bins per semitone."""
+        return self.bins_per_octave / 12
+
+    @property
+    def max_shift_bins(self) -> float:
+        """The largest pitch shift searched, in log-frequency bins: hits further apart are chance."""
+        return self.max_semitones * self.semitone_bins
+
 
 @dataclass(frozen=True)
 class Triplets:
@@ -267,7 +277,7 @@ def probe_hashes(cfg: LandmarkConfig, found: Triplets | Quads, fine_values: int)
     fine = found.hashes % fine_values
     band = found.hashes // (_LOG_DT_VALUES * fine_values) - _BAND_OFFSET
     into_band = found.f1 - band * cfg.band_bins
-    reach = cfg.max_semitones * cfg.bins_per_octave / 12 + 1e-3  # + float32 rounding of f1
+    reach = cfg.max_shift_bins + 1e-3  # + float32 rounding of f1
     band_reached = {-1: into_band <= reach, 0: np.ones(len(band), dtype=bool), 1: cfg.band_bins - into_band <= reach}
     tempo_bins = np.log1p(cfg.max_tempo_change) / cfg.log_dt_step
     dt_low = np.floor(found.log_dt - tempo_bins).astype(np.int64)

@@ -153,8 +153,7 @@ class LandmarkIndex:
             return []
         query_idx, posting = self._hits(found.triplets, self._candidate_assets(found))
         shift = found.triplets.f1[query_idx] - self._f1[posting]
-        max_shift = cfg.max_semitones * cfg.bins_per_octave / 12
-        near = np.abs(shift) <= max_shift
+        near = np.abs(shift) <= cfg.max_shift_bins
         query_idx, posting, shift = query_idx[near], posting[near], shift[near]
         if not len(posting):  # e.g. a second of audio whose few quads chose no candidate
             return []
@@ -289,7 +288,7 @@ def _top_alignments(asset: np.ndarray, shift: np.ndarray, delay: np.ndarray,
     """
     if not len(asset):
         return []
-    pitch_span = 2 * int(np.ceil(cfg.max_semitones * cfg.bins_per_octave / 12)) + 3
+    pitch_span = 2 * int(np.ceil(cfg.max_shift_bins)) + 3
     delay_bin = np.floor(delay / cfg.delay_bin).astype(np.int64)
     delay_base = int(delay_bin.min()) - 1
     delay_span = int(delay_bin.max()) - delay_base + 2
