@@ -24,8 +24,9 @@ import torch
 from timing import best_seconds  # benchmarks/timing.py: scripts run with benchmarks/ on sys.path
 
 from soundtrail.audio import write_wav
+from soundtrail.codec.codecs import SoundtrailCodec, bitrate_kbps, load_codec
+from soundtrail.codec.quality import evaluate_codec
 from soundtrail.models.codec import NeuralCodec, encodec_24k
-from soundtrail.tasks.codec import SoundtrailCodec, bitrate_kbps, evaluate_codec, load_codec
 
 
 def hf_encodec_like(config) -> torch.nn.Module:

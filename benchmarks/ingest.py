@@ -28,11 +28,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
-from soundtrail.config import Settings, Workspace  # noqa: E402
+from soundtrail.config import Settings  # noqa: E402
 from soundtrail.corpus import synthesize_corpus  # noqa: E402
 from soundtrail.flows.ingest import record_assets, split_batches  # noqa: E402
-from soundtrail.tasks.ingest import analyze_batch  # noqa: E402
-from soundtrail.tasks.manifest import read_manifest, resolve_inputs  # noqa: E402
+from soundtrail.ingest.analyze import analyze_batch  # noqa: E402
+from soundtrail.ingest.manifest import read_manifest, resolve_inputs  # noqa: E402
+from soundtrail.workspace import Workspace  # noqa: E402
 
 
 def decode_seconds(path: str) -> float:

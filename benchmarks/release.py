@@ -54,17 +54,16 @@ from numpy.lib.stride_tricks import sliding_window_view  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))  # the synthetic music and the pitch/tempo edits live with the tests
 
-from test_screen_signals import pitch_shift, time_stretch  # noqa: E402
-
 from soundtrail.audio import load_mono  # noqa: E402
 from soundtrail.corpus import synthesize_corpus  # noqa: E402
 from soundtrail.corpus.compose import TrackSpec, same_arrangement  # noqa: E402
-from soundtrail.tasks.fingerprint import FingerprintIndex  # noqa: E402
-from soundtrail.tasks.landmark_candidates import QuadCandidates  # noqa: E402
-from soundtrail.tasks.landmark_hashes import LandmarkConfig, Landmarks, Quads, Triplets, landmarks  # noqa: E402
-from soundtrail.tasks.landmarks import LandmarkIndex  # noqa: E402
-from soundtrail.tasks.screen import Screener, ScreenResult, verdict_of  # noqa: E402
-from soundtrail.tasks.watermark_attacks import gain, mp3_roundtrip, white_noise  # noqa: E402
+from soundtrail.corpus.edits import gain, mp3_roundtrip, white_noise  # noqa: E402
+from soundtrail.screening.chromaprint import FingerprintIndex  # noqa: E402
+from soundtrail.screening.landmarks.candidates import QuadCandidates  # noqa: E402
+from soundtrail.screening.landmarks.hashes import LandmarkConfig, Landmarks, Quads, Triplets, landmarks  # noqa: E402
+from soundtrail.screening.landmarks.index import LandmarkIndex  # noqa: E402
+from soundtrail.screening.screener import Screener, ScreenResult, verdict_of  # noqa: E402
+from tests.screening.test_signals import pitch_shift, time_stretch  # noqa: E402
 
 SR = 22_050
 QUERY_S = 30.0

@@ -40,9 +40,9 @@ import numpy as np  # noqa: E402
 from scipy import signal as sps  # noqa: E402
 
 from soundtrail.audio import resample  # noqa: E402
-from soundtrail.tasks import watermark as wm  # noqa: E402
-from soundtrail.tasks import watermark_attacks as attacks  # noqa: E402
-from soundtrail.tasks import watermark_code  # noqa: E402
+from soundtrail.corpus import edits as attacks  # noqa: E402
+from soundtrail.release import watermark as wm  # noqa: E402
+from soundtrail.release import watermark_code  # noqa: E402
 
 CLIP_SECONDS = 10.0
 CROP_SECONDS = 5.0

@@ -14,6 +14,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from soundtrail.licenses import LicenseConfigError, LicensePolicy, validate_aliases
+
 CONFIG_NAME = "soundtrail.toml"
 DEFAULT_WORKSPACE = "workspace"
 
@@ -125,40 +127,6 @@ class Settings(_Section):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
 
 
-class Workspace:
-    """A workspace directory and its settings; knows where every kind of file lives."""
-
-    def __init__(self, root: str | Path, settings: Settings | None = None) -> None:
-        self.root = Path(root).resolve()
-        if settings is None:  # SOUNDTRAIL_CONFIG (set by `soundtrail run --config`) reaches every Ray worker too
-            settings = load_settings(Path(os.environ.get("SOUNDTRAIL_CONFIG") or self.root / CONFIG_NAME))
-        self.settings = apply_environment(settings)
-        self.root.mkdir(parents=True, exist_ok=True)
-
-    @classmethod
-    def open(cls, root: str | Path | None = None, config: str | Path | None = None) -> Workspace:
-        """Resolve ``--workspace``, then ``SOUNDTRAIL_WORKSPACE``, then ``./workspace``."""
-        chosen = Path(root or os.environ.get("SOUNDTRAIL_WORKSPACE") or DEFAULT_WORKSPACE)
-        if config:
-            os.environ["SOUNDTRAIL_CONFIG"] = str(Path(config).resolve())
-        return cls(chosen)
-
-    @property
-    def ledger_url(self) -> str:
-        """The ledger URL with a relative SQLite path anchored in the workspace."""
-        url = self.settings.ledger_url
-        prefix = "sqlite:///"
-        if url.startswith(prefix) and not url.startswith(prefix + "/") and url != "sqlite:///:memory:":
-            return prefix + str(self.root / url[len(prefix):])
-        return url
-
-    def path(self, name: str) -> Path:
-        """A workspace sub-folder (``shards``, ``checkpoints``, ``outputs``, ...), created on first use."""
-        folder = self.root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
-
 # Cluster pods get their ledger and Ray address from the environment (a Secret, the RayJob spec),
 # not from a file baked into the image.
 ENVIRONMENT_OVERRIDES = {
@@ -197,8 +165,6 @@ def load_settings(path: Path) -> Settings:
 
 def _check_license_policy(path: Path, licenses: LicenseSettings) -> None:
     """Policy lists and aliases must name real SPDX ids: a typo would silently change what is allowed."""
-    from soundtrail.provenance.licenses import LicenseConfigError, LicensePolicy, validate_aliases
-
     try:
         LicensePolicy(allow=licenses.allow, deny=licenses.deny)
         validate_aliases(licenses.aliases)

@@ -29,7 +29,7 @@ ENTRYPOINTS = {
     "soundtrail.flows.ingest:ingest_flow",
     "soundtrail.flows.tokenize:tokenize_flow",
     "soundtrail.flows.train:train_flow",
-    "soundtrail.flows.release:generate_flow",
+    "soundtrail.flows.generate:generate_flow",
 }
 
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from soundtrail.provenance.licenses import (
+from soundtrail.licenses import (
     LICENSE_NAMES,
     LicenseConfigError,
     LicensePolicy,

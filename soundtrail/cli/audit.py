@@ -25,13 +25,11 @@ ReportFormat = Annotated[str, typer.Option("--format", "-f", help="html, md or j
 @contextmanager
 def _ledger(workspace: Path | None) -> Iterator[Ledger]:
     """The workspace ledger; a lineage lookup that fails becomes a one-line error (exit 1)."""
-    ledger = Ledger(open_workspace(workspace).ledger_url)
-    try:
-        yield ledger
-    except LineageError as exc:
-        raise CommandError(str(exc)) from None
-    finally:
-        ledger.close()
+    with Ledger(open_workspace(workspace).ledger_url) as ledger:
+        try:
+            yield ledger
+        except LineageError as exc:
+            raise CommandError(str(exc)) from None
 
 
 def _table(title: str, rows: list[dict[str, Any]], columns: dict[str, Callable[[dict[str, Any]], Any]]) -> None:
@@ -166,13 +164,11 @@ def takedown(
     """Revoke a source; list every shard, codec, model and output derived from it. Later shards exclude it."""
     from soundtrail.provenance.takedown import TakedownError, revoke
 
-    ledger = Ledger(open_workspace(workspace).ledger_url)
-    try:
-        result = revoke(ledger, asset_id, reason)
-    except TakedownError as exc:
-        raise CommandError(str(exc)) from None
-    finally:
-        ledger.close()
+    with Ledger(open_workspace(workspace).ledger_url) as ledger:
+        try:
+            result = revoke(ledger, asset_id, reason)
+        except TakedownError as exc:
+            raise CommandError(str(exc)) from None
     if as_json:
         emit_json(result.as_dict())
         return

@@ -47,7 +47,7 @@ def codec_eval(
     as_json: JsonOption = False,
 ) -> None:
     """SI-SNR, multi-scale mel distance and bitrate on held-out accepted assets."""
-    from soundtrail.tasks.codec_stage import evaluate_workspace_codec
+    from soundtrail.codec.stage import evaluate_workspace_codec
 
     report = evaluate_workspace_codec(open_workspace(workspace), codec)
     if as_json:

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from soundtrail.config import Workspace
+from soundtrail.workspace import Workspace
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2

@@ -42,7 +42,7 @@ def compare(
     """
     import torch
 
-    from soundtrail.tasks.compare import CompareConfig, compare_generators, write_report
+    from soundtrail.evaluate.compare import CompareConfig, compare_generators, write_report
 
     steps = parse_steps(diffusion_steps)
     if threads:

@@ -81,7 +81,7 @@ def blocklist_add(
     as_json: JsonOption = False,
 ) -> None:
     """Fingerprint protected works; later ingests mark copies and excerpts of them as blocked."""
-    from soundtrail.tasks.blocklist import add_to_blocklist
+    from soundtrail.ingest.blocklist import add_to_blocklist
 
     ws = open_workspace(workspace)
     added = add_to_blocklist(ws, paths, reason)

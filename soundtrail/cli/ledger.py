@@ -21,7 +21,8 @@ ASSET_STATUSES = ("accepted", "quarantined", "duplicate", "blocked", "revoked")
 def verify(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """Recompute the hash chain and check every audited row against it; exit 1 naming the first bad record."""
     ws = open_workspace(workspace)
-    report = Ledger(ws.ledger_url).verify()
+    with Ledger(ws.ledger_url) as ledger:
+        report = ledger.verify()
     if as_json:
         emit_json(report.as_dict())
     elif report.ok:
@@ -41,7 +42,8 @@ def list_assets(
         raise typer.BadParameter(f"status must be one of {', '.join(ASSET_STATUSES)}", param_hint="--status")
     ws = open_workspace(workspace)
     filters = {"status": status} if status else {}
-    rows = Ledger(ws.ledger_url).rows("assets", **filters)
+    with Ledger(ws.ledger_url) as ledger:
+        rows = ledger.rows("assets", **filters)
     keys = ("id", "path", "status", "reason", "license", "rights_holder", "duration_s", "duplicate_of")
     if as_json:
         emit_json({"assets": [{key: row[key] for key in keys} for row in rows]})

@@ -12,7 +12,8 @@ from rich.table import Table
 from soundtrail.cli import app
 from soundtrail.cli.common import JsonOption, WorkspaceOption, console, emit_json, open_workspace
 from soundtrail.cli.progress import progress_bars
-from soundtrail.config import CONFIG_NAME, Workspace
+from soundtrail.config import CONFIG_NAME
+from soundtrail.workspace import Workspace
 
 # CPU-sized settings that let the whole demo finish in minutes on two cores.
 DEMO_CONFIG = """\
@@ -66,7 +67,7 @@ def demo(
     """Synthesize a licensed demo corpus, run the whole pipeline on it with CPU-sized models, print where it all is."""
     from soundtrail.corpus import synthesize_corpus
     from soundtrail.corpus.build import BLOCKLIST_REASON
-    from soundtrail.tasks.blocklist import add_to_blocklist
+    from soundtrail.ingest.blocklist import add_to_blocklist
 
     ws = open_workspace(workspace)
     config_path = ws.root / CONFIG_NAME
@@ -81,7 +82,8 @@ def demo(
     summary = run_pipeline(ws, not as_json)
     from soundtrail.provenance.ledger import Ledger
 
-    verified = Ledger(ws.ledger_url).verify()
+    with Ledger(ws.ledger_url) as ledger:
+        verified = ledger.verify()
     summary["ledger_ok"] = verified.ok
     if as_json:
         emit_json(summary)

@@ -24,7 +24,7 @@ AudioFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="au
 @app.command("screen")
 def screen(file: AudioFile, workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """Screen audio against the training corpus: pass, flag or block, with the matching stretches."""
-    from soundtrail.tasks.screen_index import screening_index
+    from soundtrail.screening.stage import screening_index
 
     found = screening_index(open_workspace(workspace)).screen(file)
     if found.note:
@@ -52,8 +52,8 @@ def watermark_embed(
 ) -> None:
     """Write OUT: SOURCE with the workspace-keyed watermark carrying PAYLOAD, checked to be detectable."""
     from soundtrail.audio import decode, write_wav
-    from soundtrail.tasks.release import ReleaseError, check_mark, mark, watermark_config
-    from soundtrail.tasks.watermark import hex_to_payload, payload_to_hex
+    from soundtrail.release.gate import ReleaseError, check_mark, mark, watermark_config
+    from soundtrail.release.watermark import hex_to_payload, payload_to_hex
 
     try:
         value = hex_to_payload(payload) if payload is not None else secrets.randbits(32)
@@ -78,8 +78,8 @@ def watermark_embed(
 def watermark_detect(file: AudioFile, workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
     """Look for the workspace-keyed watermark; prints the payload (an output id) when found."""
     from soundtrail.audio import decode
-    from soundtrail.tasks.release import watermark_config
-    from soundtrail.tasks.watermark import detect
+    from soundtrail.release.gate import watermark_config
+    from soundtrail.release.watermark import detect
 
     audio, rate = decode(file)
     found = detect(audio, rate, watermark_config(open_workspace(workspace)))

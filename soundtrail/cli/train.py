@@ -48,7 +48,7 @@ def generate(
     as_json: JsonOption = False,
 ) -> None:
     """Generate, then the release gate (screen, watermark, credentials); exit 3 and no file if blocked."""
-    from soundtrail.flows.release import generate_flow
+    from soundtrail.flows.generate import generate_flow
     from soundtrail.flows.runtime import prefect_api, ray_task_runner
 
     ws = open_workspace(workspace)

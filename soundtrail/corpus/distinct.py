@@ -22,7 +22,7 @@ from soundtrail.audio import mono
 from soundtrail.corpus.compose import Planner, TrackSpec
 from soundtrail.corpus.render import render_track
 from soundtrail.corpus.timbres import SAMPLE_RATE
-from soundtrail.tasks.fingerprint import ITEM_SECONDS, bit_errors, chromaprint
+from soundtrail.screening.chromaprint import ITEM_SECONDS, bit_errors, chromaprint
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,9 @@ from typing import Any
 
 from prefect import flow, task
 
-from soundtrail.config import Workspace
 from soundtrail.flows.runtime import accelerator_options
-from soundtrail.tasks.codec_stage import train_workspace_codec
+from soundtrail.train.stage import train_workspace_codec
+from soundtrail.workspace import Workspace
 
 
 @task(name="train-codec", retries=1)

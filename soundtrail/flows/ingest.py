@@ -13,13 +13,14 @@ from prefect import flow, get_run_logger, task
 from prefect.context import get_run_context
 from prefect.futures import as_completed
 
-from soundtrail.config import IngestSettings, LicenseSettings, Workspace
+from soundtrail.config import IngestSettings, LicenseSettings
 from soundtrail.flows.progress import reporter
 from soundtrail.flows.runtime import cluster_cpus
+from soundtrail.ingest.analyze import analyze_batch, manifest_problem_analyses
+from soundtrail.ingest.catalog import Catalog, IngestItem
+from soundtrail.ingest.manifest import InputFile, read_manifest, resolve_inputs
 from soundtrail.provenance.ledger import Ledger
-from soundtrail.tasks.catalog import Catalog, IngestItem
-from soundtrail.tasks.ingest import analyze_batch, manifest_problem_analyses
-from soundtrail.tasks.manifest import InputFile, read_manifest, resolve_inputs
+from soundtrail.workspace import Workspace
 
 
 @task(name="analyze-files", retries=2, retry_delay_seconds=2)
@@ -37,17 +38,16 @@ def record_assets(workspace_root: str, analyses: list[dict[str, Any]], flow_run_
     other ledger work. A kill loses at most the open transaction, and the re-run decides those files again.
     """
     workspace = Workspace(workspace_root)
-    ledger = Ledger(workspace.ledger_url)
-    catalog = Catalog(ledger, workspace.settings.ingest, workspace.settings.licenses)
     ordered = sorted(analyses, key=_curator_order)
     size = workspace.settings.ingest.batch_size
     items: list[IngestItem] = []
-    for start in range(0, len(ordered), size):
-        batch = ordered[start:start + size]
-        with ledger.writer(run_id=flow_run_id) as writer:
-            catalog.prefetch(batch, writer)
-            items.extend(catalog.admit(analysis, writer, flow_run_id) for analysis in batch)
-    ledger.close()
+    with Ledger(workspace.ledger_url) as ledger:
+        catalog = Catalog(ledger, workspace.settings.ingest, workspace.settings.licenses)
+        for start in range(0, len(ordered), size):
+            batch = ordered[start:start + size]
+            with ledger.writer(run_id=flow_run_id) as writer:
+                catalog.prefetch(batch, writer)
+                items.extend(catalog.admit(analysis, writer, flow_run_id) for analysis in batch)
     return [item.as_dict() for item in items]
 
 

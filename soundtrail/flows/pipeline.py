@@ -19,16 +19,16 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.context import get_run_context
 
-from soundtrail.config import Workspace
 from soundtrail.flows.codec import codec_train_flow
+from soundtrail.flows.generate import generate_flow
 from soundtrail.flows.ingest import ingest_flow
-from soundtrail.flows.release import generate_flow
 from soundtrail.flows.runtime import ray_task_runner, shared_ray
 from soundtrail.flows.tokenize import tokenize_flow
 from soundtrail.flows.train import train_flow
 from soundtrail.provenance.audit import write_report
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.provenance.lineage_events import DatasetRef, LineageEmitter, RunRef
+from soundtrail.workspace import Workspace
 
 
 def _refs(kind: str, ids: list[str]) -> list[DatasetRef]:
@@ -50,13 +50,12 @@ def pipeline_flow(workspace: str) -> dict[str, Any]:
     ws = Workspace(workspace)
     settings = ws.settings.pipeline
     runner = ray_task_runner(ws)
-    ledger = Ledger(ws.ledger_url)
     lineage = LineageEmitter.for_workspace(ws.root, namespace=ws.settings.lineage.namespace,
                                            transport=ws.settings.lineage.transport, url=ws.settings.lineage.url)
     parent = RunRef("pipeline", str(get_run_context().flow_run.id))
     summary: dict[str, Any] = {"workspace": str(ws.root)}
 
-    with shared_ray(ws):  # one Ray session for every stage's subflow
+    with shared_ray(ws), Ledger(ws.ledger_url) as ledger:  # one Ray session for every stage's subflow
         paths, manifest = pipeline_inputs(ws)
         with lineage.stage_run("ingest", [DatasetRef(f"inputs/{Path(p).name}") for p in paths], parent=parent) as run:
             summary["ingest"] = ingest_flow.with_options(task_runner=runner)(str(ws.root), paths, manifest)
@@ -92,7 +91,6 @@ def pipeline_flow(workspace: str) -> dict[str, Any]:
                     run.outputs.append(DatasetRef.of("outputs", result["output_id"]))
 
     summary["report"] = str(write_report(ws, "html"))
-    ledger.close()
     lineage.close()
     _publish_artifacts(summary)
     logger.info("pipeline finished: report at %s", summary["report"])

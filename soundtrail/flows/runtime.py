@@ -17,7 +17,7 @@ from typing import Any
 
 from prefect_ray import RayTaskRunner
 
-from soundtrail.config import Workspace
+from soundtrail.workspace import Workspace
 
 # Workers inherit these, so a worker's Prefect client talks to the driver's API.
 _FORWARDED_ENV = ("PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_LOGGING_LEVEL",

@@ -12,12 +12,12 @@ from prefect import flow, get_run_logger, task
 from prefect.context import get_run_context
 from prefect.futures import as_completed
 
-from soundtrail.config import Workspace
+from soundtrail.codec.stage import resolve_codec
+from soundtrail.codec.tokenize import encode_group, finalize_set, plan_tokenize, rewrite_without
 from soundtrail.flows.progress import reporter
 from soundtrail.flows.runtime import accelerator_options
 from soundtrail.provenance.ledger import Ledger
-from soundtrail.tasks.codec_stage import resolve_codec
-from soundtrail.tasks.tokenize import encode_group, finalize_set, plan_tokenize, rewrite_without
+from soundtrail.workspace import Workspace
 
 
 @task(name="encode-group", retries=2, retry_delay_seconds=2)
@@ -36,14 +36,14 @@ def tokenize_flow(workspace: str, codec_id: str | None = None) -> dict[str, Any]
     ws = Workspace(workspace)
     settings = ws.settings.tokenize
     codec = resolve_codec(ws, codec_id)
-    ledger = Ledger(ws.ledger_url)
-    plan = plan_tokenize(ledger, ws.path("shards"), codec["path"], codec["id"], settings.segment_s,
-                         settings.assets_per_shard)
+    with Ledger(ws.ledger_url) as ledger:
+        plan = plan_tokenize(ledger, ws.path("shards"), codec["path"], codec["id"], settings.segment_s,
+                             settings.assets_per_shard)
+        accepted = {row["id"] for row in ledger.rows("assets", status="accepted")}
     if plan.nothing_to_do and plan.keep:
         logger.info("shard set %s is up to date", Path(plan.set_dir).name)
         return {"shard_set": Path(plan.set_dir).name, "shards": len(plan.keep), "new_shards": 0, "superseded": 0,
                 "rows": sum(entry["rows"] for entry in plan.keep), "skipped": []}
-    accepted = {row["id"] for row in ledger.rows("assets", status="accepted")}
     new_entries = [entry for entry in (rewrite_without(Path(plan.set_dir), stale, accepted) for stale in plan.stale)
                    if entry is not None]
     progress = reporter()
@@ -60,7 +60,7 @@ def tokenize_flow(workspace: str, codec_id: str | None = None) -> dict[str, Any]
         progress.advance("tokenize", futures[future])
     progress.finish("tokenize")
     run_id = str(get_run_context().flow_run.id)
-    summary = finalize_set(ledger, plan, new_entries, settings.segment_s, run_id)
-    ledger.close()
+    with Ledger(ws.ledger_url) as ledger:
+        summary = finalize_set(ledger, plan, new_entries, settings.segment_s, run_id)
     logger.info("shard set %(shard_set)s: %(shards)d shards, %(rows)d segments", summary)
     return {**summary, "skipped": skipped}

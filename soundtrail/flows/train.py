@@ -7,9 +7,9 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.context import get_run_context
 
-from soundtrail.config import Workspace
 from soundtrail.flows.runtime import accelerator_options
-from soundtrail.tasks.generators import Family, train_generator
+from soundtrail.train.families import Family, train_generator
+from soundtrail.workspace import Workspace
 
 
 @task(name="train-generator", retries=1)

@@ -1,1 +1,1 @@
-"""The ledger and everything that reads it: hash chain, licence policy, lineage, audits, credentials."""
+"""The ledger and everything that reads it: hash chain, lineage, audits, takedowns, C2PA credentials, OpenLineage."""

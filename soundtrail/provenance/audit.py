@@ -35,10 +35,9 @@ from markupsafe import Markup
 
 from soundtrail import __version__
 from soundtrail.atomic import atomic_write_text, sha256_file
-from soundtrail.config import Workspace
-from soundtrail.provenance.content_credentials import training_digest
+from soundtrail.licenses import license_name, requires_attribution, spdx_id
+from soundtrail.provenance.credentials import training_digest
 from soundtrail.provenance.ledger import Ledger, utc_now
-from soundtrail.provenance.licenses import license_name, requires_attribution, spdx_id
 from soundtrail.provenance.lineage import (
     NO_LICENSE,
     LineageError,
@@ -49,6 +48,7 @@ from soundtrail.provenance.lineage import (
     model_sources,
     training_license_summary,
 )
+from soundtrail.workspace import Workspace
 
 REPORT_FORMATS = ("html", "md", "json")
 DERIVED_KINDS = ("shards", "codecs", "models", "outputs")
@@ -501,11 +501,8 @@ def write_report(workspace: Workspace, fmt: str = "html", out: Path | None = Non
     """Build the report and write it atomically to ``out`` or ``workspace/reports/audit.<fmt>``."""
     if fmt not in REPORT_FORMATS:
         raise ValueError(f"report format must be one of {', '.join(REPORT_FORMATS)}, not {fmt!r}")
-    ledger = Ledger(workspace.ledger_url)
-    try:
+    with Ledger(workspace.ledger_url) as ledger:
         report = build_report(workspace, ledger)
-    finally:
-        ledger.close()
     if fmt == "html":
         text = render_html(report, workspace, config)
     else:

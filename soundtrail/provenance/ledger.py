@@ -168,6 +168,12 @@ class Ledger:
     def close(self) -> None:
         self.engine.dispose()
 
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
     @contextlib.contextmanager
     def writer(self, run_id: str | None = None) -> Iterator[LedgerWriter]:
         """One atomic, serialised batch of appends: all of them land, or none does."""

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from soundtrail.licenses import requires_attribution
 from soundtrail.provenance.ledger import Ledger
-from soundtrail.provenance.licenses import requires_attribution
 
 NO_LICENSE = "NOASSERTION"  # SPDX's word for "no licence on record"
 

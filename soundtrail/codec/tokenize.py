@@ -1,0 +1,187 @@
+"""Tokenize: encode accepted assets with the codec into a shard set, incrementally.
+
+A shard set lives in ``shards/<codec_id>-<segment>s/``. Planning compares the ledger with the
+set's manifest:
+
+- shards holding an asset that is no longer accepted (revoked by a takedown) are *stale*: they
+  are rewritten without it and the old shard is marked superseded;
+- accepted assets in no current shard are *pending*: they are grouped into new shards whose file
+  name is a hash of (codec, assets), so a shard finished before a kill is found and reused;
+- everything else is kept as is, which makes a re-run with nothing new a no-op.
+
+Encoding a group (:func:`encode_group`) is the unit a Ray worker runs; :func:`finalize_set`
+writes the manifest last and records the shards in the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from soundtrail.atomic import sha256_file
+from soundtrail.audio import AudioError, load_mono
+from soundtrail.codec.codecs import encode_segments, load_codec
+from soundtrail.codec.quality import segment_quality
+from soundtrail.data.shards import (
+    CodecInfo,
+    Segment,
+    ShardEntry,
+    iter_segments,
+    manifest_entries,
+    read_codec_info,
+    write_manifest,
+    write_shard,
+)
+from soundtrail.provenance.ledger import Ledger, utc_now
+
+
+@dataclass
+class TokenizePlan:
+    """What a tokenize run has to do for one shard set."""
+
+    set_dir: str
+    codec_path: str
+    codec_id: str
+    keep: list[dict[str, Any]]
+    stale: list[dict[str, Any]]
+    groups: list[list[dict[str, Any]]]
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.stale and not self.groups
+
+
+@dataclass
+class GroupResult:
+    """A finished shard, plus the segments that were left out and why."""
+
+    entry: dict[str, Any] | None
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+def shard_set_dir(shards_root: Path, codec_id: str, segment_s: float) -> Path:
+    return shards_root / f"{codec_id}-{segment_s:g}s"
+
+
+def _asset_record(asset: dict[str, Any]) -> dict[str, Any]:
+    """The small, JSON-plain part of an asset row a worker needs to encode and label it."""
+    tags = asset.get("tags") or []
+    return {"id": asset["id"], "path": asset["path"], "text": caption_for(asset), "tags": list(tags),
+            "license": asset.get("license"), "rights_holder": asset.get("rights_holder")}
+
+
+def caption_for(asset: dict[str, Any]) -> str:
+    """The conditioning text of an asset: its description, else title and tags."""
+    if asset.get("description"):
+        return str(asset["description"])
+    parts = [asset.get("title") or "", ", ".join(asset.get("tags") or [])]
+    return ". ".join(part for part in parts if part)
+
+
+def plan_tokenize(ledger: Ledger, shards_root: Path, codec_path: str, codec_id: str, segment_s: float,
+                  assets_per_shard: int) -> TokenizePlan:
+    """Compare the ledger's accepted assets with the shard set's manifest."""
+    set_dir = shard_set_dir(shards_root, codec_id, segment_s)
+    accepted = {row["id"]: row for row in ledger.rows("assets", status="accepted")}
+    keep, stale, covered = [], [], set()
+    for entry in manifest_entries(set_dir):
+        if set(entry.asset_ids) <= set(accepted):
+            keep.append(asdict(entry))
+            covered.update(entry.asset_ids)
+        else:
+            stale.append(asdict(entry))
+    for entry in stale:
+        covered.update(asset for asset in entry["asset_ids"] if asset in accepted)
+    pending = [_asset_record(accepted[asset_id]) for asset_id in sorted(set(accepted) - covered)]
+    groups = [pending[start:start + assets_per_shard] for start in range(0, len(pending), assets_per_shard)]
+    return TokenizePlan(str(set_dir), codec_path, codec_id, keep, stale, groups)
+
+
+def group_file_name(codec_id: str, asset_ids: list[str]) -> str:
+    digest = hashlib.sha256(f"{codec_id}|{','.join(sorted(asset_ids))}".encode()).hexdigest()[:16]
+    return f"part-{digest}.parquet"
+
+
+def encode_group(plan_set_dir: str, codec_path: str, assets: list[dict[str, Any]], segment_s: float,
+                 batch_size: int) -> GroupResult:
+    """Decode, segment, quality-check and encode a group of assets into one shard."""
+    set_dir = Path(plan_set_dir)
+    codec = load_codec(Path(codec_path))
+    path = set_dir / group_file_name(codec.codec_id, [asset["id"] for asset in assets])
+    info = CodecInfo(codec.codec_id, codec.sample_rate, float(codec.frame_rate), codec.num_codebooks,
+                     codec.codebook_size)
+    if path.exists():  # finished before a kill: reuse it
+        rows = list(iter_segments(path, columns=["asset_id"]))
+        entry = ShardEntry(path.name, sha256_file(path), len(rows), sorted({row["asset_id"] for row in rows}))
+        return GroupResult(asdict(entry))
+    segments, windows, skipped = [], [], []
+    window = int(round(segment_s * codec.sample_rate))
+    for asset in assets:
+        try:
+            audio = load_mono(asset["path"], codec.sample_rate)
+        except (AudioError, OSError) as exc:
+            skipped.append({"asset_id": asset["id"], "segment": "*", "reason": f"cannot decode: {exc}"})
+            continue
+        for index, start in enumerate(range(0, len(audio), window)):
+            piece = audio[start:start + window]
+            reason = segment_quality(piece, codec.sample_rate, min_seconds=min(1.0, segment_s / 2))
+            if reason:
+                skipped.append({"asset_id": asset["id"], "segment": str(index), "reason": reason})
+                continue
+            windows.append(np.pad(piece, (0, window - len(piece))))
+            segments.append(Segment(segment_id=f"{asset['id']}:{index}", asset_id=asset["id"],
+                                    start_s=start / codec.sample_rate, duration_s=len(piece) / codec.sample_rate,
+                                    codes=np.empty((0, 0), np.int16), text=asset["text"], tags=asset["tags"],
+                                    license=asset["license"], rights_holder=asset["rights_holder"]))
+    if not segments:
+        return GroupResult(None, skipped)
+    codes = encode_segments(codec, np.stack(windows), batch_size=batch_size)
+    for segment, segment_codes in zip(segments, codes, strict=True):
+        frames = int(np.ceil(segment.duration_s * codec.frame_rate))
+        segment.codes = segment_codes[:, :frames]
+    entry = write_shard(path, segments, info)
+    return GroupResult(asdict(entry), skipped)
+
+
+def rewrite_without(set_dir: Path, entry: dict[str, Any], allowed: set[str]) -> dict[str, Any] | None:
+    """Rewrite a stale shard keeping only rows of still-accepted assets (None if nothing is left)."""
+    source = set_dir / entry["file"]
+    rows = [row for row in iter_segments(source) if row["asset_id"] in allowed]
+    if not rows:
+        return None
+    info = read_codec_info(source)
+    segments = [Segment(**{key: row[key] for key in ("segment_id", "asset_id", "start_s", "duration_s", "codes",
+                                                      "text", "tags", "license", "rights_holder")})
+                for row in rows]
+    kept_assets = sorted({row["asset_id"] for row in rows})
+    return asdict(write_shard(set_dir / group_file_name(info.codec_id, kept_assets), segments, info))
+
+
+def finalize_set(ledger: Ledger, plan: TokenizePlan, new_entries: list[dict[str, Any]], segment_s: float,
+                 run_id: str | None) -> dict[str, Any]:
+    """Write the manifest last, record current and superseded shards, delete superseded files."""
+    set_dir = Path(plan.set_dir)
+    entries = [ShardEntry(**entry) for entry in plan.keep + new_entries]
+    described_by = [set_dir / entry.file for entry in entries] + [set_dir / entry["file"] for entry in plan.stale]
+    if not described_by:
+        raise ValueError("no accepted audio produced any segment: nothing to write")
+    info = read_codec_info(described_by[0])  # an emptied set (all revoked) still says which codec it is for
+    manifest = write_manifest(set_dir, entries, info, {"segment_s": segment_s})
+    with ledger.writer(run_id=run_id) as writer:
+        for entry in entries:
+            writer.record("shards", entry.sha256, {
+                "shard_set": set_dir.name, "status": "current", "path": str(set_dir / entry.file), "rows": entry.rows,
+                "asset_ids": entry.asset_ids, "codec_id": plan.codec_id, "created_at": utc_now(),
+            } if writer.get("shards", entry.sha256) is None else {"status": "current"}, "shard.written")
+        current_files = {entry.file for entry in entries}
+        for entry in plan.stale:
+            writer.record("shards", entry["sha256"], {"status": "superseded"}, "shard.superseded")
+            if entry["file"] not in current_files:
+                (set_dir / entry["file"]).unlink(missing_ok=True)
+    return {"shard_set": set_dir.name, "manifest": str(manifest), "shards": len(entries),
+            "rows": sum(entry.rows for entry in entries), "new_shards": len(new_entries),
+            "superseded": len(plan.stale)}

@@ -1,0 +1,1 @@
+"""Evaluation: the generator families compared on the same captions (speed, Fréchet distance)."""

@@ -1,0 +1,184 @@
+"""Ingest, step 1: look at one file and say everything the ledger needs to know about it.
+
+This runs on Ray workers, one batch of files per Prefect task, and touches no database: it
+returns small :class:`FileAnalysis` records (hashes, header facts, licence, Chromaprint) that
+the driver then decides on in a fixed order (:mod:`soundtrail.ingest.catalog`). Keeping the
+decision out of the workers makes the outcome independent of scheduling, so a killed run,
+re-run, ends exactly where an uninterrupted one would.
+
+Every failure becomes a ``problem`` string on the record, never an exception that would
+take the rest of the batch down with it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from soundtrail.atomic import sha256_file
+from soundtrail.audio import AudioError, decode_frames, mono_frames
+from soundtrail.config import IngestSettings, LicenseSettings
+from soundtrail.ingest.manifest import InputFile, ManifestResult, unattached_problems
+from soundtrail.ingest.tags import read_tags
+from soundtrail.licenses import LicensePolicy, combine_licenses
+from soundtrail.screening.chromaprint import chromaprint
+
+
+@dataclass
+class FileAnalysis:
+    """What one file is; JSON-plain so it travels between Ray workers and the driver."""
+
+    path: str
+    asset_id: str
+    problem: str | None = None
+    sha256: str | None = None
+    pcm_hash: str | None = None  # see pcm_hash()
+    duration_s: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    container: str | None = None
+    codec: str | None = None
+    file_tags: dict[str, str] = field(default_factory=dict)
+    tag_licenses: list[str] = field(default_factory=list)
+    license: str | None = None
+    license_problem: str | None = None
+    rights_holder: str | None = None
+    attribution: str | None = None
+    source: str | None = None
+    title: str | None = None
+    description: str | None = None
+    tags: list[str] = field(default_factory=list)
+    manifest: str | None = None
+    manifest_line: int | None = None
+    fingerprint: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def asset_id_for(path: Path, sha256: str | None) -> str:
+    """Stable id of a file at a place: the same bytes at the same path are the same asset.
+
+    An exact copy at another path gets its own id (and is then recorded as a duplicate);
+    a file that could not be read is identified by its path alone.
+    """
+    key = f"{sha256 or 'unreadable'}:{path}"
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+
+
+def pcm_hash(frames: np.ndarray) -> str:
+    """Identity of the decoded audio (float32 frames, interleaved), to catch the same PCM in another container.
+
+    XXH3-128 rather than SHA-256: it only has to tell identical sample data apart (a collision could at worst mark a
+    file a duplicate of another, never admit one), and SHA-256 over the decoded samples cost more than decoding a
+    WAV. The file's bytes, the identity an audit relies on, keep their SHA-256.
+    """
+    return "xxh3-128:" + xxhash.xxh3_128_hexdigest(memoryview(np.ascontiguousarray(frames)))
+
+
+def encode_fingerprint(items: np.ndarray) -> str:
+    """Raw Chromaprint items as base64 of little-endian uint32: compact and JSON-plain."""
+    return base64.b64encode(np.ascontiguousarray(items, dtype="<u4").tobytes()).decode("ascii")
+
+
+def decode_fingerprint(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<u4").astype(np.uint32)
+
+
+def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSettings, policy: LicensePolicy,
+                 manifest: str | None = None) -> FileAnalysis:
+    """Hash, probe, decode, check, tag-read, licence-check and fingerprint one file."""
+    path = Path(item.path)
+    entry = item.entry
+    analysis = FileAnalysis(path=str(path), asset_id=asset_id_for(path, None))
+    if entry is not None:
+        analysis.rights_holder = entry.rights_holder
+        analysis.attribution = entry.attribution
+        analysis.source = entry.source
+        analysis.title = entry.title
+        analysis.description = entry.description
+        analysis.tags = list(entry.tags)
+        analysis.manifest = manifest
+        analysis.manifest_line = entry.line
+    if item.problem:
+        analysis.problem = item.problem
+        return analysis
+    try:
+        _inspect_audio(path, analysis, ingest)
+    except (AudioError, OSError) as exc:
+        analysis.problem = str(exc)
+        return analysis
+    _check_license(analysis, entry.license if entry else None, licenses, policy)
+    return analysis
+
+
+def _inspect_audio(path: Path, analysis: FileAnalysis, ingest: IngestSettings) -> None:
+    size = path.stat().st_size
+    if size == 0:
+        raise AudioError("empty file (0 bytes)")
+    analysis.sha256 = sha256_file(path)
+    analysis.asset_id = asset_id_for(path, analysis.sha256)
+    file_tags = read_tags(path, max_tag_bytes=ingest.max_tag_bytes)
+    analysis.file_tags = dict(file_tags.raw)
+    if file_tags.notes:  # oversized or unreadable tag fields: kept as evidence beside the tags
+        analysis.file_tags["soundtrail:notes"] = "; ".join(file_tags.notes)[:1000]
+    analysis.tag_licenses = list(file_tags.license_candidates)
+    if file_tags.oversized:
+        raise AudioError(f"oversized tag block: {file_tags.oversized}")
+    analysis.title = analysis.title or file_tags.title
+    decoded = decode_frames(path)
+    frames, header = decoded.frames, decoded.info
+    sample_rate = header.sample_rate
+    analysis.sample_rate = sample_rate
+    analysis.channels = int(frames.shape[1])
+    analysis.duration_s = round(frames.shape[0] / sample_rate, 6)
+    analysis.container, analysis.codec = header.container, header.codec
+    if analysis.duration_s < ingest.min_duration_s:
+        raise AudioError(f"too short: {analysis.duration_s:.2f} s is under the {ingest.min_duration_s:g} s minimum")
+    level = decoded.level_dbfs
+    if level < ingest.silence_dbfs:
+        raise AudioError("digital silence" if level == float("-inf") else f"silent: RMS {level:.1f} dBFS")
+    analysis.pcm_hash = pcm_hash(frames)
+    analysis.fingerprint = encode_fingerprint(chromaprint(mono_frames(frames), sample_rate))
+
+
+def _check_license(analysis: FileAnalysis, manifest_license: str | None, licenses: LicenseSettings,
+                   policy: LicensePolicy) -> None:
+    result = combine_licenses(manifest_license, analysis.tag_licenses, aliases=licenses.aliases)
+    analysis.license = result.spdx_id
+    decision = policy.decide(result)
+    analysis.license_problem = None if decision.accepted else decision.reason
+
+
+def analyze_batch(items: list[InputFile], ingest: IngestSettings, licenses: LicenseSettings,
+                  manifest: str | None = None) -> list[dict[str, Any]]:
+    """One Prefect task's work: every file analysed, none able to stop the others."""
+    results = []
+    policy = LicensePolicy(allow=licenses.allow, deny=licenses.deny)
+    for item in items:
+        try:
+            analysis = analyze_file(item, ingest, licenses, policy, manifest)
+        except Exception as exc:  # noqa: BLE001 - an unexpected failure quarantines this file only
+            analysis = FileAnalysis(path=str(item.path), asset_id=asset_id_for(Path(item.path), None),
+                                    problem=f"unexpected error while reading: {type(exc).__name__}: {exc}")
+        results.append(analysis.as_dict())
+    return results
+
+
+def manifest_problem_analyses(manifest: ManifestResult, inputs: list[InputFile]) -> list[dict[str, Any]]:
+    """Manifest rows that name no usable file (bad line, ``../`` path, missing file) as quarantine records."""
+    records = []
+    for problem in unattached_problems(manifest, inputs):
+        where = f"{manifest.path}:{problem.line}"
+        path = Path(problem.path) if problem.path is not None else Path(where)
+        analysis = FileAnalysis(path=str(path), asset_id=asset_id_for(Path(where), None),
+                                problem=problem.reason,
+                                manifest=str(manifest.path), manifest_line=problem.line)
+        records.append(analysis.as_dict())
+    return records

@@ -1,0 +1,8 @@
+"""Screening: does audio copy a stretch of a protected or training work?
+
+Pure: :mod:`.screener` (the methods' verdict), :mod:`.chromaprint` (Chromaprint items: same recording,
+re-encodes; also ingest's duplicate and blocklist checks), :mod:`.tokens` (memorised codec n-grams),
+:mod:`.landmarks` (pitch- and tempo-robust peak triplets), with :mod:`.arrays` and :mod:`.index_file`
+beneath them.
+Stage code: :mod:`.stage` (the workspace's screening index, built from the ledger and cached on disk).
+"""

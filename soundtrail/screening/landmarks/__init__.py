@@ -1,0 +1,1 @@
+"""Landmark screening (Panako-style peak triplets): hashing, candidate choice, line fitting, the index."""

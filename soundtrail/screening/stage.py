@@ -1,0 +1,263 @@
+"""The workspace's screening index: the training corpus as the release gate's :class:`Screener` sees it.
+
+What goes in: every *accepted* asset's decoded audio (Chromaprint and landmark methods) and, for the token
+method, the first codebook of its codes read back from the *current* shards. A cached copy lives under
+``workspace/index/``, named by a key that hashes exactly those inputs::
+
+    index/screen-<key>/          chromaprint.npz  landmarks/  tokens.npz  screener.json (written last)
+    key = sha256({accepted asset ids, current shard sha256s, token codec id, index format})
+
+Ingesting or taking down an asset, or re-tokenizing, changes the key, so the next screen brings the index up to
+date and never screens against a corpus that no longer exists. Audio analysis is the cost, so new assets are
+added to the previous index; a takedown rebuilds the audio part without the revoked asset; the token part is
+re-read from the shards every time. A build is written to a temporary folder and renamed into place whole, so
+a killed build leaves nothing that looks finished; older indexes are removed once the new one is in place.
+
+Shard segments are ``segment_s`` windows encoded one at a time, and the tokenizer may skip a window (silence,
+a short tail). An asset's codes are laid back on its own frame axis with a code no codec emits in the gaps, so
+token matches report true asset offsets and no n-gram spans a skipped window.
+
+The token method compares codes, so a query must be encoded with the codec that made the indexed shards. That
+codec is taken from the shards themselves (the newest codec with current shards), not from whatever codec was
+trained most recently; with no current shards the token method is off and :attr:`Screening.note` says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from soundtrail.audio import AudioError, decode, load_mono, mono
+from soundtrail.codec.codecs import encode_segments, load_codec
+from soundtrail.data.shards import iter_segments, read_codec_info
+from soundtrail.provenance.ledger import Ledger
+from soundtrail.screening.screener import METHODS, Screener, ScreenResult, ScreenThresholds
+from soundtrail.screening.tokens import TokenNgramConfig
+from soundtrail.workspace import Workspace
+
+INDEX_DIR = "index"
+INDEX_PREFIX = "screen-"
+INDEX_FORMAT = 6  # bump when what goes into the index changes, so old caches are not reused (2: denser peaks;
+#                   3: 80 candidate cells, a query setting the landmark index stores with its config;
+#                   4: landmark triplets stored asset by asset, with quads for choosing candidates;
+#                   5: the landmark index is a folder of memory-mapped arrays, anchor keys and lookups included;
+#                   6: audio resampled by matrix products, whose float32 rounding moves a few hashes)
+
+
+class ScreeningError(RuntimeError):
+    """The screening index cannot be built (an accepted asset is unreadable): the gate must not pass audio."""
+
+
+@dataclass(frozen=True)
+class TokenSource:
+    """The codec whose current shards feed the token method, and those shards."""
+
+    codec_id: str
+    codec_path: str
+    frame_rate: float
+    codebook_size: int
+    shard_paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CorpusSnapshot:
+    """What the index is built from, read from the ledger in one go."""
+
+    assets: dict[str, str]  # accepted asset id -> path
+    shard_sha256s: tuple[str, ...]  # every current shard
+    tokens: TokenSource | None
+    note: str | None  # why the token method is off, when it is
+
+    @property
+    def key(self) -> str:
+        document = {"format": INDEX_FORMAT, "assets": sorted(self.assets), "shards": sorted(self.shard_sha256s),
+                    "token_codec": self.tokens.codec_id if self.tokens else None}
+        return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:24]
+
+
+@dataclass
+class Screening:
+    """A screen's result plus what it was screened against: the evidence the release gate records."""
+
+    result: ScreenResult
+    index_key: str
+    assets: int
+    methods: list[str]
+    note: str | None = None
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The CLI's ``{"verdict", "matches"}`` plus the index key, asset count, methods run and any note."""
+        return {**self.result.to_dict(), "index": self.index_key, "assets": self.assets, "methods": self.methods,
+                "note": self.note, "thresholds": self.thresholds}
+
+
+def screen_thresholds(workspace: Workspace) -> ScreenThresholds:
+    """``ScreenThresholds`` with every field that ``[screening]`` in ``soundtrail.toml`` also names taken from it."""
+    configured = workspace.settings.screening.model_dump(exclude_unset=True)
+    defaults = asdict(ScreenThresholds())
+    return ScreenThresholds(**{name: configured.get(name, value) for name, value in defaults.items()})
+
+
+def corpus_snapshot(ledger: Ledger) -> CorpusSnapshot:
+    """Accepted assets and current shards as the ledger has them now."""
+    assets = {row["id"]: row["path"] for row in ledger.rows("assets", status="accepted")}
+    shards = ledger.rows("shards", status="current")
+    by_codec: dict[str, list[str]] = defaultdict(list)
+    for row in shards:
+        by_codec[row["codec_id"]].append(row["path"])
+    codecs = [ledger.get("codecs", codec_id) for codec_id in by_codec]
+    codecs = [row for row in codecs if row is not None and row.get("path")]
+    tokens, note = None, None
+    if not shards:
+        note = "no current token shards: token method off (run `soundtrail tokenize`)"
+    elif not codecs:
+        note = "the codec of the current shards is not in the ledger: token method off"
+    else:
+        newest = max(codecs, key=lambda row: row.get("created_at") or "")
+        paths = tuple(sorted(by_codec[newest["id"]]))
+        info = read_codec_info(Path(paths[0]))
+        tokens = TokenSource(newest["id"], newest["path"], info.frame_rate, info.codebook_size, paths)
+    return CorpusSnapshot(assets, tuple(row["id"] for row in shards), tokens, note)
+
+
+def build_screener(snapshot: CorpusSnapshot, thresholds: ScreenThresholds,
+                   previous: Screener | None = None) -> Screener:
+    """Index every accepted asset's audio, and the codes of the current shards.
+
+    The audio indexes of ``previous`` are extended rather than rebuilt when every asset in them is still
+    accepted (a new ingest, the common change); after a takedown they are rebuilt without the revoked asset.
+    The token index is always rebuilt: reading codes back from shards is cheap next to analysing audio.
+    """
+    token_config = TokenNgramConfig(frame_rate=snapshot.tokens.frame_rate) if snapshot.tokens else None
+    screener = Screener(thresholds, token_config=token_config)
+    if previous is not None and set(previous.chromaprint.track_ids) <= set(snapshot.assets):
+        screener.chromaprint, screener.landmarks = previous.chromaprint, previous.landmarks
+    indexed = set(screener.chromaprint.track_ids)
+    for asset_id in sorted(set(snapshot.assets) - indexed):
+        path = snapshot.assets[asset_id]
+        try:
+            audio, rate = decode(path)
+        except (AudioError, OSError) as exc:
+            raise ScreeningError(f"screening index: accepted asset {asset_id} ({path}) cannot be decoded: {exc}; "
+                                 "restore the file or take the asset down") from exc
+        screener.add_asset(asset_id, mono(audio), rate)
+    if snapshot.tokens:
+        for asset_id, codes in sorted(asset_codes(snapshot.tokens, set(snapshot.assets)).items()):
+            screener.tokens.add(asset_id, codes)
+    return screener
+
+
+def asset_codes(source: TokenSource, accepted: set[str]) -> dict[str, np.ndarray]:
+    """First-codebook codes of each accepted asset, segments placed at their frame offsets.
+
+    Frames no segment covers hold ``codebook_size``, a code the codec never emits, so no n-gram bridges them.
+    """
+    pieces: dict[str, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    for path in source.shard_paths:
+        for row in iter_segments(Path(path), columns=["asset_id", "start_s", "codes"]):
+            if row["asset_id"] in accepted:
+                pieces[row["asset_id"]].append((int(round(row["start_s"] * source.frame_rate)), row["codes"][0]))
+    laid_out = {}
+    for asset_id, segments in pieces.items():
+        length = max(start + len(codes) for start, codes in segments)
+        frames = np.full(length, source.codebook_size, dtype=np.int64)
+        for start, codes in segments:
+            frames[start:start + len(codes)] = codes
+        laid_out[asset_id] = frames
+    return laid_out
+
+
+@dataclass
+class ScreeningIndex:
+    """A loaded (or freshly built) screener, the snapshot it stands for and where it is cached."""
+
+    screener: Screener
+    snapshot: CorpusSnapshot
+    directory: Path
+
+    @property
+    def methods(self) -> list[str]:
+        return [m for m in METHODS if m != "tokens" or (self.snapshot.tokens and len(self.screener.tokens))]
+
+    def query_codes(self, audio_path: Path) -> np.ndarray | None:
+        """The query's ``[K, F]`` codes from the shards' codec, or None when the token method is off."""
+        if self.snapshot.tokens is None or not len(self.screener.tokens):
+            return None
+        codec = load_codec(self.snapshot.tokens.codec_path)
+        audio = load_mono(audio_path, codec.sample_rate)
+        return encode_segments(codec, audio[None, :], batch_size=1)[0]
+
+    def screen(self, audio_path: Path, codes: np.ndarray | None = None) -> Screening:
+        """Screen a file; ``codes`` (from the generator, same codec as the shards) skip re-encoding it."""
+        audio, rate = decode(audio_path)
+        if codes is None:
+            codes = self.query_codes(audio_path)
+        result = self.screener.screen(mono(audio), rate, codes)
+        methods = self.methods if codes is not None else [m for m in self.methods if m != "tokens"]
+        return Screening(result, self.snapshot.key, len(self.snapshot.assets), methods, self.snapshot.note,
+                         asdict(self.screener.thresholds))
+
+
+def screening_index(workspace: Workspace, ledger: Ledger | None = None) -> ScreeningIndex:
+    """The index for the corpus as it is now: loaded from ``workspace/index/`` or built and cached there."""
+    if ledger is None:
+        with Ledger(workspace.ledger_url) as own:
+            snapshot = corpus_snapshot(own)
+    else:
+        snapshot = corpus_snapshot(ledger)
+    thresholds = screen_thresholds(workspace)
+    root = workspace.path(INDEX_DIR)
+    directory = root / f"{INDEX_PREFIX}{snapshot.key}"
+    try:
+        screener = Screener.load(directory, thresholds)
+    except FileNotFoundError:
+        shutil.rmtree(directory, ignore_errors=True)  # an index folder without its manifest is unfinished
+        screener = build_screener(snapshot, thresholds, _previous(root, thresholds))
+        _save_whole(screener, directory)
+    _remove_other_indexes(root, keep=directory)
+    return ScreeningIndex(screener, snapshot, directory)
+
+
+def screen_file(workspace: Workspace, path: str | Path, codes: np.ndarray | None = None) -> ScreenResult:
+    """Verdict and matches for one audio file against the workspace's training corpus."""
+    return screening_index(workspace).screen(Path(path), codes).result
+
+
+def _save_whole(screener: Screener, directory: Path) -> None:
+    """Save into a sibling temporary folder and rename it into place; a concurrent build that won keeps its copy."""
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{directory.name}.", dir=directory.parent))
+    try:
+        screener.save(staging)
+        try:
+            os.rename(staging, directory)
+        except OSError:
+            if not directory.is_dir():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _previous(root: Path, thresholds: ScreenThresholds) -> Screener | None:
+    """The newest complete index in ``root`` (normally the only one), to extend; None if there is none."""
+    for path in sorted(root.glob(f"{INDEX_PREFIX}*"), key=lambda p: p.stat().st_mtime, reverse=True):
+        try:
+            return Screener.load(path, thresholds)
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
+
+
+def _remove_other_indexes(root: Path, keep: Path) -> None:
+    for path in root.glob(f"{INDEX_PREFIX}*"):
+        if path != keep and path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)

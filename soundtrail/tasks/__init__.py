@@ -1,1 +1,0 @@
-"""Plain functions, one module per stage. No Prefect or Ray imports: unit-testable in-process."""

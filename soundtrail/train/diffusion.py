@@ -1,0 +1,133 @@
+"""The diffusion generator as one trainable unit: text encoder + DiT, trained by the shared loop, reloaded to sample.
+
+::
+
+    batch (latents [B,D,F], texts)         latents: codec.dequantize(codes) of shard segments
+      | text encoder(texts) -> cond [B,L,Dc], mask [B,L]
+      | flow_matching_loss(DiT, latents, cond, mask)
+      v
+    train_loop (AdamW, warm-up + cosine, checkpoints, exact resume) -> checkpoint_dir
+
+A learned text encoder is a submodule of :class:`TextToLatent`, trained with the DiT and saved in the same
+``model.safetensors``. A frozen pretrained one (MiniLM) is held beside the modules: it is neither optimised nor
+copied into every checkpoint, and ``config.json`` names it by ``encoder_id`` (which carries its weights' digest),
+so :func:`load_model` refuses a checkpoint whose encoder is not the one installed.
+
+The DiT's latent normalisation is set from the first batches before step 0 (``make_batches`` is a pure function
+of the step, so a resumed run computes the same statistics; the saved buffers are loaded over them anyway).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from soundtrail.checkpoint import load_weights, read_config
+from soundtrail.models.conditioning import FrozenMiniLMEncoder, LearnedTextConfig, LearnedTextEncoder, TextEncoder
+from soundtrail.models.diffusion import DiT, DiTConfig, flow_matching_loss
+from soundtrail.models.sampling import Method, sample
+from soundtrail.train.loop import TrainLoopConfig, TrainResult, train_loop
+
+KIND = "diffusion"
+Batch = tuple[torch.Tensor, Sequence[str]]
+
+
+class TextToLatent(nn.Module):
+    """Captions -> codec latents: a text encoder feeding a :class:`DiT`."""
+
+    def __init__(self, dit: DiT, text_encoder: TextEncoder):
+        super().__init__()
+        if dit.config.cond_dim != text_encoder.dim:
+            raise ValueError(f"DiT cond_dim {dit.config.cond_dim} != text encoder width {text_encoder.dim}")
+        self.dit = dit
+        if text_encoder.trainable:
+            self.text_encoder = text_encoder
+        self._encoder = (text_encoder,)  # a tuple is not registered: a frozen encoder stays out of the state dict
+
+    @property
+    def encoder(self) -> TextEncoder:
+        return self._encoder[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.dit.latent_mean.device
+
+    def encode_text(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cond [B,L,Dc], cond_mask [B,L]) on the DiT's device."""
+        if not self.encoder.trainable:
+            self.encoder.to(self.device)
+        cond, mask = self.encoder(list(texts))
+        return cond.to(self.device), mask.to(self.device)
+
+    def loss(self, latents: torch.Tensor, texts: Sequence[str]) -> torch.Tensor:
+        """Flow-matching loss of one batch; noise and timesteps come from torch's global RNG."""
+        cond, mask = self.encode_text(texts)
+        return flow_matching_loss(self.dit, latents.to(self.device), cond, mask)
+
+    @torch.no_grad()
+    def generate(self, texts: Sequence[str], frames: int, steps: int = 16, method: Method = "heun",
+                 cfg_scale: float = 3.0, seed: int = 0, shift: float = 1.0) -> torch.Tensor:
+        """Codec latents [len(texts), D, frames] for the captions; ``seed`` fixes the result."""
+        cond, mask = self.encode_text(texts)
+        shape = (len(texts), self.dit.config.latent_dim, frames)
+        return sample(self.dit, shape, cond, mask, steps=steps, method=method, cfg_scale=cfg_scale,
+                      generator=torch.Generator().manual_seed(seed), shift=shift)
+
+
+def model_config(model: TextToLatent) -> dict[str, Any]:
+    """The ``config`` document of a checkpoint: enough to rebuild the model before loading its weights."""
+    encoder = model.encoder
+    text: dict[str, Any] = {"kind": "minilm"}
+    if isinstance(encoder, LearnedTextEncoder):
+        text = {"kind": "learned", **dataclasses.asdict(encoder.config)}
+    return {"dit": dataclasses.asdict(model.dit.config), "text": text, "text_encoder": encoder.encoder_id}
+
+
+def build_model(config: dict[str, Any]) -> TextToLatent:
+    """An untrained :class:`TextToLatent` from a :func:`model_config` document."""
+    text = dict(config["text"])
+    if text.pop("kind") == "minilm":
+        encoder: TextEncoder = FrozenMiniLMEncoder()
+    else:
+        encoder = LearnedTextEncoder(LearnedTextConfig(**text))
+    if encoder.encoder_id != config["text_encoder"]:
+        raise ValueError(f"the model was trained with text encoder {config['text_encoder']}, "
+                         f"but {encoder.encoder_id} is what is installed")
+    return TextToLatent(DiT(DiTConfig.from_dict(config["dit"])), encoder)
+
+
+def load_model(directory: str | Path, device: str | torch.device = "cpu") -> TextToLatent:
+    """A finished diffusion checkpoint, in eval mode on ``device``."""
+    document = read_config(directory)
+    if document.get("kind") != KIND:
+        raise ValueError(f"{directory} holds a {document.get('kind')!r} model, not a {KIND} model")
+    model = build_model(document["config"]).to(device)
+    load_weights(directory, model, device)
+    return model.eval()
+
+
+def diffusion_loss(model: TextToLatent, batch: Batch) -> torch.Tensor:
+    latents, texts = batch
+    return model.loss(latents, texts)
+
+
+def train_diffusion(model: TextToLatent, make_batches: Callable[[int], Iterator[Batch]], cfg: TrainLoopConfig,
+                    checkpoint_dir: str | Path, stats_batches: int = 8, metadata: dict[str, Any] | None = None,
+                    on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+    """Set the latent statistics from the first ``stats_batches`` batches, then run the shared training loop.
+
+    ``make_batches(start_step)`` yields ``(latents [B,D,F], texts)`` from that step on. The checkpoint's
+    config.json holds :func:`model_config` under ``config`` and ``metadata`` beside it (e.g. the shards read).
+    """
+    first = [latents for latents, _ in islice(make_batches(0), stats_batches)]
+    if not first:
+        raise ValueError("make_batches(0) yielded no batches")
+    model.dit.set_latent_stats(torch.cat([latents.float().cpu() for latents in first]))
+    return train_loop(model, make_batches, diffusion_loss, cfg, Path(checkpoint_dir), KIND, model_config(model),
+                      metadata, on_step)

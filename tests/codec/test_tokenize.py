@@ -1,0 +1,119 @@
+"""Tokenize against the ledger: only accepted assets reach shards, re-runs skip, takedowns rewrite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from soundtrail import checkpoint
+from soundtrail.codec.codecs import KIND, codec_id_of
+from soundtrail.codec.tokenize import encode_group, finalize_set, plan_tokenize
+from soundtrail.data.shards import iter_segments, read_manifest, shard_paths, verify_shards
+from soundtrail.models.codec import CodecConfig, NeuralCodec
+from soundtrail.provenance.ledger import Ledger
+from tests.audio_fixtures import melody, write
+
+STATUSES = ("accepted", "quarantined", "duplicate", "blocked", "revoked")
+TINY = CodecConfig(sample_rate=8000, channels=4, strides=(4, 4, 2), latent_dim=16, num_codebooks=2, codebook_size=16)
+
+
+def tiny_codec(folder: Path) -> tuple[str, str]:
+    torch.manual_seed(0)
+    checkpoint.save_weights(folder, NeuralCodec(TINY).eval(), KIND, TINY, step=0)
+    return str(folder), codec_id_of(folder / checkpoint.WEIGHTS)
+
+
+def tokenize(ledger: Ledger, shards: Path, codec_path: str, codec_id: str) -> dict:
+    plan = plan_tokenize(ledger, shards, codec_path, codec_id, segment_s=1.0, assets_per_shard=2)
+    from soundtrail.codec.tokenize import rewrite_without
+
+    accepted = {row["id"] for row in ledger.rows("assets", status="accepted")}
+    entries = [e for e in (rewrite_without(Path(plan.set_dir), s, accepted) for s in plan.stale) if e]
+    for group in plan.groups:
+        result = encode_group(plan.set_dir, codec_path, group, 1.0, batch_size=4)
+        if result.entry:
+            entries.append(result.entry)
+    return finalize_set(ledger, plan, entries, 1.0, run_id="test") if (plan.keep or entries or plan.stale) else {}
+
+
+def shard_assets(shards: Path) -> set[str]:
+    found: set[str] = set()
+    if not shards.exists():
+        return found
+    for set_dir in shards.iterdir():
+        for path in shard_paths(set_dir):
+            found |= {row["asset_id"] for row in iter_segments(path, columns=["asset_id"])}
+    return found
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(statuses=st.lists(st.sampled_from(STATUSES), min_size=1, max_size=6),
+       revoke=st.lists(st.integers(0, 5), max_size=2))
+def test_only_accepted_assets_ever_reach_a_shard(tmp_path_factory, statuses: list[str], revoke: list[int]) -> None:
+    root = tmp_path_factory.mktemp("ws")
+    ledger = Ledger(f"sqlite:///{root / 'ledger.db'}")
+    codec_path, codec_id = tiny_codec(root / "codec")
+    for index, status in enumerate(statuses):
+        path = write(root / f"a{index}.wav", melody(index, seconds=1.5), rate=8000)
+        ledger.record("assets", f"a{index}", {"path": str(path), "status": status, "description": f"track {index}",
+                                              "license": "CC0-1.0"}, "asset.test")
+    tokenize(ledger, root / "shards", codec_path, codec_id)
+    accepted = {row["id"] for row in ledger.rows("assets", status="accepted")}
+    assert shard_assets(root / "shards") == accepted
+    for index in revoke:
+        if index < len(statuses):
+            ledger.record("assets", f"a{index}", {"status": "revoked"}, "asset.revoked")
+    tokenize(ledger, root / "shards", codec_path, codec_id)
+    accepted = {row["id"] for row in ledger.rows("assets", status="accepted")}
+    assert shard_assets(root / "shards") == accepted
+    if (root / "shards").exists():
+        current = {row["id"] for row in ledger.rows("shards", status="current")}
+        for set_dir in (root / "shards").iterdir():
+            assert verify_shards(set_dir) == []
+            assert {entry["sha256"] for entry in read_manifest(set_dir)["shards"]} == current
+    assert ledger.verify().ok
+
+
+def test_rerun_skips_and_codes_match_a_direct_encode(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    codec_path, codec_id = tiny_codec(tmp_path / "codec")
+    audio = melody(3, seconds=2.5, rate=8000)
+    path = write(tmp_path / "a.wav", audio, rate=8000)
+    ledger.record("assets", "a", {"path": str(path), "status": "accepted", "description": "calm piano",
+                                  "tags": ["piano"], "license": "CC0-1.0", "rights_holder": "Ann"}, "asset.test")
+    summary = tokenize(ledger, tmp_path / "shards", codec_path, codec_id)
+    assert summary["rows"] == 3  # 1 s segments of a 2.5 s file: 1 + 1 + 0.5
+    head = ledger.head()
+    plan = plan_tokenize(ledger, tmp_path / "shards", codec_path, codec_id, segment_s=1.0, assets_per_shard=2)
+    assert plan.nothing_to_do and ledger.head() == head
+    shard = shard_paths(tmp_path / "shards" / summary["shard_set"])[0]
+    rows = sorted(iter_segments(shard), key=lambda row: row["start_s"])
+    assert [row["text"] for row in rows] == ["calm piano"] * 3 and rows[0]["tags"] == ["piano"]
+    from soundtrail.codec.codecs import load_codec
+
+    codec = load_codec(codec_path)
+    stereo_mixed = (audio + audio * 0.9) / 2
+    direct = codec.encode(torch.from_numpy(stereo_mixed[:8000].astype(np.float32))[None, None]).numpy()[0]
+    np.testing.assert_array_equal(rows[0]["codes"], direct.astype(np.int16))
+    metadata = pq.read_schema(shard).metadata
+    assert codec_id.encode() in metadata[b"soundtrail"]
+
+
+def test_a_shard_finished_before_a_kill_is_reused(tmp_path: Path) -> None:
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    codec_path, codec_id = tiny_codec(tmp_path / "codec")
+    for index in range(4):
+        path = write(tmp_path / f"a{index}.wav", melody(index, seconds=1.5), rate=8000)
+        ledger.record("assets", f"a{index}", {"path": str(path), "status": "accepted"}, "asset.test")
+    plan = plan_tokenize(ledger, tmp_path / "shards", codec_path, codec_id, segment_s=1.0, assets_per_shard=2)
+    first = encode_group(plan.set_dir, codec_path, plan.groups[0], 1.0, 4)  # then the process "dies"
+    mtime = (Path(plan.set_dir) / first.entry["file"]).stat().st_mtime_ns
+    assert read_manifest(Path(plan.set_dir)) is None, "no manifest until every shard is done"
+    tokenize(ledger, tmp_path / "shards", codec_path, codec_id)
+    assert (Path(plan.set_dir) / first.entry["file"]).stat().st_mtime_ns == mtime
+    assert shard_assets(tmp_path / "shards") == {f"a{i}" for i in range(4)}
