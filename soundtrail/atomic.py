@@ -3,6 +3,10 @@
 A killed run must never leave a shard, checkpoint or output that looks complete, so every
 bulk file in the workspace is produced through :func:`atomic_path`. The rename is atomic on
 POSIX filesystems, so readers see either the old file, no file, or the whole new one.
+
+The temporary file is created private (``mkstemp`` makes it 0600, so nobody reads a half-written
+file), and given the permissions a plain ``open`` would have given it (0666 less the umask) just
+before the rename: outputs, shards and reports on a shared volume stay readable by the group.
 """
 
 from __future__ import annotations
@@ -13,6 +17,19 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+
+def default_file_mode() -> int:
+    """0666 less the process umask: the mode ``open(path, "w")`` gives a new file."""
+    try:  # Linux reports the umask without changing it
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and put it back at once
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 @contextlib.contextmanager
@@ -31,6 +48,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        os.chmod(tmp, default_file_mode())
         os.replace(tmp, target)
     finally:
         if tmp.exists():
