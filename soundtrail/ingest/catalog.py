@@ -7,7 +7,7 @@ The order of checks is the order of precedence a rights reviewer would apply:
 2. it is, or contains, a blocklisted protected work -> ``blocked``;
 3. it is the same bytes, the same decoded audio, or a near copy (re-encode, gain, container)
    of an accepted asset -> ``duplicate`` of that asset;
-4. its licence is missing, unknown, ambiguous, denied or not allowed -> ``quarantined``;
+4. its licence is missing, unknown, ambiguous, unclear, denied or not allowed -> ``quarantined``;
 5. otherwise ``accepted``.
 
 Files are decided one at a time in curator order (manifest line, then path), in ledger

@@ -131,12 +131,16 @@ def test_licence_policy_from_manifest_and_tags(tmp_path: Path, workspace: Worksp
         {"path": "vague.flac", "license": "CC BY"},
         {"path": "mit.flac", "license": "MIT"},
         {"path": "tagged.flac"},
+        {"path": "nc_suffix.flac", "license": "CC BY 4.0 NC"},
+        {"path": "reserved.flac", "license": "CC-BY-4.0"},
     ]
     for seed, row in enumerate(rows):
         write(corpus / row["path"], melody(10 + seed))
-    tagged = mutagen.File(corpus / "tagged.flac")
-    tagged["LICENSE"] = "cc-by-sa-4.0"
-    tagged.save()
+    for name, key, value in (("tagged.flac", "LICENSE", "cc-by-sa-4.0"),
+                             ("reserved.flac", "COPYRIGHT", "(c) 2024 Jane Doe. All rights reserved.")):
+        tagged = mutagen.File(corpus / name)
+        tagged[key] = value
+        tagged.save()
     items = ingest(workspace, [corpus], write_manifest(corpus, rows))
     assert items["cc0.flac"]["status"] == "accepted"
     assert items["by.flac"]["status"] == "accepted"
@@ -145,6 +149,12 @@ def test_licence_policy_from_manifest_and_tags(tmp_path: Path, workspace: Worksp
     assert items["none.flac"]["reason"] == "no licence in the manifest or the file's tags"
     assert "ambiguous" in items["vague.flac"]["reason"]
     assert "not in the allow list" in items["mit.flac"]["reason"]
+    # a restriction beside a licence name, or in the file's own copyright tag, is never read as CC BY
+    assert items["nc_suffix.flac"]["status"] == "quarantined"
+    assert items["nc_suffix.flac"]["reason"] == \
+        "unclear licence 'CC BY 4.0 NC': 'NC' is a restriction outside any licence name (manifest)"
+    assert items["reserved.flac"]["reason"] == ("unclear licence '(c) 2024 Jane Doe. All rights reserved.': 'All "
+                                                "rights reserved' is a restriction outside any licence name (file tag)")
     ledger = Ledger(workspace.ledger_url)
     assert ledger.get("assets", items["tagged.flac"]["asset_id"])["license"] == "CC-BY-SA-4.0"
     assert {row["id"] for row in ledger.rows("licences")} >= {"CC0-1.0", "CC-BY-4.0", "CC-BY-NC-4.0"}
