@@ -91,9 +91,12 @@ def resolve_model(workspace: Workspace, model: str) -> dict[str, Any]:
     return row
 
 
-def codec_run_dir(workspace: Workspace, asset_ids: list[str], config: CodecConfig, steps: int) -> Path:
-    """A checkpoint folder per (assets, architecture, steps): new data means a new codec, not an overwrite."""
-    key = json.dumps({"assets": sorted(asset_ids), "config": asdict(config), "steps": steps}, sort_keys=True)
+def codec_run_dir(workspace: Workspace, asset_ids: list[str], config: CodecConfig, train: CodecTrainConfig,
+                  steps: int) -> Path:
+    """A checkpoint folder per (assets, architecture, training settings, steps): everything a resumed run must
+    share is in the name, so new data or new settings mean a new codec beside the old one, not a refusal."""
+    key = json.dumps({"assets": sorted(asset_ids), "config": asdict(config), "train": asdict(train), "steps": steps},
+                     sort_keys=True)
     return workspace.path("checkpoints") / "codec" / hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
@@ -107,8 +110,8 @@ def train_workspace_codec(workspace: Workspace, steps: int | None = None,
         train_rows, held_rows = split_assets(ledger.rows("assets", status="accepted"))
     if not train_rows:
         raise ValueError("no accepted assets to train a codec on: run `soundtrail ingest` first")
-    out_dir = codec_run_dir(workspace, [row["id"] for row in train_rows], config, steps)
     train = CodecTrainConfig(batch_size=settings.batch_size, segment_seconds=settings.segment_s)
+    out_dir = codec_run_dir(workspace, [row["id"] for row in train_rows], config, train, steps)
     result = train_codec([row["path"] for row in train_rows], out_dir, config, steps, train)
     with Ledger(workspace.ledger_url) as ledger:
         recorded = ledger.get("codecs", result.codec_id)
