@@ -58,7 +58,7 @@ class TokenizeSettings(_Section):
 
 
 class TrainSettings(_Section):
-    ar_steps: int = Field(300, ge=1)
+    ar_steps: int = Field(300, ge=1)  # <family>_steps: each generator family's default (its default_steps)
     diffusion_steps: int = Field(300, ge=1)
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
@@ -100,7 +100,9 @@ class PipelineSettings(_Section):
 
     inputs: list[str] = Field(default_factory=lambda: ["inputs"], description="relative to the workspace")
     manifest: str = Field("inputs/manifest.jsonl", description="'' for none; relative to the workspace")
-    models: list[Literal["ar", "diffusion"]] = Field(default_factory=lambda: ["ar", "diffusion"])
+    models: list[str] = Field(default_factory=lambda: ["ar", "diffusion"],
+                              description="generator families to train, checked against the registry when the "
+                                          "pipeline starts (soundtrail.train.families)")
     prompts: list[str] = Field(default_factory=lambda: [
         "upbeat electronic track with bright synth lead, drums and bass",
         "calm ambient piece with soft pads and slow tempo",

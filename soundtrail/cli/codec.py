@@ -26,18 +26,19 @@ def codec_train(
 
     ws = open_workspace(workspace)
     with prefect_api():
-        result = codec_train_flow.with_options(task_runner=ray_task_runner(ws))(str(ws.root), steps)
+        trained = codec_train_flow.with_options(task_runner=ray_task_runner(ws))(str(ws.root), steps)
     if as_json:
-        emit_json(result)
+        emit_json(trained.to_dict())
         return
-    metrics = result["metrics"]
-    console.print(f"codec {result['codec_id']}: loss {metrics['initial_loss']:.3f} -> {metrics['final_loss']:.3f} "
-                  f"over {metrics['steps']} steps on {len(result['assets'])} assets ({metrics['device']})")
+    codec = trained.codec
+    metrics = codec.metrics
+    console.print(f"codec {codec.id}: loss {metrics['initial_loss']:.3f} -> {metrics['final_loss']:.3f} "
+                  f"over {metrics['steps']} steps on {len(codec.assets)} assets ({metrics['device']})")
     if "held_out" in metrics:
         held = metrics["held_out"]
         console.print(f"held-out: SI-SNR {held['si_snr_db']:.2f} dB, mel distance {held['mel_distance']:.3f}, "
                       f"{held['bitrate_kbps']:.2f} kbps")
-    console.print(f"checkpoint: {result['path']}")
+    console.print(f"checkpoint: {codec.path}")
 
 
 @codec_app.command("eval")

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow, task
 
 from soundtrail.flows.runtime import accelerator_options
-from soundtrail.train.stage import train_workspace_codec
+from soundtrail.train.stage import TrainedCodec, train_workspace_codec
 from soundtrail.workspace import Workspace
 
 
 @task(name="train-codec", retries=1)
-def train_codec_task(workspace_root: str, steps: int | None) -> dict[str, Any]:
+def train_codec_task(workspace_root: str, steps: int | None) -> TrainedCodec:
     """Resumes from the newest checkpoint if a previous attempt was killed."""
     return train_workspace_codec(Workspace(workspace_root), steps)
 
 
 @flow(name="codec-train")
-def codec_train_flow(workspace: str, steps: int | None = None) -> dict[str, Any]:
+def codec_train_flow(workspace: str, steps: int | None = None) -> TrainedCodec:
     from prefect_ray.context import remote_options
 
     ws = Workspace(workspace)

@@ -37,7 +37,7 @@ def tokenize_flow(workspace: str, codec_id: str | None = None) -> dict[str, Any]
     settings = ws.settings.tokenize
     codec = resolve_codec(ws, codec_id)
     with Ledger(ws.ledger_url) as ledger:
-        plan = plan_tokenize(ledger, ws.path("shards"), codec["path"], codec["id"], settings.segment_s,
+        plan = plan_tokenize(ledger, ws.path("shards"), codec.path, codec.id, settings.segment_s,
                              settings.assets_per_shard)
         accepted = {row["id"] for row in ledger.rows("assets", status="accepted")}
     if plan.nothing_to_do and plan.keep:

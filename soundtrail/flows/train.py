@@ -1,19 +1,23 @@
-"""The training flow: one generator family trained in a Ray task (a GPU when the cluster has one)."""
+"""The training flow: one generator family trained in a Ray task (a GPU when the cluster has one).
+
+``soundtrail train KIND`` -> :func:`train_flow` -> :func:`train_task` ->
+:func:`soundtrail.train.stage.train_generator` -> the family's ``train`` (:mod:`soundtrail.train.families`) -> the
+shared loop (:mod:`soundtrail.train.loop`).
+"""
 
 from __future__ import annotations
-
-from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.context import get_run_context
 
 from soundtrail.flows.runtime import accelerator_options
-from soundtrail.train.families import Family, train_generator
+from soundtrail.train.families import family
+from soundtrail.train.stage import TrainedModel, train_generator
 from soundtrail.workspace import Workspace
 
 
-@task(name="train-generator", retries=1)
-def train_generator_task(workspace_root: str, kind: Family, steps: int | None, run_id: str) -> dict[str, Any]:
+@task(name="train", retries=1)
+def train_task(workspace_root: str, kind: str, steps: int | None, run_id: str) -> TrainedModel:
     """Resumes from the last checkpoint when a previous attempt died (the retry, or a re-run)."""
     logger = get_run_logger()
 
@@ -25,11 +29,12 @@ def train_generator_task(workspace_root: str, kind: Family, steps: int | None, r
 
 
 @flow(name="train")
-def train_flow(workspace: str, kind: Family = "ar", steps: int | None = None) -> dict[str, Any]:
-    """Train ``kind`` (``ar`` or ``diffusion``) on the workspace's current shards."""
+def train_flow(workspace: str, kind: str = "ar", steps: int | None = None) -> TrainedModel:
+    """Train a model of the generator family ``kind`` on the workspace's current shards."""
     from prefect_ray.context import remote_options
 
+    family(kind)  # an unknown family fails here, naming the registered ones, before Ray starts a task
     ws = Workspace(workspace)
     run_id = str(get_run_context().flow_run.id)
     with remote_options(**accelerator_options(ws.settings.ingest.workers)):
-        return train_generator_task.submit(str(ws.root), kind, steps, run_id).result()
+        return train_task.submit(str(ws.root), kind, steps, run_id).result()

@@ -133,7 +133,7 @@ class BlockedWork(Projection):
     added_at: Mapped[str | None] = _text()
 
 
-class CodecRecord(Projection):
+class CodecRow(Projection):
     """A trained or imported codec and the assets it saw."""
 
     __tablename__ = "codecs"
@@ -158,7 +158,7 @@ class Shard(Projection):
     created_at: Mapped[str | None] = _text()
 
 
-class ModelRecord(Projection):
+class ModelRow(Projection):
     """A trained generator: exactly which shards (by sha256) and which codec it saw."""
 
     __tablename__ = "models"
@@ -202,5 +202,5 @@ class Takedown(Projection):
 
 PROJECTIONS: dict[str, type[Projection]] = {
     cls.__tablename__: cls
-    for cls in (Source, Licence, Asset, Fingerprint, BlockedWork, CodecRecord, Shard, ModelRecord, Output, Takedown)
+    for cls in (Source, Licence, Asset, Fingerprint, BlockedWork, CodecRow, Shard, ModelRow, Output, Takedown)
 }

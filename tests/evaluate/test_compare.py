@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -21,8 +22,7 @@ from soundtrail.evaluate.compare import (
     write_report,
 )
 from soundtrail.provenance.ledger import Ledger, utc_now
-from soundtrail.train.families import train_generator
-from soundtrail.train.stage import resolve_model
+from soundtrail.train.stage import resolve_model, train_generator
 from soundtrail.workspace import Workspace
 from tests.audio_fixtures import melody, write, write_manifest
 from tests.codec.test_tokenize import tokenize
@@ -198,8 +198,9 @@ def test_models_on_different_codecs_are_not_compared(trained: Workspace, tmp_pat
     """Each family decodes through its own codec: comparing across codecs would measure the codecs."""
     workspace = Workspace(shutil.copytree(trained.root, tmp_path / "ws"), TINY_SETTINGS)
     ledger = Ledger(workspace.ledger_url)
-    diffusion = dict(resolve_model(workspace, "diffusion"), codec_id="another-codec", created_at=utc_now())
-    ledger.record("models", "newer-diffusion", {k: v for k, v in diffusion.items() if k != "id"}, "model.trained")
+    diffusion = dataclasses.replace(resolve_model(workspace, "diffusion"), codec_id="another-codec",
+                                    created_at=utc_now())
+    ledger.record("models", "newer-diffusion", diffusion.fields(), "model.trained")
     ledger.close()
     with pytest.raises(ValueError, match="uses codec another-codec.*`soundtrail train diffusion`"):
         compare_generators(workspace, TINY_COMPARE)
