@@ -189,7 +189,11 @@ class Screener:
         missing = [method.name for method in methods if method.name not in loaded]
         if missing:
             raise FileNotFoundError(f"{directory}: no {missing[0]} index of its current version")
-        screener = cls(thresholds or ScreenThresholds.declared(methods, **manifest["thresholds"]), methods)
+        if thresholds is None:  # the saved ones, for these methods (the folder may hold more)
+            names = ScreenThresholds.declared(methods).to_dict()
+            thresholds = ScreenThresholds.declared(methods, **{name: value for name, value
+                                                               in manifest["thresholds"].items() if name in names})
+        screener = cls(thresholds, methods)
         screener.methods = loaded
         return screener
 
