@@ -27,7 +27,6 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
 
 import acoustid
 import chromaprint as chromaprint_codec
@@ -36,7 +35,7 @@ from scipy.signal import remez, upfirdn
 
 from soundtrail.screening.arrays import expand_ranges
 from soundtrail.screening.index_file import IndexFile
-from soundtrail.screening.method import Content, Match, ScreeningMethod
+from soundtrail.screening.method import Content, IndexedMethod, Match
 
 _CHROMAPRINT_RATE = 11_025  # Chromaprint resamples everything to this rate internally
 _CHROMA_MAX_HZ = 3_520  # ... and reads chroma from 28 Hz to this frequency
@@ -443,7 +442,7 @@ _UNEDITED_SEMITONES = 0.2
 _UNEDITED_TEMPO = 0.01
 
 
-class ChromaprintMethod(ScreeningMethod):
+class ChromaprintMethod(IndexedMethod):
     """The screen's Chromaprint method: the same recording after re-encodes, gain or noise, and copies mixed under
     other music where the landmark method proposes them. Score ``1 - 2 * BER``."""
 
@@ -453,17 +452,10 @@ class ChromaprintMethod(ScreeningMethod):
     block = 0.7  # BER 0.15
     version = 1
     proposals_from = ("landmarks",)
-    _FILE = "fingerprints.npz"
+    index_path = "fingerprints.npz"
 
     def __init__(self, frame_rate: float | None = None) -> None:
         self.index = FingerprintIndex()
-
-    @property
-    def asset_ids(self) -> list[str]:
-        return self.index.asset_ids
-
-    def __len__(self) -> int:
-        return len(self.index)
 
     def add(self, asset_id: str, content: Content) -> None:
         self.index.add(asset_id, chromaprint(content.audio, content.sample_rate))
@@ -474,12 +466,3 @@ class ChromaprintMethod(ScreeningMethod):
                     if abs(p.semitones) <= _UNEDITED_SEMITONES and abs(p.tempo - 1.0) <= _UNEDITED_TEMPO]
         max_ber = (1.0 - min_score) / 2.0
         return self.index.query(chromaprint(content.audio, content.sample_rate), min_duration_s, max_ber, unedited)
-
-    def save(self, directory: Path) -> None:
-        self.index.save(directory / self._FILE)
-
-    @classmethod
-    def load(cls, directory: Path) -> ChromaprintMethod:
-        method = cls()
-        method.index = FingerprintIndex.load(directory / cls._FILE)
-        return method

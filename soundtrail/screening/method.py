@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 
@@ -35,9 +35,11 @@ Reads = Literal["audio", "codes"]
 class Match:
     """A stretch of the query that copies a stretch of an indexed asset, as one method found it.
 
-    ``asset_id`` names what was indexed (a training asset). ``semitones`` and ``tempo`` (query tempo / asset
-    tempo) are the edit the method measured between the two; methods that find only unedited copies leave
-    them at 0 and 1. ``details`` holds a method's own measurements (Chromaprint's bit error rate, ...).
+    ``asset_id`` names what was indexed: a training asset in the release screen (ingest's Chromaprint checks index
+    accepted assets and blocklisted works). ``semitones`` and ``tempo`` (query tempo / asset tempo) are the edit
+    the method measured between the two; methods that find only unedited copies leave them at 0 and 1. ``details``
+    holds a method's own measurements (Chromaprint's bit error rate, ...); only the six fields of
+    :meth:`to_dict` are reported.
     """
 
     asset_id: str
@@ -73,11 +75,13 @@ class Content:
         return cls(mono(np.asarray(audio, dtype=np.float32)), sample_rate, codes)
 
     def has(self, what: Reads) -> bool:
+        """Whether the part a method reads is there."""
         return (self.audio if what == "audio" else self.codes) is not None
 
 
 class ScreeningMethod(ABC):
-    """One screening method's index. Subclasses declare the class attributes and implement the five methods."""
+    """One screening method's index. Subclasses declare the class attributes and implement the abstract methods
+    (:class:`IndexedMethod` implements the bookkeeping for a method kept in one index object)."""
 
     name: ClassVar[str]  # the ``method`` of its matches, its thresholds' key prefix, its folder in a saved screener
     reads: ClassVar[Reads]
@@ -118,3 +122,28 @@ class ScreeningMethod(ABC):
     @abstractmethod
     def load(cls, directory: Path) -> Self:
         """The index ``save`` wrote; ``FileNotFoundError`` when it is not there."""
+
+
+class IndexedMethod(ScreeningMethod):
+    """A method kept in one index object: ``index`` knows its ``asset_ids`` and ``len()``, ``save(path)`` writes it
+    and its class's ``load(path)`` reads it back, at ``index_path`` in the method's folder (the folder itself when
+    empty). Subclasses make the empty index in ``__init__`` and say what ``add`` and ``query`` give it."""
+
+    index_path: ClassVar[str] = ""
+    index: Any
+
+    @property
+    def asset_ids(self) -> list[str]:
+        return self.index.asset_ids
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def save(self, directory: Path) -> None:
+        self.index.save(directory / self.index_path)
+
+    @classmethod
+    def load(cls, directory: Path) -> Self:
+        method = cls()
+        method.index = type(method.index).load(directory / cls.index_path)
+        return method

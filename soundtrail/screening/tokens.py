@@ -17,14 +17,13 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from soundtrail.screening.arrays import expand_ranges
 from soundtrail.screening.index_file import IndexFile
-from soundtrail.screening.method import Content, Match, ScreeningMethod
+from soundtrail.screening.method import Content, IndexedMethod, Match
 
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant: a polynomial hash that wraps mod 2**64
 
@@ -154,7 +153,7 @@ class TokenNgramIndex(IndexFile):
 NAME = "tokens"
 
 
-class TokensMethod(ScreeningMethod):
+class TokensMethod(IndexedMethod):
     """The screen's token method: a generator re-emitting memorised training tokens. It reads the first codebook
     of the codes (the shards' for assets, the generator's or a re-encoding for a query). Score: the fraction of
     the run's n-grams shared."""
@@ -164,17 +163,10 @@ class TokensMethod(ScreeningMethod):
     flag = 0.3
     block = 0.6
     version = 1
-    _FILE = "ngrams.npz"
+    index_path = "ngrams.npz"
 
     def __init__(self, frame_rate: float | None = None) -> None:
         self.index = TokenNgramIndex(TokenNgramConfig(frame_rate=frame_rate) if frame_rate else None)
-
-    @property
-    def asset_ids(self) -> list[str]:
-        return self.index.asset_ids
-
-    def __len__(self) -> int:
-        return len(self.index)
 
     def add(self, asset_id: str, content: Content) -> None:
         self.index.add(asset_id, content.codes)
@@ -182,12 +174,3 @@ class TokensMethod(ScreeningMethod):
     def query(self, content: Content, min_duration_s: float, min_score: float,
               proposals: Sequence[Match] = ()) -> list[Match]:
         return self.index.query(content.codes, min_duration_s)
-
-    def save(self, directory: Path) -> None:
-        self.index.save(directory / self._FILE)
-
-    @classmethod
-    def load(cls, directory: Path) -> TokensMethod:
-        method = cls()
-        method.index = TokenNgramIndex.load(directory / cls._FILE)
-        return method

@@ -39,7 +39,7 @@ from soundtrail.screening.landmarks.hashes import (
     triplet_fine_values,
 )
 from soundtrail.screening.landmarks.lines import Stretches, cell_lines, long_stretches
-from soundtrail.screening.method import Content, Match, ScreeningMethod
+from soundtrail.screening.method import Content, IndexedMethod, Match
 
 _MANIFEST = "landmarks.json"
 _PROBE_TABLE = 1 << 20  # entries of the table that screens stored triplets against a query's ~120,000 probes
@@ -344,7 +344,7 @@ def _strongest_first(support: np.ndarray, min_support: int, first: int) -> Itera
 NAME = "landmarks"
 
 
-class LandmarksMethod(ScreeningMethod):
+class LandmarksMethod(IndexedMethod):
     """The screen's landmark method: copies after a pitch shift (+-2.5 semitones) or tempo change (+-8 %), which
     Chromaprint misses. Its matches say the shift and tempo found. Score: see ``_score``."""
 
@@ -357,25 +357,9 @@ class LandmarksMethod(ScreeningMethod):
     def __init__(self, frame_rate: float | None = None) -> None:
         self.index = LandmarkIndex()
 
-    @property
-    def asset_ids(self) -> list[str]:
-        return self.index.asset_ids
-
-    def __len__(self) -> int:
-        return len(self.index)
-
     def add(self, asset_id: str, content: Content) -> None:
         self.index.add(asset_id, content.audio, content.sample_rate)
 
     def query(self, content: Content, min_duration_s: float, min_score: float,
               proposals: Sequence[Match] = ()) -> list[Match]:
         return self.index.query(content.audio, content.sample_rate, min_duration_s)
-
-    def save(self, directory: Path) -> None:
-        self.index.save(directory)
-
-    @classmethod
-    def load(cls, directory: Path) -> LandmarksMethod:
-        method = cls()
-        method.index = LandmarkIndex.load(directory)
-        return method
