@@ -28,6 +28,7 @@ from soundtrail.flows.train import train_flow
 from soundtrail.provenance.audit import write_report
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.provenance.lineage_events import DatasetRef, LineageEmitter, RunRef
+from soundtrail.screening.stage import screen_thresholds
 from soundtrail.workspace import Workspace
 
 
@@ -46,8 +47,9 @@ def pipeline_inputs(ws: Workspace) -> tuple[list[str], str | None]:
 @flow(name="pipeline")
 def pipeline_flow(workspace: str) -> dict[str, Any]:
     """Run every stage over the workspace's inputs; returns a summary with the report path."""
-    logger = get_run_logger()
     ws = Workspace(workspace)
+    screen_thresholds(ws)  # a [screening] key naming no screening method fails now, not at the gate after training
+    logger = get_run_logger()
     settings = ws.settings.pipeline
     runner = ray_task_runner(ws)
     lineage = LineageEmitter.for_workspace(ws.root, namespace=ws.settings.lineage.namespace,
