@@ -40,6 +40,8 @@ import base64
 import hashlib
 import json
 import math
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +52,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.x509 import Certificate
 
-from soundtrail.atomic import atomic_write_bytes, atomic_write_text
+from soundtrail.atomic import atomic_write_text
 from soundtrail.provenance.ledger import canonical_json
 from soundtrail.provenance.merkle import HASH_SIZE, MerkleTree, leaf_hash, root_from_level, verify_consistency
 from soundtrail.provenance.timestamp import Timestamp, check_timestamp
@@ -181,8 +183,8 @@ def load_signing_key(path: Path, *, create: bool) -> Ed25519PrivateKey:
         if not create:
             raise CheckpointError(f"{path}: no such signing key")
         key = Ed25519PrivateKey.generate()
-        atomic_write_bytes(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
+        _write_secret(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
         return key
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
@@ -191,6 +193,25 @@ def load_signing_key(path: Path, *, create: bool) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise CheckpointError(f"{path}: the checkpoint signing key must be an Ed25519 key")
     return key
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    """Write ``data`` owner-only from its first byte, complete or not at all.
+
+    Not :func:`~soundtrail.atomic.atomic_write_bytes`: finished workspace files get the mode a plain write
+    would give (readable by the group, for shared volumes), and a private key must never have it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, name = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)  # created 0600
+    temporary = Path(name)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
 
 
 def write_checkpoint(folder: Path, checkpoint: Checkpoint) -> Path:
