@@ -45,8 +45,7 @@ def verify(
     key_id: KeyIdOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Recompute the hash chain, check every audited row against it, and check that the ledger extends each
-    checkpoint; exit 1 naming the first bad record or where the ledger parts from a checkpoint."""
+    """Check the hash chain, every row against it, and that the ledger extends each checkpoint; exit 1 naming why."""
     ws = open_workspace(workspace)
     try:
         result = check_ledger(ws, checkpoints, key_id)
@@ -84,8 +83,7 @@ def _print_verdict(verdict: CheckpointVerdict) -> None:
 
 @ledger_app.command("checkpoint")
 def checkpoint(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
-    """Sign the ledger's Merkle tree head (events, root, time) into the checkpoint folder; keep a copy and the key
-    id outside the workspace: later `ledger verify --checkpoint FILE` proves the ledger still extends it."""
+    """Sign the ledger's Merkle tree head (events, root, time); keep a copy and the key id outside the workspace."""
     ws = open_workspace(workspace)
     try:
         taken = take_checkpoint(ws)
@@ -122,8 +120,7 @@ def prove(
         dir_okay=False)] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="write the proof here instead of stdout")] = None,
 ) -> None:
-    """Print a proof (JSON) that checks against the checkpoint alone, with `soundtrail ledger verify-proof`: the
-    events of ID are in the ledger the checkpoint signed, or (--since OLD) the checkpoint extends OLD."""
+    """Print a proof (JSON) that ID's events are in a checkpoint, or (--since) that it extends an earlier one."""
     if (entity_id is None) == (since is None):
         raise typer.BadParameter("give an ID or --since EARLIER_CHECKPOINT (one of them)")
     ws = open_workspace(workspace)
@@ -146,8 +143,8 @@ def prove(
 
 @ledger_app.command("verify-proof")
 def verify_proof_command(
-    proof: Annotated[Path, typer.Argument(help="a proof written by `soundtrail ledger prove`", exists=True,
-                                          dir_okay=False)],
+    proof: Annotated[Path, typer.Argument(metavar="PROOF", help="a proof written by `soundtrail ledger prove`",
+                                          exists=True, dir_okay=False)],
     checkpoint_file: Annotated[Path, typer.Option(
         "--checkpoint", help="the checkpoint the proof is for (for --since proofs: the earlier one)", exists=True,
         dir_okay=False)],
