@@ -30,6 +30,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LedgerSettings(_Section):
+    """Signed checkpoints of the ledger (``soundtrail ledger checkpoint``); paths are relative to the workspace."""
+
+    signing_key: str = Field("", description="Ed25519 private key (PEM); '' makes one in credentials/ on first use")
+    checkpoints: str = Field("reports/checkpoints", description="where checkpoints are written and looked for")
+    origin: str = Field("", description="the ledger's name in its checkpoints; '' = its URL without a password")
+    tsa_url: str = Field("", description="RFC 3161 timestamp authority; '' = checkpoints carry no timestamp")
+    tsa_roots: str = Field("", description="PEM file of the TSA root certificates trusted when checking tokens")
+
+
 class LicenseSettings(_Section):
     allow: list[str] = Field(default_factory=lambda: ["CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0"])
     deny: list[str] = Field(default_factory=lambda: ["CC-BY-NC-4.0", "CC-BY-NC-SA-4.0", "CC-BY-ND-4.0"])
@@ -142,6 +152,7 @@ class Settings(_Section):
     ledger_url: str = "sqlite:///ledger.db"
     ray_address: str = ""
     storage_uri: str = Field("", description="pyarrow.fs/fsspec URI for shards on a cluster; '' = the workspace")
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     licenses: LicenseSettings = Field(default_factory=LicenseSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     codec: CodecSettings = Field(default_factory=CodecSettings)
