@@ -12,8 +12,13 @@ from prefect import flow, get_run_logger, task
 from prefect.context import get_run_context
 from prefect.futures import as_completed
 
-from soundtrail.codec.stage import resolve_codec
-from soundtrail.codec.tokenize import encode_group, finalize_set, plan_tokenize, rewrite_without
+from soundtrail.codec.stage import resolve_codec, tokenize_plan
+from soundtrail.codec.tokenize import (
+    encode_group,
+    finalize_set,
+    rewrite_without,
+    unchanged_summary,
+)
 from soundtrail.flows.progress import reporter
 from soundtrail.flows.runtime import accelerator_options
 from soundtrail.provenance.ledger import Ledger
@@ -35,14 +40,11 @@ def tokenize_flow(workspace: str, codec_id: str | None = None) -> dict[str, Any]
     logger = get_run_logger()
     ws = Workspace(workspace)
     settings = ws.settings.tokenize
-    codec = resolve_codec(ws, codec_id)
-    with Ledger(ws.ledger_url) as ledger:
-        plan = plan_tokenize(ledger, ws.path("shards"), codec.path, codec.id, settings.segment_s,
-                             settings.assets_per_shard)
-    if plan.nothing_to_do and plan.keep:
-        logger.info("shard set %s is up to date", Path(plan.set_dir).name)
-        return {"shard_set": Path(plan.set_dir).name, "shards": len(plan.keep), "new_shards": 0, "superseded": 0,
-                "rows": sum(entry["rows"] for entry in plan.keep), "skipped": []}
+    plan = tokenize_plan(ws, resolve_codec(ws, codec_id))
+    unchanged = unchanged_summary(plan)
+    if unchanged is not None:
+        logger.info("shard set %s is up to date", unchanged["shard_set"])
+        return unchanged
     accepted = set(plan.accepted)
     new_entries = [entry for entry in (rewrite_without(Path(plan.set_dir), stale, accepted) for stale in plan.stale)
                    if entry is not None]

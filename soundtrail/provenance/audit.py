@@ -497,6 +497,22 @@ def _spectrogram_png(signal: Any, rate: int, config: AuditConfig) -> bytes:
     return buffer.getvalue()
 
 
+_HEAD_META = re.compile(rb'<meta name="soundtrail-ledger-head" content="([0-9a-f]{64})">')
+
+
+def report_covers(path: Path, head: str) -> bool:
+    """Whether the HTML report at ``path`` was rendered from the ledger whose newest event has chain hash ``head``.
+
+    What lets a scheduled run that changed nothing keep its report instead of verifying the whole chain again.
+    """
+    try:
+        with Path(path).open("rb") as handle:
+            found = _HEAD_META.search(handle.read(4096))  # the tag is in the page's <head>
+    except FileNotFoundError:
+        return False
+    return found is not None and found.group(1).decode() == head
+
+
 def write_report(workspace: Workspace, fmt: str = "html", out: Path | None = None,
                  config: AuditConfig | None = None) -> Path:
     """Build the report and write it atomically to ``out`` or ``workspace/reports/audit.<fmt>``."""

@@ -145,6 +145,19 @@ class CodecRow(Projection):
     created_at: Mapped[str | None] = _text()
 
 
+class Choice(Projection):
+    """What the workspace uses where several candidates exist (``id`` names the role, e.g. ``codec``).
+
+    The choice is its own event, so which codec tokenizes is stated by whoever chose it (``codec train``,
+    ``codec use``, ``[codec] checkpoint``, the pipeline's retrain policy), never inferred from the newest row.
+    """
+
+    __tablename__ = "choices"
+    chosen_id: Mapped[str | None] = _text()
+    reason: Mapped[str | None] = _text()
+    chosen_at: Mapped[str | None] = _text()
+
+
 class Shard(Projection):
     """A Parquet shard (``id`` is its sha256) and the assets whose segments it holds."""
 
@@ -202,5 +215,5 @@ class Takedown(Projection):
 
 PROJECTIONS: dict[str, type[Projection]] = {
     cls.__tablename__: cls
-    for cls in (Source, Licence, Asset, Fingerprint, BlockedWork, CodecRow, Shard, ModelRow, Output, Takedown)
+    for cls in (Source, Licence, Asset, Fingerprint, BlockedWork, CodecRow, Choice, Shard, ModelRow, Output, Takedown)
 }

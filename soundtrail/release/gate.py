@@ -194,6 +194,13 @@ def _check_credentials(report: CredentialReport, output_id: str, model_id: str) 
                            f"expected {output_id} / {model_id}")
 
 
+def recorded_release(workspace: Workspace, output_id: str) -> ReleaseResult | None:
+    """What the gate decided for ``output_id`` (released or blocked), or None if it has not decided yet."""
+    with Ledger(workspace.ledger_url) as ledger:
+        row = ledger.get("outputs", output_id)
+    return _recorded(workspace, row) if row is not None and row["status"] in ("released", "blocked") else None
+
+
 def _recorded(workspace: Workspace, row: dict[str, Any]) -> ReleaseResult:
     """The result as the ledger holds it (so a repeated release answers exactly as the first did)."""
     screening = row["screening"]

@@ -18,7 +18,8 @@ from typing import Any
 from soundtrail.audio import write_wav
 from soundtrail.codec.stage import resolve_codec
 from soundtrail.provenance.ledger import Ledger
-from soundtrail.release.gate import release
+from soundtrail.provenance.records import ModelRecord
+from soundtrail.release.gate import ReleaseResult, recorded_release, release
 from soundtrail.train import families
 from soundtrail.train.stage import resolve_model
 from soundtrail.workspace import Workspace
@@ -48,11 +49,23 @@ def generate(workspace: Workspace, model: str, prompt: str, seconds: float, seed
         codes = None
     result = release(workspace, staging, output_id=output_id, model_id=record.id, prompt=prompt, seed=seed,
                      seconds=seconds, codes=codes)
-    document = result.to_dict()
-    document.update(model_id=record.id, model_kind=record.kind, prompt=prompt, seed=seed,
-                    generation_s=generation_s)
+    document = _report(result, record, prompt, seed, generation_s)
     if result.status == "released" and out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result.path, out)
         document["out"] = str(out)
     return document
+
+
+def recorded_output(workspace: Workspace, model: str, prompt: str, seconds: float, seed: int) -> dict[str, Any] | None:
+    """What :func:`generate` reports for a request the gate already decided (None if it has not), without
+    loading the model or the screen: how a scheduled run reports the outputs it released before."""
+    record = resolve_model(workspace, model)
+    result = recorded_release(workspace, output_id_for(record.id, prompt, seed, seconds))
+    return None if result is None else _report(result, record, prompt, seed, None)
+
+
+def _report(result: ReleaseResult, record: ModelRecord, prompt: str, seed: int,
+            generation_s: float | None) -> dict[str, Any]:
+    return {**result.to_dict(), "model_id": record.id, "model_kind": record.kind, "prompt": prompt, "seed": seed,
+            "generation_s": generation_s}

@@ -19,7 +19,7 @@ from typing import Any
 from soundtrail.atomic import sha256_file
 from soundtrail.codec.codecs import load_codec
 from soundtrail.codec.quality import evaluate_codec
-from soundtrail.codec.stage import record_codec, resolve_codec, split_assets
+from soundtrail.codec.stage import choose_codec, record_codec, resolve_codec, split_assets
 from soundtrail.codec.tokenize import shard_set_dir
 from soundtrail.data.shards import manifest_entries, read_codec_info
 from soundtrail.models.codec import CodecConfig
@@ -125,6 +125,43 @@ def resolve_model(workspace: Workspace, model: str) -> ModelRecord:
     return ModelRecord.from_row(row)
 
 
+def generator_settings(workspace: Workspace, kind: str, steps: int | None = None) -> GeneratorSettings:
+    """How a model of family ``kind`` trains in this workspace (``steps`` overrides the family's default)."""
+    train = workspace.settings.train
+    return GeneratorSettings(steps or family(kind).default_steps(train), train.batch_size, train.learning_rate,
+                             train.crop_seconds, train.text_encoder, train.seed)
+
+
+@dataclass(frozen=True)
+class GeneratorPlan:
+    """What ``soundtrail run`` does about one generator family: keep ``model``, or train one on the current shards."""
+
+    kind: str
+    model: ModelRecord | None  # None: train one
+    reason: str
+
+    @property
+    def train(self) -> bool:
+        return self.model is None
+
+
+def plan_generator(workspace: Workspace, kind: str) -> GeneratorPlan:
+    """Keep the model that already saw the current shards with these settings; else ``[pipeline] retrain_models``.
+
+    A model trained because the shards changed starts from scratch, as ``soundtrail train`` does: the family's
+    previous model (``resolve_model(workspace, kind)``) is where training that continues from it would begin.
+    """
+    directory = run_dir(workspace, kind, training_data(workspace), generator_settings(workspace, kind))
+    with Ledger(workspace.ledger_url) as ledger:
+        found = ledger.rows("models", kind=kind, path=str(directory))
+        previous = ledger.rows("models", kind=kind)
+    if found:
+        return GeneratorPlan(kind, ModelRecord.from_row(found[0]), "trained on the current shards already")
+    if previous and workspace.settings.pipeline.retrain_models == "never":
+        return GeneratorPlan(kind, resolve_model(workspace, kind), "[pipeline] retrain_models = \"never\"")
+    return GeneratorPlan(kind, None, "the shards changed" if previous else f"no {kind} model yet")
+
+
 def train_generator(workspace: Workspace, kind: str, steps: int | None = None, on_step: StepCallback | None = None,
                     run_id: str | None = None) -> TrainedModel:
     """Train (or resume, or find finished) a model of family ``kind`` on the current shards; record it.
@@ -132,9 +169,7 @@ def train_generator(workspace: Workspace, kind: str, steps: int | None = None, o
     ``on_step(step, loss)`` runs after every optimizer step this call takes.
     """
     generator = family(kind)
-    train = workspace.settings.train
-    settings = GeneratorSettings(steps or generator.default_steps(train), train.batch_size, train.learning_rate,
-                                 train.crop_seconds, train.text_encoder, train.seed)
+    settings = generator_settings(workspace, kind, steps)
     data = training_data(workspace)
     directory = run_dir(workspace, kind, data, settings)
     result = generator.train(data, settings, directory, on_step)
@@ -147,12 +182,17 @@ def train_generator(workspace: Workspace, kind: str, steps: int | None = None, o
 
 
 def train_workspace_codec(workspace: Workspace, steps: int | None = None, config: CodecConfig | None = None,
-                          on_step: StepCallback | None = None) -> TrainedCodec:
-    """Train (or resume, or find finished) the workspace codec on accepted assets and record it.
+                          on_step: StepCallback | None = None,
+                          reason: str = "`soundtrail codec train`") -> TrainedCodec:
+    """Train (or resume, or find finished) a codec on accepted assets, record it and choose it as the workspace
+    codec, saying why (``reason``).
 
     ``on_step(step, loss)`` runs after every optimizer step this call takes.
     """
     settings = workspace.settings.codec
+    if settings.checkpoint:
+        raise ValueError(f"[codec] checkpoint = {settings.checkpoint!r} is the workspace codec: remove it from "
+                         "soundtrail.toml to train one")
     steps = steps or settings.steps
     config = config or CodecConfig()
     with Ledger(workspace.ledger_url) as ledger:
@@ -165,8 +205,9 @@ def train_workspace_codec(workspace: Workspace, steps: int | None = None, config
     result = train_codec([row["path"] for row in train_rows], out_dir, config, steps, train, on_step)
     with Ledger(workspace.ledger_url) as ledger:
         recorded = ledger.get("codecs", result.codec_id)
-    if recorded is not None:  # finished earlier: its record (and held-out scores) stand, nothing to append
-        return TrainedCodec(CodecRecord.from_row(recorded), held_out)
+        if recorded is not None:  # finished earlier: its record (and held-out scores) stand
+            choose_codec(ledger, result.codec_id, reason)
+            return TrainedCodec(CodecRecord.from_row(recorded), held_out)
     by_path = {row["path"]: row["id"] for row in train_rows}
     metrics: dict[str, Any] = {"initial_loss": result.run.initial_loss, "final_loss": result.run.final_loss,
                                "steps": result.run.total_steps, "device": result.run.device}
@@ -175,4 +216,6 @@ def train_workspace_codec(workspace: Workspace, steps: int | None = None, config
     codec = CodecRecord(result.codec_id, "soundtrail", str(out_dir), dataclasses.asdict(config),
                         tuple(sorted(by_path[path] for path in result.assets_seen)), metrics)
     with Ledger(workspace.ledger_url) as ledger:
-        return TrainedCodec(record_codec(ledger, codec), held_out)
+        recorded_codec = record_codec(ledger, codec)
+        choose_codec(ledger, codec.id, reason)
+        return TrainedCodec(recorded_codec, held_out)

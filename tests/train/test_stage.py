@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from soundtrail import checkpoint
+from soundtrail.codec.stage import choose_codec
 from soundtrail.config import CodecSettings, Settings, TokenizeSettings, TrainSettings
 from soundtrail.models.codec import CodecConfig
 from soundtrail.provenance.ledger import Ledger, utc_now
-from soundtrail.train.stage import train_generator, train_workspace_codec
+from soundtrail.train.stage import GeneratorPlan, plan_generator, train_generator, train_workspace_codec
 from soundtrail.workspace import Workspace
 from tests.audio_fixtures import melody, write
 from tests.codec.test_tokenize import tiny_codec, tokenize
@@ -64,6 +65,7 @@ def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: 
     with Ledger(workspace.ledger_url) as ledger:
         ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
                       "codec.trained")
+        choose_codec(ledger, codec_id, "the test's codec")
         tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
         shards = sorted(row["id"] for row in ledger.rows("shards", status="current"))
 
@@ -80,3 +82,29 @@ def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: 
         again = train_generator(workspace, "ar", on_step=lambda step, loss: steps.append(step))
         assert ledger.head() == head, "a re-run appends nothing"
     assert again == trained and steps == [1, 2, 3], "found finished, nothing trained again"
+
+
+def test_the_pipeline_keeps_a_model_that_saw_the_current_shards_and_plans_a_new_one_when_they_change(
+        tmp_path: Path) -> None:
+    settings = Settings(tokenize=TokenizeSettings(segment_s=1.0),
+                        train=TrainSettings(ar_steps=2, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
+    workspace = workspace_with_assets(tmp_path / "ws", settings)
+    codec_path, codec_id = tiny_codec(tmp_path / "codec")
+    with Ledger(workspace.ledger_url) as ledger:
+        ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
+                      "codec.trained")
+        choose_codec(ledger, codec_id, "the test's codec")
+        tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
+    assert plan_generator(workspace, "ar") == GeneratorPlan("ar", None, "no ar model yet")
+    model = train_generator(workspace, "ar").model
+    assert plan_generator(workspace, "ar") == GeneratorPlan("ar", model, "trained on the current shards already")
+
+    path = write(workspace.root / "corpus" / "a3.wav", melody(3, seconds=2.0, rate=8000), rate=8000)
+    with Ledger(workspace.ledger_url) as ledger:
+        ledger.record("assets", "asset3", {"path": str(path), "status": "accepted", "license": "CC0-1.0"},
+                      "asset.test")
+        assert tokenize(ledger, workspace.path("shards"), codec_path, codec_id)["new_shards"] == 1
+    assert plan_generator(workspace, "ar") == GeneratorPlan("ar", None, "the shards changed")
+    keep = Workspace(workspace.root, settings.model_copy(
+        update={"pipeline": settings.pipeline.model_copy(update={"retrain_models": "never"})}))
+    assert plan_generator(keep, "ar") == GeneratorPlan("ar", model, '[pipeline] retrain_models = "never"')
