@@ -3,6 +3,7 @@ pipeline's plan that keeps it unless `[codec] retrain` asks for a new one."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from unittest import mock
 
@@ -16,6 +17,7 @@ from soundtrail.workspace import Workspace
 from tests.audio_fixtures import melody, write
 from tests.codec.test_codecs import save_tiny_encodec
 from tests.codec.test_tokenize import tiny_codec
+from tests.conftest import run_cli
 from tests.train.test_stage import TINY, workspace_with_assets
 
 CODEC = CodecSettings(steps=2, batch_size=2, segment_s=0.25)
@@ -67,7 +69,8 @@ def test_codec_train_chooses_its_codec_and_runs_keep_it_until_the_policy_says_ot
         use_codec(workspace, "c0ffee")
 
 
-def test_a_workspace_with_codecs_but_no_choice_names_the_fix(tmp_path: Path) -> None:
+def test_a_workspace_with_codecs_but_no_choice_names_the_fix_and_codec_use_makes_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     workspace = Workspace(tmp_path / "ws")
     codec_path, codec_id = tiny_codec(tmp_path / "codec")
     with Ledger(workspace.ledger_url) as ledger:  # recorded by a version that chose the newest row
@@ -76,7 +79,13 @@ def test_a_workspace_with_codecs_but_no_choice_names_the_fix(tmp_path: Path) -> 
     with pytest.raises(ValueError, match=r"no workspace codec chosen among the 1 recorded: run `soundtrail codec use"):
         resolve_codec(workspace)
     assert resolve_codec(workspace, codec_id).id == codec_id, "a codec named by id needs no choice"
-    assert use_codec(workspace, codec_id)[1] and resolve_codec(workspace).id == codec_id
+
+    code, out, err = run_cli(["codec", "use", "c0ffee", "--workspace", workspace.root], capsys)
+    assert (code, out, err) == (1, "", "error: ValueError: no codec 'c0ffee' in the ledger\n")
+    code, out, _ = run_cli(["codec", "use", codec_id, "--workspace", workspace.root, "--json"], capsys)
+    assert code == 0 and json.loads(out) == {"codec_id": codec_id, "kind": "soundtrail", "path": codec_path,
+                                             "changed": True}
+    assert resolve_codec(workspace).id == codec_id and _choices(workspace) == [(codec_id, "`soundtrail codec use`")]
 
 
 def test_a_configured_pretrained_codec_is_recorded_and_chosen_on_first_use_and_never_trained_over(
