@@ -11,7 +11,8 @@ server and Ray start every run) on a workspace holding a synthesized licensed co
 - the same command again with nothing changed;
 - the same command after one new licensed file is added to the drop folder and its manifest;
 
-with each run's ratio to the first, what each run did (from its JSON summary) and the ledger events it appended.
+with each run's ratio to the first, what each run did and where its flow spent the time (from its JSON summary),
+and the ledger events it appended.
 Default sizes are the demo's (`soundtrail demo`: 150 steps for the codec and each generator); --quick is tiny.
 """
 
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")  # Prefect's 20 s: short on a busy box
 
 from soundtrail.cli.pipeline import DEMO_CONFIG  # noqa: E402
 from soundtrail.corpus import synthesize_corpus  # noqa: E402
@@ -38,6 +40,7 @@ from soundtrail.ingest.blocklist import add_to_blocklist  # noqa: E402
 from soundtrail.provenance.ledger import Ledger  # noqa: E402
 from soundtrail.workspace import Workspace  # noqa: E402
 
+SOUNDTRAIL = "from soundtrail.cli import run; run()"  # the console script, with this checkout first on the path
 STARTUP = """
 import sys
 from soundtrail.flows.pipeline import pipeline_flow  # noqa: F401  (the imports a run pays for)
@@ -60,7 +63,7 @@ def timed(command: list[str]) -> tuple[float, str]:
 
 
 def run_pipeline(workspace: Path) -> tuple[float, dict]:
-    seconds, stdout = timed([sys.executable, "-m", "soundtrail.cli", "run", "--workspace", str(workspace), "--json"])
+    seconds, stdout = timed([sys.executable, "-c", SOUNDTRAIL, "run", "--workspace", str(workspace), "--json"])
     return seconds, json.loads(stdout)
 
 
@@ -109,6 +112,7 @@ def main() -> None:
 
         startup, _ = timed([sys.executable, "-c", STARTUP, str(workspace)])
         rows = [("start-up (imports, Prefect API server, Ray)", startup, "")]
+        parts: dict[str, dict[str, float]] = {}
         events = ledger_events(ledger_url)
         for name, prepare in (("first run", None), ("unchanged re-run", None),
                               ("re-run with one new file", lambda: add_one_file(workspace, extra.root))):
@@ -117,12 +121,18 @@ def main() -> None:
             seconds, summary = run_pipeline(workspace)
             appended, events = ledger_events(ledger_url) - events, ledger_events(ledger_url)
             rows.append((name, seconds, f"{did(summary)}; {appended} ledger events"))
+            parts[name] = summary["seconds"]
 
     first = rows[1][1]
     print(f"{'run':<46} {'seconds':>8} {'x first':>8}  did")
     for name, seconds, what in rows:
         print(f"{name:<46} {seconds:8.1f} {seconds / first:8.2f}  {what}")
     print(f"unchanged re-run beyond start-up: {rows[2][1] - startup:.1f} s")
+    names = list(next(iter(parts.values())))
+    print(f"\nwhere each run's flow spent its time (seconds; the rest of a run is the process start-up)\n{'run':<46} "
+          + " ".join(f"{name:>8}" for name in names))
+    for run, seconds in parts.items():
+        print(f"{run:<46} " + " ".join(f"{seconds[name]:8.1f}" for name in names))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ nothing, so it leaves none) and the run leaves Prefect artifacts: a markdown sum
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,8 @@ def pipeline_flow(workspace: str) -> dict[str, Any]:
     """Run every stage that has work over the workspace's inputs; returns a summary with the report path.
 
     The summary's ``codec``, each of its ``models`` and each of its ``outputs`` carry an ``action`` (``trained``,
-    ``generated`` or ``kept``); the codec and the models also the ``reason`` their plan gave.
+    ``generated`` or ``kept``); the codec and the models also the ``reason`` their plan gave; ``seconds`` holds
+    each part's wall time (``ray``: starting or joining it).
     """
     ws = Workspace(workspace)
     screen_thresholds(ws)  # a [screening] key naming no screening method fails now, not at the gate after training
@@ -81,20 +83,41 @@ def pipeline_flow(workspace: str) -> dict[str, Any]:
     report = ws.path("reports") / f"audit.{REPORT_FORMAT}"
     parent = RunRef("pipeline", str(get_run_context().flow_run.id))
 
+    laps = _Laps()
     with shared_ray(ws), Ledger(ws.ledger_url) as ledger:  # one Ray session for every stage's subflow
+        laps.lap("ray")
         stages = _Stages(ws, ledger, ray_task_runner(ws), lineage, parent)
         summary: dict[str, Any] = {"workspace": str(ws.root), "ingest": stages.ingest()}
+        laps.lap("ingest")
         summary["codec"] = stages.codec()
+        laps.lap("codec")
         summary["tokenize"] = stages.tokenize(summary["codec"]["codec_id"])
+        laps.lap("tokenize")
         summary["models"] = {kind: stages.train(kind, summary["codec"]["codec_id"]) for kind in settings.models}
+        laps.lap("train")
         summary["outputs"] = [output for model in summary["models"].values() for output in stages.generate(model)]
+        laps.lap("generate")
         _, head = ledger.head()
 
     summary["report"] = str(report if report_covers(report, head) else write_report(ws, REPORT_FORMAT))
+    laps.lap("report")
+    summary["seconds"] = dict(laps)
     lineage.close()
     _publish_artifacts(summary)
     logger.info("pipeline finished: report at %s", summary["report"])
     return summary
+
+
+class _Laps(dict[str, float]):
+    """Wall seconds of each part of a run (the summary's ``seconds``): where a scheduled run's time went."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self[name], self._last = round(now - self._last, 3), now
 
 
 @dataclass

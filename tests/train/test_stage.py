@@ -57,9 +57,11 @@ def test_changed_codec_training_settings_train_a_new_codec_beside_the_finished_o
     assert again.codec.assets == ("asset0", "asset1") and again.held_out_assets == ["asset2"]
 
 
-def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: Path) -> None:
+def tokenized_workspace(tmp_path: Path, ar_steps: int) -> tuple[Workspace, str, str]:
+    """(workspace, codec path, codec id): the assets of :func:`workspace_with_assets` in shards of a tiny codec
+    chosen as the workspace codec."""
     settings = Settings(tokenize=TokenizeSettings(segment_s=1.0),
-                        train=TrainSettings(ar_steps=3, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
+                        train=TrainSettings(ar_steps=ar_steps, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
     workspace = workspace_with_assets(tmp_path / "ws", settings)
     codec_path, codec_id = tiny_codec(tmp_path / "codec")
     with Ledger(workspace.ledger_url) as ledger:
@@ -67,6 +69,12 @@ def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: 
                       "codec.trained")
         choose_codec(ledger, codec_id, "the test's codec")
         tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
+    return workspace, codec_path, codec_id
+
+
+def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: Path) -> None:
+    workspace, _, codec_id = tokenized_workspace(tmp_path, ar_steps=3)
+    with Ledger(workspace.ledger_url) as ledger:
         shards = sorted(row["id"] for row in ledger.rows("shards", status="current"))
 
     steps: list[int] = []
@@ -86,15 +94,7 @@ def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: 
 
 def test_the_pipeline_keeps_a_model_that_saw_the_current_shards_and_plans_a_new_one_when_they_change(
         tmp_path: Path) -> None:
-    settings = Settings(tokenize=TokenizeSettings(segment_s=1.0),
-                        train=TrainSettings(ar_steps=2, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
-    workspace = workspace_with_assets(tmp_path / "ws", settings)
-    codec_path, codec_id = tiny_codec(tmp_path / "codec")
-    with Ledger(workspace.ledger_url) as ledger:
-        ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
-                      "codec.trained")
-        choose_codec(ledger, codec_id, "the test's codec")
-        tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
+    workspace, codec_path, codec_id = tokenized_workspace(tmp_path, ar_steps=2)
     assert plan_generator(workspace, "ar") == GeneratorPlan("ar", None, "no ar model yet")
     model = train_generator(workspace, "ar").model
     assert plan_generator(workspace, "ar") == GeneratorPlan("ar", model, "trained on the current shards already")
@@ -105,6 +105,7 @@ def test_the_pipeline_keeps_a_model_that_saw_the_current_shards_and_plans_a_new_
                       "asset.test")
         assert tokenize(ledger, workspace.path("shards"), codec_path, codec_id)["new_shards"] == 1
     assert plan_generator(workspace, "ar") == GeneratorPlan("ar", None, "the shards changed")
+    settings = workspace.settings
     keep = Workspace(workspace.root, settings.model_copy(
         update={"pipeline": settings.pipeline.model_copy(update={"retrain_models": "never"})}))
     assert plan_generator(keep, "ar") == GeneratorPlan("ar", model, '[pipeline] retrain_models = "never"')
