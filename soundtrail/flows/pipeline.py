@@ -98,6 +98,7 @@ def pipeline_flow(workspace: str) -> dict[str, Any]:
         summary["outputs"] = [output for model in summary["models"].values() for output in stages.generate(model)]
         laps.lap("generate")
         _, head = ledger.head()
+    laps.lap("ray stop")
 
     summary["report"] = str(report if report_covers(report, head) else write_report(ws, REPORT_FORMAT))
     laps.lap("report")
@@ -204,15 +205,18 @@ def _publish_artifacts(summary: dict[str, Any]) -> None:
         "# soundtrail pipeline run", "",
         f"- ingest: {ingest['accepted']} accepted, {ingest['quarantined']} quarantined, "
         f"{ingest['duplicate']} duplicate, {ingest['blocked']} blocked",
-        f"- codec `{summary['codec']['codec_id']}`; shard set `{summary['tokenize']['shard_set']}` "
-        f"({summary['tokenize']['rows']} segments in {summary['tokenize']['shards']} shards)",
+        f"- codec `{summary['codec']['codec_id']}` {summary['codec']['action']} ({summary['codec']['reason']}); "
+        f"shard set `{summary['tokenize']['shard_set']}` ({summary['tokenize']['rows']} segments in "
+        f"{summary['tokenize']['shards']} shards, {summary['tokenize']['new_shards']} new)",
     ]
-    lines += [f"- {kind} model `{model['model_id']}`: loss {model['metrics']['initial_loss']:.3f} -> "
-              f"{model['metrics']['final_loss']:.3f}" for kind, model in summary["models"].items()]
+    lines += [f"- {kind} model `{model['model_id']}` {model['action']} ({model['reason']}): loss "
+              f"{model['metrics']['initial_loss']:.3f} -> {model['metrics']['final_loss']:.3f}"
+              for kind, model in summary["models"].items()]
     lines += [f"- audit report: `{summary['report']}`"]
     create_markdown_artifact("\n".join(lines), key="pipeline-summary", description="soundtrail pipeline run")
     create_table_artifact([{key: item[key] for key in ("path", "status", "reason")} for item in ingest["items"]],
                           key="ingest-items", description="every input and its ingest status")
-    create_table_artifact([{key: output.get(key) for key in ("output_id", "model_kind", "prompt", "status", "verdict",
-                                                               "payload_hex")} for output in summary["outputs"]],
+    create_table_artifact([{key: output.get(key) for key in ("output_id", "model_kind", "prompt", "action", "status",
+                                                               "verdict", "payload_hex")}
+                           for output in summary["outputs"]],
                           key="release-log", description="generated outputs through the release gate")
