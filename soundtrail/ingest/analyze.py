@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,12 @@ import numpy as np
 import xxhash
 
 from soundtrail.atomic import sha256_file
-from soundtrail.audio import AudioError, decode_frames, mono_frames
+from soundtrail.audio import AudioError, AudioLimitError, AudioStream, DecodeLimits, mono_frames
 from soundtrail.config import IngestSettings, LicenseSettings
 from soundtrail.ingest.manifest import InputFile, ManifestResult, unattached_problems
 from soundtrail.ingest.tags import read_tags
 from soundtrail.licenses import LicensePolicy, combine_licenses
-from soundtrail.screening.chromaprint import chromaprint
+from soundtrail.screening.chromaprint import chromaprint_blocks
 
 
 @dataclass
@@ -38,7 +39,7 @@ class FileAnalysis:
     asset_id: str
     problem: str | None = None
     sha256: str | None = None
-    pcm_hash: str | None = None  # see pcm_hash()
+    pcm_hash: str | None = None  # see PcmHash
     duration_s: float | None = None
     sample_rate: int | None = None
     channels: int | None = None
@@ -72,14 +73,23 @@ def asset_id_for(path: Path, sha256: str | None) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
-def pcm_hash(frames: np.ndarray) -> str:
+class PcmHash:
     """Identity of the decoded audio (float32 frames, interleaved), to catch the same PCM in another container.
 
-    XXH3-128 rather than SHA-256: it only has to tell identical sample data apart (a collision could at worst mark a
-    file a duplicate of another, never admit one), and SHA-256 over the decoded samples cost more than decoding a
-    WAV. The file's bytes, the identity an audit relies on, keep their SHA-256.
+    Fed block by block in file order, it equals the hash of the whole decoded array at once. XXH3-128 rather than
+    SHA-256: it only has to tell identical sample data apart (a collision could at worst mark a file a duplicate of
+    another, never admit one), and SHA-256 over the decoded samples cost more than decoding a WAV. The file's
+    bytes, the identity an audit relies on, keep their SHA-256.
     """
-    return "xxh3-128:" + xxhash.xxh3_128_hexdigest(memoryview(np.ascontiguousarray(frames)))
+
+    def __init__(self) -> None:
+        self._state = xxhash.xxh3_128()
+
+    def update(self, frames: np.ndarray) -> None:
+        self._state.update(memoryview(np.ascontiguousarray(frames)))
+
+    def hexdigest(self) -> str:
+        return "xxh3-128:" + self._state.hexdigest()
 
 
 def encode_fingerprint(items: np.ndarray) -> str:
@@ -111,6 +121,9 @@ def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSetti
         return analysis
     try:
         _inspect_audio(path, analysis, ingest)
+    except AudioLimitError as exc:
+        analysis.problem = f"{exc} ([ingest] {exc.limit})"
+        return analysis
     except (AudioError, OSError) as exc:
         analysis.problem = str(exc)
         return analysis
@@ -119,33 +132,43 @@ def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSetti
 
 
 def _inspect_audio(path: Path, analysis: FileAnalysis, ingest: IngestSettings) -> None:
+    """Header (and its limits) first, so an oversized file costs nothing more; then bytes, tags, and one pass of
+    block decoding that hashes, measures and fingerprints every block as it comes."""
     size = path.stat().st_size
     if size == 0:
         raise AudioError("empty file (0 bytes)")
-    analysis.sha256 = sha256_file(path)
-    analysis.asset_id = asset_id_for(path, analysis.sha256)
-    file_tags = read_tags(path, max_tag_bytes=ingest.max_tag_bytes)
-    analysis.file_tags = dict(file_tags.raw)
-    if file_tags.notes:  # oversized or unreadable tag fields: kept as evidence beside the tags
-        analysis.file_tags["soundtrail:notes"] = "; ".join(file_tags.notes)[:1000]
-    analysis.tag_licenses = list(file_tags.license_candidates)
-    if file_tags.oversized:
-        raise AudioError(f"oversized tag block: {file_tags.oversized}")
-    analysis.title = analysis.title or file_tags.title
-    decoded = decode_frames(path)
-    frames, header = decoded.frames, decoded.info
-    sample_rate = header.sample_rate
-    analysis.sample_rate = sample_rate
-    analysis.channels = int(frames.shape[1])
-    analysis.duration_s = round(frames.shape[0] / sample_rate, 6)
+    with AudioStream(path, DecodeLimits(ingest.max_duration_s, ingest.max_decoded_mb)) as stream:
+        header = stream.info
+        analysis.sha256 = sha256_file(path)
+        analysis.asset_id = asset_id_for(path, analysis.sha256)
+        file_tags = read_tags(path, max_tag_bytes=ingest.max_tag_bytes)
+        analysis.file_tags = dict(file_tags.raw)
+        if file_tags.notes:  # oversized or unreadable tag fields: kept as evidence beside the tags
+            analysis.file_tags["soundtrail:notes"] = "; ".join(file_tags.notes)[:1000]
+        analysis.tag_licenses = list(file_tags.license_candidates)
+        if file_tags.oversized:
+            raise AudioError(f"oversized tag block: {file_tags.oversized}")
+        analysis.title = analysis.title or file_tags.title
+        pcm = PcmHash()
+        items = chromaprint_blocks(_hashed_mono_blocks(stream, pcm), header.sample_rate)
+    analysis.sample_rate = header.sample_rate
+    analysis.channels = header.channels
+    analysis.duration_s = round(stream.frames_read / header.sample_rate, 6)
     analysis.container, analysis.codec = header.container, header.codec
     if analysis.duration_s < ingest.min_duration_s:
         raise AudioError(f"too short: {analysis.duration_s:.2f} s is under the {ingest.min_duration_s:g} s minimum")
-    level = decoded.level_dbfs
+    level = stream.level_dbfs
     if level < ingest.silence_dbfs:
         raise AudioError("digital silence" if level == float("-inf") else f"silent: RMS {level:.1f} dBFS")
-    analysis.pcm_hash = pcm_hash(frames)
-    analysis.fingerprint = encode_fingerprint(chromaprint(mono_frames(frames), sample_rate))
+    analysis.pcm_hash = pcm.hexdigest()
+    analysis.fingerprint = encode_fingerprint(items)
+
+
+def _hashed_mono_blocks(stream: AudioStream, pcm: PcmHash) -> Iterator[np.ndarray]:
+    """The stream's blocks mixed down for Chromaprint, each fed to the PCM hash first."""
+    for block in stream.blocks():
+        pcm.update(block)
+        yield mono_frames(block)
 
 
 def _check_license(analysis: FileAnalysis, manifest_license: str | None, licenses: LicenseSettings,
