@@ -13,7 +13,9 @@ take the rest of the batch down with it.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
+import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +27,15 @@ import xxhash
 from soundtrail.atomic import sha256_file
 from soundtrail.audio import AudioError, AudioLimitError, AudioStream, DecodeLimits, mono_frames
 from soundtrail.config import IngestSettings, LicenseSettings
-from soundtrail.ingest.manifest import InputFile, ManifestResult, unattached_problems
+from soundtrail.ingest.consent import (
+    ConsentError,
+    TrainingStatement,
+    embedded_training_statements,
+    expired,
+    training_refusal,
+    utc_today,
+)
+from soundtrail.ingest.manifest import InputFile, ManifestResult, display_path, unattached_problems
 from soundtrail.ingest.tags import read_tags
 from soundtrail.licenses import LicensePolicy, combine_licenses
 from soundtrail.screening.chromaprint import chromaprint_blocks
@@ -58,6 +68,9 @@ class FileAnalysis:
     manifest: str | None = None
     manifest_line: int | None = None
     fingerprint: str | None = None
+    ai_training: str | None = None  # the strictest statement found (see soundtrail.ingest.consent)
+    ai_training_by: str | None = None  # who stated it: the manifest line, or the C2PA assertion and manifest
+    license_expires: str | None = None  # ISO date from the manifest row: the last day the licence holds
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,8 +82,8 @@ def asset_id_for(path: Path, sha256: str | None) -> str:
     An exact copy at another path gets its own id (and is then recorded as a duplicate);
     a file that could not be read is identified by its path alone.
     """
-    key = f"{sha256 or 'unreadable'}:{path}"
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    key = f"{sha256 or 'unreadable'}:".encode() + os.fsencode(path)  # the name's bytes, valid UTF-8 or not
+    return hashlib.sha256(key).hexdigest()[:16]
 
 
 class PcmHash:
@@ -102,11 +115,11 @@ def decode_fingerprint(text: str) -> np.ndarray:
 
 
 def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSettings, policy: LicensePolicy,
-                 manifest: str | None = None) -> FileAnalysis:
-    """Hash, probe, decode, check, tag-read, licence-check and fingerprint one file."""
+                 manifest: str | None = None, today: dt.date | None = None) -> FileAnalysis:
+    """Hash, probe, decode, check, tag-read, licence- and consent-check and fingerprint one file."""
     path = Path(item.path)
     entry = item.entry
-    analysis = FileAnalysis(path=str(path), asset_id=asset_id_for(path, None))
+    analysis = FileAnalysis(path=display_path(path), asset_id=asset_id_for(path, None))
     if entry is not None:
         analysis.rights_holder = entry.rights_holder
         analysis.attribution = entry.attribution
@@ -114,8 +127,12 @@ def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSetti
         analysis.title = entry.title
         analysis.description = entry.description
         analysis.tags = list(entry.tags)
-        analysis.manifest = manifest
+        analysis.manifest = display_path(manifest) if manifest else None
         analysis.manifest_line = entry.line
+        analysis.license_expires = entry.license_expires
+        if entry.ai_training:
+            analysis.ai_training = entry.ai_training
+            analysis.ai_training_by = manifest_row(analysis.manifest, entry.line)
     if item.problem:
         analysis.problem = item.problem
         return analysis
@@ -128,6 +145,7 @@ def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSetti
         analysis.problem = str(exc)
         return analysis
     _check_license(analysis, entry.license if entry else None, licenses, policy)
+    _check_consent(path, analysis, today or utc_today())
     return analysis
 
 
@@ -179,16 +197,44 @@ def _check_license(analysis: FileAnalysis, manifest_license: str | None, license
     analysis.license_problem = None if decision.accepted else decision.reason
 
 
+def _check_consent(path: Path, analysis: FileAnalysis, today: dt.date) -> None:
+    """AI-training statements (the manifest row's, the file's C2PA assertions) and the licence's expiry: a refusal
+    or an expired licence is a licence problem, beside any the licence itself has."""
+    stated = [TrainingStatement(analysis.ai_training, analysis.ai_training_by or "")] if analysis.ai_training else []
+    problems = []
+    try:
+        stated += embedded_training_statements(path)
+    except ConsentError as exc:
+        problems.append(str(exc))
+    refusal = training_refusal(stated)
+    if stated:
+        shown = refusal or stated[0]
+        analysis.ai_training, analysis.ai_training_by = shown.use, shown.stated_by
+    if refusal:
+        problems.insert(0, refusal.reason())
+    if expired(analysis.license_expires, today):
+        where = manifest_row(analysis.manifest, analysis.manifest_line)
+        problems.append(f"licence expired on {analysis.license_expires} ({where})")
+    if problems:
+        analysis.license_problem = "; ".join(filter(None, [analysis.license_problem, *problems]))
+
+
+def manifest_row(manifest: str | None, line: int | None) -> str:
+    """Where a file's manifest statements come from, as reasons and consent records name it."""
+    return f"{manifest or 'manifest'} line {line}"
+
+
 def analyze_batch(items: list[InputFile], ingest: IngestSettings, licenses: LicenseSettings,
-                  manifest: str | None = None) -> list[dict[str, Any]]:
-    """One Prefect task's work: every file analysed, none able to stop the others."""
+                  manifest: str | None = None, today: dt.date | None = None) -> list[dict[str, Any]]:
+    """One Prefect task's work: every file analysed, none able to stop the others. ``today`` (UTC by default)
+    decides which licences have expired."""
     results = []
     policy = LicensePolicy(allow=licenses.allow, deny=licenses.deny)
     for item in items:
         try:
-            analysis = analyze_file(item, ingest, licenses, policy, manifest)
+            analysis = analyze_file(item, ingest, licenses, policy, manifest, today)
         except Exception as exc:  # noqa: BLE001 - an unexpected failure quarantines this file only
-            analysis = FileAnalysis(path=str(item.path), asset_id=asset_id_for(Path(item.path), None),
+            analysis = FileAnalysis(path=display_path(item.path), asset_id=asset_id_for(Path(item.path), None),
                                     problem=f"unexpected error while reading: {type(exc).__name__}: {exc}")
         results.append(analysis.as_dict())
     return results
@@ -200,8 +246,8 @@ def manifest_problem_analyses(manifest: ManifestResult, inputs: list[InputFile])
     for problem in unattached_problems(manifest, inputs):
         where = f"{manifest.path}:{problem.line}"
         path = Path(problem.path) if problem.path is not None else Path(where)
-        analysis = FileAnalysis(path=str(path), asset_id=asset_id_for(Path(where), None),
+        analysis = FileAnalysis(path=display_path(path), asset_id=asset_id_for(Path(where), None),
                                 problem=problem.reason,
-                                manifest=str(manifest.path), manifest_line=problem.line)
+                                manifest=display_path(manifest.path), manifest_line=problem.line)
         records.append(analysis.as_dict())
     return records
