@@ -58,7 +58,7 @@ def wav_with_header(path: Path, sample_rate: int, channels: int) -> Path:
 
 def sign_training_mining(source: Path, signed: Path, entries: dict[str, str], identity_dir: Path,
                          label: str = "cawg.training-mining") -> Path:
-    """``source`` (WAV or MP3) with signed Content Credentials carrying a training-and-data-mining assertion.
+    """``source`` (WAV, FLAC or MP3) with signed Content Credentials carrying a training-and-data-mining assertion.
 
     ``entries`` maps entry keys to their ``use`` (``{"cawg.ai_generative_training": "notAllowed"}``); the
     signer is the workspace-style demo CA made in ``identity_dir``.
@@ -68,7 +68,7 @@ def sign_training_mining(source: Path, signed: Path, entries: dict[str, str], id
     from soundtrail.provenance.credentials import ensure_signing_identity
 
     identity = ensure_signing_identity(identity_dir)
-    mime = {".wav": "audio/wav", ".mp3": "audio/mpeg"}[source.suffix.lower()]
+    mime = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg"}[source.suffix.lower()]
     manifest = {
         "claim_generator_info": [{"name": "soundtrail tests", "version": "1"}],
         "title": signed.name,

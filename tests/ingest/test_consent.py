@@ -1,5 +1,5 @@
 """Consent beyond the licence id: manifest values, and C2PA / CAWG training-and-data-mining assertions read from
-files signed here (WAV and MP3), whatever their signature's state."""
+files signed here (WAV, FLAC and MP3), whatever their signature's state."""
 
 from __future__ import annotations
 
@@ -51,10 +51,11 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     mp3 = folder / "plain.mp3"
     subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(wav), "-b:a", "128k", str(mp3)], check=True)
     ogg = write(folder / "plain.ogg", melody(1, seconds=3.0), format="OGG", subtype="VORBIS")
-    return {"wav": wav, "mp3": mp3, "ogg": ogg, "identity": folder / "identity"}
+    flac = write(folder / "plain.flac", melody(1, seconds=3.0))
+    return {"wav": wav, "flac": flac, "mp3": mp3, "ogg": ogg, "identity": folder / "identity"}
 
 
-@pytest.mark.parametrize("source", ["wav", "mp3"])
+@pytest.mark.parametrize("source", ["wav", "flac", "mp3"])
 @pytest.mark.parametrize(("label", "entries", "refusal"), [
     ("cawg.training-mining", {"cawg.ai_generative_training": "notAllowed"}, "notAllowed"),
     ("cawg.training-mining", {"cawg.ai_training": "constrained", "cawg.ai_generative_training": "allowed"},
