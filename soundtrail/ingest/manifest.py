@@ -376,7 +376,7 @@ def _csv_cell(record: str, header: list[str], column: str) -> str | None:
     cells = next(csv.reader(io.StringIO(record, newline="")), [])
     index = header.index(column)
     complete = len(cells) if len(record) < _CSV_PROBE_CHARS else len(cells) - 1
-    return cells[index].strip() or None if index < complete else None
+    return (cells[index].strip() or None) if index < complete else None
 
 
 def read_manifest(path: Path) -> ManifestResult:
