@@ -53,6 +53,8 @@ def ingest(
     ws = open_workspace(workspace)
     if manifest is not None and not manifest.is_file():
         raise CommandError(f"manifest not found: {manifest}")
+    if manifest is not None:
+        _refuse_unusable_manifest(manifest)
     with prefect_api(), progress_bars(not as_json):
         flow = ingest_flow.with_options(task_runner=ray_task_runner(ws))
         summary = flow(str(ws.root), [str(path) for path in paths], str(manifest) if manifest else None)
@@ -60,6 +62,16 @@ def ingest(
         emit_json(summary)
         return
     print_ingest_summary(summary)
+
+
+def _refuse_unusable_manifest(manifest: Path) -> None:
+    """A manifest the flow would refuse is refused here, as one line, before Prefect and Ray start."""
+    from soundtrail.ingest.manifest import ManifestError, read_manifest
+
+    try:
+        read_manifest(manifest)
+    except ManifestError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def print_ingest_summary(summary: dict) -> None:
