@@ -22,11 +22,11 @@ def codec_train(
 ) -> None:
     """Train the codec on accepted assets (resumes after a kill; records which assets it saw)."""
     from soundtrail.flows.codec import codec_train_flow
-    from soundtrail.flows.runtime import prefect_api, ray_task_runner
+    from soundtrail.flows.runtime import command_runtime
 
     ws = open_workspace(workspace)
-    with prefect_api():
-        result = codec_train_flow.with_options(task_runner=ray_task_runner(ws))(str(ws.root), steps)
+    with command_runtime(ws) as runner:
+        result = codec_train_flow.with_options(task_runner=runner)(str(ws.root), steps)
     if as_json:
         emit_json(result)
         return
@@ -65,12 +65,12 @@ def tokenize(
     as_json: JsonOption = False,
 ) -> None:
     """Encode every accepted asset into Parquet token shards (Ray; GPU when present)."""
-    from soundtrail.flows.runtime import prefect_api, ray_task_runner
+    from soundtrail.flows.runtime import command_runtime
     from soundtrail.flows.tokenize import tokenize_flow
 
     ws = open_workspace(workspace)
-    with prefect_api(), progress_bars(not as_json):
-        summary = tokenize_flow.with_options(task_runner=ray_task_runner(ws))(str(ws.root), codec)
+    with command_runtime(ws) as runner, progress_bars(not as_json):
+        summary = tokenize_flow.with_options(task_runner=runner)(str(ws.root), codec)
     if as_json:
         emit_json(summary)
         return

@@ -48,13 +48,13 @@ def ingest(
 ) -> None:
     """Ingest licensed audio with provenance, licence and fingerprint checks (a Prefect flow on Ray)."""
     from soundtrail.flows.ingest import ingest_flow
-    from soundtrail.flows.runtime import prefect_api, ray_task_runner
+    from soundtrail.flows.runtime import command_runtime
 
     ws = open_workspace(workspace)
     if manifest is not None and not manifest.is_file():
         raise CommandError(f"manifest not found: {manifest}")
-    with prefect_api(), progress_bars(not as_json):
-        flow = ingest_flow.with_options(task_runner=ray_task_runner(ws))
+    with command_runtime(ws) as runner, progress_bars(not as_json):
+        flow = ingest_flow.with_options(task_runner=runner)
         summary = flow(str(ws.root), [str(path) for path in paths], str(manifest) if manifest else None)
     if as_json:
         emit_json(summary)

@@ -36,9 +36,9 @@ crop_seconds = 1.0
 
 def run_pipeline(ws: Workspace, show_progress: bool) -> dict[str, Any]:
     from soundtrail.flows.pipeline import pipeline_flow
-    from soundtrail.flows.runtime import prefect_api
+    from soundtrail.flows.runtime import command_runtime
 
-    with prefect_api(), progress_bars(show_progress):
+    with command_runtime(ws), progress_bars(show_progress):  # the pipeline starts its own Ray session once
         return pipeline_flow(str(ws.root))
 
 

@@ -21,12 +21,12 @@ def train(
     """Train a generator on the shards; the checkpoint records which shards and codec it saw."""
     if kind not in ("ar", "diffusion"):
         raise typer.BadParameter("choose ar or diffusion", param_hint="KIND")
-    from soundtrail.flows.runtime import prefect_api, ray_task_runner
+    from soundtrail.flows.runtime import command_runtime
     from soundtrail.flows.train import train_flow
 
     ws = open_workspace(workspace)
-    with prefect_api():
-        result = train_flow.with_options(task_runner=ray_task_runner(ws))(str(ws.root), kind, steps)
+    with command_runtime(ws) as runner:
+        result = train_flow.with_options(task_runner=runner)(str(ws.root), kind, steps)
     if as_json:
         emit_json(result)
         return
@@ -49,12 +49,11 @@ def generate(
 ) -> None:
     """Generate, then the release gate (screen, watermark, credentials); exit 3 and no file if blocked."""
     from soundtrail.flows.generate import generate_flow
-    from soundtrail.flows.runtime import prefect_api, ray_task_runner
+    from soundtrail.flows.runtime import command_runtime
 
     ws = open_workspace(workspace)
-    with prefect_api():
-        result = generate_flow.with_options(task_runner=ray_task_runner(ws))(
-            str(ws.root), model, prompt, seconds, seed, str(out))
+    with command_runtime(ws) as runner:
+        result = generate_flow.with_options(task_runner=runner)(str(ws.root), model, prompt, seconds, seed, str(out))
     if as_json:
         emit_json(result)
     elif result["status"] == "released":
