@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from soundtrail.cli import app
+from soundtrail.cli import app, prerequisites
 from soundtrail.cli.common import JsonOption, WorkspaceOption, console, emit_json, open_workspace
 from soundtrail.cli.progress import progress_bars
 
@@ -25,7 +25,8 @@ def codec_train(
     from soundtrail.flows.runtime import command_runtime
 
     ws = open_workspace(workspace)
-    with command_runtime(ws) as runner:
+    prerequisites.codec_training(ws)
+    with command_runtime(ws) as runner, progress_bars(not as_json):
         result = codec_train_flow.with_options(task_runner=runner)(str(ws.root), steps)
     if as_json:
         emit_json(result)
@@ -69,6 +70,7 @@ def tokenize(
     from soundtrail.flows.tokenize import tokenize_flow
 
     ws = open_workspace(workspace)
+    prerequisites.tokenizing(ws, codec)
     with command_runtime(ws) as runner, progress_bars(not as_json):
         summary = tokenize_flow.with_options(task_runner=runner)(str(ws.root), codec)
     if as_json:

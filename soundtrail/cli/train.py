@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from soundtrail.cli import app
+from soundtrail.cli import app, prerequisites
 from soundtrail.cli.common import EXIT_BLOCKED, JsonOption, WorkspaceOption, console, emit_json, open_workspace
+from soundtrail.cli.progress import progress_bars
 
 
 @app.command("train")
@@ -25,7 +26,8 @@ def train(
     from soundtrail.flows.train import train_flow
 
     ws = open_workspace(workspace)
-    with command_runtime(ws) as runner:
+    prerequisites.training(ws)
+    with command_runtime(ws) as runner, progress_bars(not as_json):
         result = train_flow.with_options(task_runner=runner)(str(ws.root), kind, steps)
     if as_json:
         emit_json(result)
@@ -52,6 +54,7 @@ def generate(
     from soundtrail.flows.runtime import command_runtime
 
     ws = open_workspace(workspace)
+    prerequisites.generating(ws, model)
     with command_runtime(ws) as runner:
         result = generate_flow.with_options(task_runner=runner)(str(ws.root), model, prompt, seconds, seed, str(out))
     if as_json:

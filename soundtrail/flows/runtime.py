@@ -91,6 +91,10 @@ def ray_task_runner(workspace: Workspace, num_cpus: int | None = None) -> RayTas
     address = workspace.settings.ray_address or None
     if address is None:
         init_kwargs.update(num_cpus=num_cpus or workspace.settings.ingest.workers, include_dashboard=False)
+        if "RAY_AUTH_MODE" not in os.environ:
+            # Ray 2.60 gives every new local cluster token auth and says so on stderr; choosing the same mode
+            # explicitly keeps stderr for the command's own one line.
+            _enable_token_auth()
     else:
         check_cluster(address)
     return RayTaskRunner(address=address, init_kwargs=init_kwargs)

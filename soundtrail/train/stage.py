@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -97,9 +98,12 @@ def codec_run_dir(workspace: Workspace, asset_ids: list[str], config: CodecConfi
     return workspace.path("checkpoints") / "codec" / hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def train_workspace_codec(workspace: Workspace, steps: int | None = None,
-                          config: CodecConfig | None = None) -> dict[str, Any]:
-    """Train (or resume, or find finished) the workspace codec on accepted assets and record it."""
+def train_workspace_codec(workspace: Workspace, steps: int | None = None, config: CodecConfig | None = None,
+                          on_step: Callable[[int, float], None] | None = None) -> dict[str, Any]:
+    """Train (or resume, or find finished) the workspace codec on accepted assets and record it.
+
+    ``on_step(step, loss)`` runs after every optimizer step this call takes.
+    """
     settings = workspace.settings.codec
     steps = steps or settings.steps
     config = config or CodecConfig()
@@ -109,7 +113,8 @@ def train_workspace_codec(workspace: Workspace, steps: int | None = None,
         raise ValueError("no accepted assets to train a codec on: run `soundtrail ingest` first")
     out_dir = codec_run_dir(workspace, [row["id"] for row in train_rows], config, steps)
     train = CodecTrainConfig(batch_size=settings.batch_size, segment_seconds=settings.segment_s)
-    result = train_codec([row["path"] for row in train_rows], out_dir, config, steps, train)
+    report = (lambda step, metrics: on_step(step, metrics["loss"])) if on_step is not None else None
+    result = train_codec([row["path"] for row in train_rows], out_dir, config, steps, train, report)
     with Ledger(workspace.ledger_url) as ledger:
         recorded = ledger.get("codecs", result.codec_id)
     if recorded is not None:  # finished earlier: its record (and held-out scores) stand, nothing to append
