@@ -51,7 +51,10 @@ def prefect_api() -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     server = SubprocessASGIServer()
-    server.start()
+    # Prefect waits 20 s by default; on a busy two-core machine its server was seen to need longer, and a
+    # command that fails for that reason has done nothing wrong. PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
+    # still decides when set.
+    server.start(timeout=None if "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS" in os.environ else 120)
     os.environ["PREFECT_API_URL"] = server.api_url
     # Heartbeats feed zombie detection on a lasting server; this one dies with the command, and the heartbeat
     # thread (it sleeps in whole seconds and is joined when a flow ends) would add up to 1 s to every flow.
@@ -71,10 +74,12 @@ def command_runtime(workspace: Workspace) -> Iterator[RayTaskRunner]:
     """Everything a command needs to run a flow on ``workspace``; yields the flow's task runner.
 
     The cluster is checked before anything starts, and whatever starts (Prefect's server, local Ray)
-    ends with the command, even a command killed with SIGKILL.
+    ends with the command, even a command killed with SIGKILL. Ray is started (or joined) once here,
+    after the Prefect API, whose URL the runner passes on to the workers.
     """
-    runner = ray_task_runner(workspace)
-    with processes_end_with_command(), prefect_api():
+    if workspace.settings.ray_address:
+        check_cluster(workspace.settings.ray_address)
+    with processes_end_with_command(), prefect_api(), shared_ray(workspace) as runner:
         yield runner
 
 
@@ -104,9 +109,12 @@ class ClusterError(RuntimeError):
     """The Ray cluster named by ``ray_address`` cannot be joined; the message says why and what to do."""
 
 
-# One cheap call per kind of address, whose only use here is the status code: UNAUTHENTICATED when
-# the token is missing or wrong, UNAVAILABLE when nothing listens, anything else means we got in.
-_PROBES = {"gcs": "/ray.rpc.NodeInfoGcsService/GetClusterId", "client": "/ray.rpc.RayletDriver/ClusterInfo"}
+# One side-effect-free call per kind of address (method, serialized request), whose only use here is the
+# status code: UNAUTHENTICATED when the token is missing or wrong, UNAVAILABLE when nothing listens,
+# anything else means we got in. The client server's is the PING a Ray client sends first when connecting
+# (ClusterInfoRequest type PING = 6), which the server answers itself without starting a session.
+_PROBES = {"gcs": ("/ray.rpc.NodeInfoGcsService/GetClusterId", b""),
+           "client": ("/ray.rpc.RayletDriver/ClusterInfo", b"\x08\x06")}
 _TOKEN_HELP = ("set RAY_AUTH_TOKEN to the cluster's token (or RAY_AUTH_TOKEN_PATH to a file holding it; "
                "`ray get-auth-token` on the head node prints it)")
 
@@ -122,7 +130,7 @@ def check_cluster(address: str, timeout_s: float = 10.0) -> None:
 
     target, kind = _probe_target(address)
     token_header = AuthenticationTokenLoader.instance().get_token_for_http_header(ignore_auth_mode=True)
-    status = _probe(grpc, target, _PROBES[kind], [], timeout_s)
+    status = _probe(grpc, target, *_PROBES[kind], [], timeout_s)
     if status in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         raise ClusterError(f"no Ray cluster answers at {address} (ray_address): start it, or set ray_address = \"\" "
                            "to run Ray on this machine")
@@ -130,7 +138,7 @@ def check_cluster(address: str, timeout_s: float = 10.0) -> None:
         return
     if not token_header:
         raise ClusterError(f"the Ray cluster at {address} requires its auth token and none is set: {_TOKEN_HELP}")
-    if _probe(grpc, target, _PROBES[kind], list(token_header.items()), timeout_s) == grpc.StatusCode.UNAUTHENTICATED:
+    if _probe(grpc, target, *_PROBES[kind], list(token_header.items()), timeout_s) == grpc.StatusCode.UNAUTHENTICATED:
         raise ClusterError(f"the Ray cluster at {address} rejected the auth token set here: {_TOKEN_HELP}")
     mode = os.environ.get("RAY_AUTH_MODE", "")
     if mode and mode.lower() != "token":
@@ -154,12 +162,13 @@ def _probe_target(address: str) -> tuple[str, str]:
     return address, "gcs"
 
 
-def _probe(grpc: Any, target: str, method: str, metadata: list[tuple[str, str]], timeout_s: float) -> Any:
-    """The gRPC status of one empty call (an empty message is a valid request to either probe)."""
+def _probe(grpc: Any, target: str, method: str, request: bytes, metadata: list[tuple[str, str]],
+           timeout_s: float) -> Any:
+    """The gRPC status of one call of ``method`` with an already serialized ``request``."""
     with grpc.insecure_channel(target) as channel:
         call = channel.unary_unary(method, request_serializer=bytes, response_deserializer=bytes)
         try:
-            call(b"", timeout=timeout_s, metadata=metadata)
+            call(request, timeout=timeout_s, metadata=metadata)
         except grpc.RpcError as exc:
             return exc.code()
     return grpc.StatusCode.OK
@@ -174,8 +183,8 @@ def _enable_token_auth() -> None:
 
 
 @contextlib.contextmanager
-def shared_ray(workspace: Workspace) -> Iterator[None]:
-    """Start (or join) Ray once for a flow whose subflows each run on a :func:`ray_task_runner`.
+def shared_ray(workspace: Workspace) -> Iterator[RayTaskRunner]:
+    """Start (or join) Ray once for flows that each run on a :func:`ray_task_runner`; yields such a runner.
 
     A RayTaskRunner that finds Ray running uses it and leaves it running; otherwise it starts Ray on entering
     and stops it on leaving, so a pipeline of eight subflows would start local Ray eight times (2.5-6 s each
@@ -183,15 +192,35 @@ def shared_ray(workspace: Workspace) -> Iterator[None]:
     """
     import ray
 
-    if ray.is_initialized():
-        yield
-        return
     runner = ray_task_runner(workspace)
-    ray.init(address=runner.address, **runner.init_kwargs)
+    if ray.is_initialized():
+        yield runner
+        return
+    _init_ray(runner.address, runner.init_kwargs)
     try:
-        yield
+        yield runner
     finally:
         ray.shutdown()
+
+
+def _init_ray(address: str | None, init_kwargs: dict[str, Any]) -> None:
+    """``ray.init``, tried twice through a Ray client server (``ray://``).
+
+    The client server on a freshly started head can fail to start the session's server for the first
+    connection ("Initialization failure from server"; seen here on a loaded two-core machine) while the
+    next one succeeds.
+    """
+    import ray
+
+    attempts = 2 if address and address.startswith("ray://") else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            ray.init(address=address, **init_kwargs)
+            return
+        except ConnectionAbortedError:
+            ray.shutdown()
+            if attempt == attempts:
+                raise
 
 
 def cluster_has_gpu() -> bool:
