@@ -9,7 +9,7 @@ command. :func:`ray_task_runner` passes that URL to the workers through Ray's ru
 A command enters :func:`command_runtime`, which does things in the order that fails fastest: the
 cluster named by ``ray_address`` is asked whether it will take us (:func:`check_cluster`), then the
 watchdog that ends with the command whatever it starts (:mod:`soundtrail.flows.watchdog`), then the
-Prefect API.
+Prefect API, then Ray (started or joined once for the command's flows).
 
 Joining a cluster that uses Ray's token authentication (Ray 2.52 and later; Ray 2.60 turns it on
 whenever a token exists) needs the cluster's token, read the way Ray reads it: ``RAY_AUTH_TOKEN``,
