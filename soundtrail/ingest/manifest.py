@@ -422,10 +422,13 @@ def _walk(folder: Path) -> Iterator[InputFile]:
 
 
 def _named(paths: Iterable[Path]) -> Iterator[InputFile]:
+    """Inputs named by the caller; a name with nothing behind it is the caller's mistake, not a file to record."""
     for given in paths:
         path = Path(given)
+        if not os.path.lexists(path):
+            raise FileNotFoundError(f"input not found: {given}")
         if not path.exists():
-            yield InputFile(_link_path(path), problem=f"{given} does not exist")
+            yield InputFile(_link_path(path), problem=f"{given} does not exist")  # a broken symlink
         elif path.is_dir():
             yield from _walk(Path(os.path.realpath(path)))
         else:

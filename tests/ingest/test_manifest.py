@@ -245,9 +245,15 @@ def test_folders_expand_to_sorted_audio_files(corpus: Path) -> None:
 
 def test_files_named_on_the_command_line_are_taken_whatever_their_extension(corpus: Path) -> None:
     (corpus / "notes.txt").write_text("x")
-    inputs = resolve_inputs([corpus / "notes.txt", corpus / "gone.wav"])
-    assert inputs[0].path.name == "gone.wav" and inputs[0].problem.endswith("gone.wav does not exist")
+    (corpus / "dangling.wav").symlink_to(corpus / "gone.wav")
+    inputs = resolve_inputs([corpus / "notes.txt", corpus / "dangling.wav"])
+    assert inputs[0].path.name == "dangling.wav" and inputs[0].problem.endswith("dangling.wav does not exist")
     assert inputs[1] == InputFile(corpus.resolve() / "notes.txt")
+
+
+def test_a_named_input_with_nothing_there_is_refused_not_recorded(corpus: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="input not found: .*gone.wav"):
+        resolve_inputs([corpus / "a.wav", corpus / "gone.wav"])
 
 
 def test_symlinks_outside_the_folder_are_flagged_not_followed(corpus: Path) -> None:
