@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.context import get_run_context
 
 from soundtrail.flows.runtime import accelerator_options
+from soundtrail.flows.stage import Stage, ledger_refs, loss_change, stage_flow, trained_model
 from soundtrail.train.families import Family, train_generator
 from soundtrail.workspace import Workspace
 
@@ -24,8 +25,14 @@ def train_generator_task(workspace_root: str, kind: Family, steps: int | None, r
     return train_generator(Workspace(workspace_root), kind, steps, on_step, run_id)
 
 
-@flow(name="train")
-def train_flow(workspace: str, kind: Family = "ar", steps: int | None = None) -> dict[str, Any]:
+TRAIN = Stage("train", inputs=lambda ws, params: ledger_refs(ws, "shards", status="current"),
+              outputs=trained_model("model_id"),
+              summary=lambda r: [f"- {r['kind']} model `{r['model_id']}`: {loss_change(r['metrics'])}"],
+              variant=lambda ws, params: params["kind"])
+
+
+@stage_flow(TRAIN)
+def train_flow(workspace: str | None = None, kind: Family = "ar", steps: int | None = None) -> dict[str, Any]:
     """Train ``kind`` (``ar`` or ``diffusion``) on the workspace's current shards."""
     from prefect_ray.context import remote_options
 
