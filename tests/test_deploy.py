@@ -111,6 +111,8 @@ def test_nightly_ingest_then_tokenize_and_weekly_training_of_both_generators() -
     assert _gaps(ingest_times) == _gaps(tokenize_times) == {dt.timedelta(days=1)}
     assert ingest_times[0] < tokenize_times[0] < ingest_times[1], "tokenize follows the night's ingest"
     assert DEPLOYMENTS["nightly-ingest"]["parameters"] == {}, "the workspace's configured drop folders"
+    for nightly in ("nightly-ingest", "nightly-tokenize"):  # a late night is skipped, not queued behind itself
+        assert DEPLOYMENTS[nightly]["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
 
     train = DEPLOYMENTS["weekly-train"]
     kinds = {}

@@ -81,6 +81,7 @@ def trained_model(id_key: str) -> Callable[[Workspace, Result], list[DatasetRef]
 
 
 def loss_change(metrics: Mapping[str, Any]) -> str:
+    """A trained model's summary line: what training did to its loss."""
     return f"loss {metrics['initial_loss']:.3f} -> {metrics['final_loss']:.3f} over {metrics['steps']} steps"
 
 
@@ -148,11 +149,11 @@ def _run(stage: Stage, workspace: Workspace, params: Params, work: Callable[[], 
             run.outputs.extend(stage.outputs(workspace, result))
     finally:
         lineage.close()
-    publish_artifacts(job, stage, result)
+    _publish_artifacts(job, stage, result)
     return result
 
 
-def publish_artifacts(job: str, stage: Stage, result: Result) -> None:
+def _publish_artifacts(job: str, stage: Stage, result: Result) -> None:
     """The stage's markdown summary (key ``<job>-summary``) and its tables, on the running flow run."""
     create_markdown_artifact("\n".join([f"# soundtrail {job}", "", *stage.summary(result)]),
                              key=f"{job}-summary", description=f"soundtrail {job} run")
