@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from soundtrail.cli import app
+from soundtrail.cli import app, prerequisites
 from soundtrail.cli.common import EXIT_BLOCKED, JsonOption, WorkspaceOption, console, emit_json, open_workspace
 
 
@@ -27,12 +27,12 @@ def generate(
 ) -> None:
     """Generate, then the release gate (screen, watermark, credentials); exit 3 and no file if blocked."""
     from soundtrail.flows.generate import generate_flow
-    from soundtrail.flows.runtime import prefect_api, ray_task_runner
+    from soundtrail.flows.runtime import command_runtime
 
     ws = open_workspace(workspace)
-    with prefect_api():
-        result = generate_flow.with_options(task_runner=ray_task_runner(ws))(
-            str(ws.root), model, prompt, seconds, seed, str(out))
+    prerequisites.generating(ws, model)
+    with command_runtime(ws) as runner:
+        result = generate_flow.with_options(task_runner=runner)(str(ws.root), model, prompt, seconds, seed, str(out))
     if as_json:
         emit_json(result)
     elif result["status"] == "released":

@@ -2,25 +2,35 @@
 
 from __future__ import annotations
 
-from prefect import flow, task
+from prefect import task
 
+from soundtrail.flows.progress import RemoteSteps, step_callback
 from soundtrail.flows.runtime import accelerator_options
+from soundtrail.flows.stage import Stage, ledger_refs, loss_change, stage_flow, trained_model
 from soundtrail.train.stage import TrainedCodec, train_workspace_codec
 from soundtrail.workspace import Workspace
 
 
 @task(name="train-codec", retries=1)
-def train_codec_task(workspace_root: str, steps: int | None, reason: str) -> TrainedCodec:
-    """Resumes from the newest checkpoint if a previous attempt was killed."""
-    return train_workspace_codec(Workspace(workspace_root), steps, reason=reason)
+def train_codec_task(workspace_root: str, steps: int | None, reason: str,
+                     progress: str | None = None) -> TrainedCodec:
+    """Resumes from the newest checkpoint if a previous attempt was killed; steps go to ``progress``."""
+    return train_workspace_codec(Workspace(workspace_root), steps, on_step=step_callback(progress), reason=reason)
 
 
-@flow(name="codec-train")
-def codec_train_flow(workspace: str, steps: int | None = None,
+CODEC = Stage("codec", inputs=lambda ws, params: ledger_refs(ws, "assets", status="accepted"),
+              outputs=trained_model("codec_id"),
+              summary=lambda r: [f"- codec `{r['codec_id']}` ({len(r['assets'])} assets): {loss_change(r['metrics'])}"])
+
+
+@stage_flow(CODEC)
+def codec_train_flow(workspace: str | None = None, steps: int | None = None,
                      reason: str = "`soundtrail codec train`") -> TrainedCodec:
     """Train a codec and choose it as the workspace codec, recording ``reason`` with the choice."""
     from prefect_ray.context import remote_options
 
     ws = Workspace(workspace)
+    progress = RemoteSteps("codec", steps or ws.settings.codec.steps)
     with remote_options(**accelerator_options(ws.settings.ingest.workers)):
-        return train_codec_task.submit(str(ws.root), steps, reason).result()
+        future = train_codec_task.submit(str(ws.root), steps, reason, progress.name)
+    return progress.wait(future)

@@ -181,6 +181,13 @@ def train_generator(workspace: Workspace, kind: str, steps: int | None = None, o
     return TrainedModel(record_model(workspace, model, run_id))
 
 
+def check_codec_trainable(workspace: Workspace) -> None:
+    """A codec trained here could not become the workspace codec while ``[codec] checkpoint`` names another."""
+    if workspace.settings.codec.checkpoint:
+        raise ValueError(f"[codec] checkpoint = {workspace.settings.codec.checkpoint!r} is the workspace codec: "
+                         "remove it from soundtrail.toml to train one")
+
+
 def train_workspace_codec(workspace: Workspace, steps: int | None = None, config: CodecConfig | None = None,
                           on_step: StepCallback | None = None,
                           reason: str = "`soundtrail codec train`") -> TrainedCodec:
@@ -189,10 +196,8 @@ def train_workspace_codec(workspace: Workspace, steps: int | None = None, config
 
     ``on_step(step, loss)`` runs after every optimizer step this call takes.
     """
+    check_codec_trainable(workspace)
     settings = workspace.settings.codec
-    if settings.checkpoint:
-        raise ValueError(f"[codec] checkpoint = {settings.checkpoint!r} is the workspace codec: remove it from "
-                         "soundtrail.toml to train one")
     steps = steps or settings.steps
     config = config or CodecConfig()
     with Ledger(workspace.ledger_url) as ledger:

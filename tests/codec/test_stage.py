@@ -89,7 +89,7 @@ def test_a_workspace_with_codecs_but_no_choice_names_the_fix_and_codec_use_makes
 
 
 def test_a_configured_pretrained_codec_is_recorded_and_chosen_on_first_use_and_never_trained_over(
-        tmp_path: Path) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root = tmp_path / "ws"
     save_tiny_encodec(root / "models" / "encodec")
     settings = Settings(codec=CodecSettings(checkpoint="models/encodec", retrain="when-assets-change"))
@@ -112,5 +112,10 @@ def test_a_configured_pretrained_codec_is_recorded_and_chosen_on_first_use_and_n
 
     with pytest.raises(ValueError, match=r"\[codec\] checkpoint = 'models/encodec' is the workspace codec"):
         train_workspace_codec(workspace, config=TINY)
+    (root / "soundtrail.toml").write_text('[codec]\ncheckpoint = "models/encodec"\n')
+    capsys.readouterr()  # transformers' own progress from saving the model
+    code, out, err = run_cli(["codec", "train", "--workspace", root], capsys)  # refused before Prefect or Ray
+    assert (code, out, err) == (1, "", "error: [codec] checkpoint = 'models/encodec' is the workspace codec: remove "
+                                       "it from soundtrail.toml to train one\n")
     with pytest.raises(ValueError, match=r"\[codec\] checkpoint names the workspace codec"):
         use_codec(workspace, codec.id)
