@@ -12,7 +12,17 @@ from typing import Annotated
 import typer
 
 from soundtrail.cli import app
-from soundtrail.cli.common import EXIT_BLOCKED, JsonOption, WorkspaceOption, console, emit_json, open_workspace
+from soundtrail.cli.common import (
+    EXIT_BLOCKED,
+    ByOption,
+    CommandError,
+    JsonOption,
+    WorkspaceOption,
+    console,
+    emit_json,
+    open_workspace,
+    operator_name,
+)
 
 
 @app.command("generate")
@@ -22,17 +32,35 @@ def generate(
     model: Annotated[str, typer.Option(help="a generator family (its newest model), e.g. ar, or a model id")] = "ar",
     seconds: Annotated[float, typer.Option(min=0.5, max=30.0)] = 4.0,
     seed: Annotated[int, typer.Option()] = 0,
+    override_takedown: Annotated[bool, typer.Option(
+        "--override-takedown", help="generate with a model a takedown affects, recorded with --reason")] = False,
+    reason: Annotated[str | None, typer.Option(help="why the override (with --override-takedown)")] = None,
+    by: ByOption = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Generate, then the release gate (screen, watermark, credentials); exit 3 and no file if blocked."""
+    """Generate, then the release gate (screen, watermark, credentials); exit 3 and no file if blocked.
+
+    A model trained on audio since taken down is refused (exit 1) unless --override-takedown --reason TEXT.
+    """
     from soundtrail.flows.generate import generate_flow
     from soundtrail.flows.runtime import prefect_api, ray_task_runner
+    from soundtrail.provenance.outputs import OutputsPathError
+    from soundtrail.provenance.overrides import Override
+    from soundtrail.release.generate import TakedownHoldError, check_request
 
+    if override_takedown != (reason is not None):
+        raise typer.BadParameter("--override-takedown and --reason TEXT go together", param_hint="--reason")
+    override = Override(operator_name(by), reason) if override_takedown and reason is not None else None
     ws = open_workspace(workspace)
+    try:
+        check_request(ws, model, prompt, seconds, seed, out, override)
+    except (TakedownHoldError, OutputsPathError) as exc:
+        raise CommandError(str(exc)) from None
     with prefect_api():
         result = generate_flow.with_options(task_runner=ray_task_runner(ws))(
-            str(ws.root), model, prompt, seconds, seed, str(out))
+            str(ws.root), model, prompt, seconds, seed, str(out),
+            {"by": override.by, "reason": override.reason} if override else None)
     if as_json:
         emit_json(result)
     elif result["status"] == "released":

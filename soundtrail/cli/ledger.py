@@ -10,6 +10,7 @@ from rich.table import Table
 
 from soundtrail.cli.common import CommandError, JsonOption, WorkspaceOption, console, emit_json, open_workspace
 from soundtrail.provenance.ledger import Ledger
+from soundtrail.provenance.outputs import check_outputs
 
 ledger_app = typer.Typer(help="Check the ledger's hash chain and projections.", no_args_is_help=True)
 assets_app = typer.Typer(help="The corpus as the ledger sees it.", no_args_is_help=True)
@@ -19,16 +20,23 @@ ASSET_STATUSES = ("accepted", "quarantined", "duplicate", "blocked", "revoked")
 
 @ledger_app.command("verify")
 def verify(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
-    """Recompute the hash chain and check every audited row against it; exit 1 naming the first bad record."""
+    """Recompute the hash chain and check every audited row against it, and outputs/ against the releases;
+    exit 1 naming the first bad record or file."""
     ws = open_workspace(workspace)
     with Ledger(ws.ledger_url) as ledger:
         report = ledger.verify()
+        outputs = check_outputs(ws, ledger)
     if as_json:
-        emit_json(report.as_dict())
-    elif report.ok:
-        console.print(f"[green]ledger ok[/green]: {report.events} events, {report.rows} rows agree with the chain")
+        emit_json({**report.as_dict(), "ok": report.ok and outputs.ok, "outputs": outputs.as_dict()})
+    elif report.ok and outputs.ok:
+        console.print(f"[green]ledger ok[/green]: {report.events} events, {report.rows} rows agree with the chain; "
+                      f"outputs/ holds exactly the {outputs.released} released files")
     if not report.ok:
         raise CommandError(f"ledger verification failed: {report.problem}")
+    if not outputs.ok:
+        problems = outputs.problems()
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CommandError(f"outputs/ does not match the ledger: {problems[0]}{more}")
 
 
 @assets_app.command("list")

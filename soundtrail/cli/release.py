@@ -13,7 +13,16 @@ import typer
 from rich.table import Table
 
 from soundtrail.cli import app
-from soundtrail.cli.common import CommandError, JsonOption, WorkspaceOption, console, emit_json, open_workspace
+from soundtrail.cli.common import (
+    ByOption,
+    CommandError,
+    JsonOption,
+    WorkspaceOption,
+    console,
+    emit_json,
+    open_workspace,
+    operator_name,
+)
 
 watermark_app = typer.Typer(help="Embed or detect the release watermark (32-bit payload).", no_args_is_help=True)
 app.add_typer(watermark_app, name="watermark")
@@ -45,33 +54,47 @@ def screen(file: AudioFile, workspace: WorkspaceOption = None, as_json: JsonOpti
 @watermark_app.command("embed")
 def watermark_embed(
     source: AudioFile,
-    out: Annotated[Path, typer.Argument(dir_okay=False, help="marked WAV to write")],
+    out: Annotated[Path, typer.Argument(dir_okay=False, help="marked WAV to write (never inside outputs/)")],
     payload: Annotated[str | None, typer.Option(help="8 hex digits (default: random, printed)")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="mark audio that already carries a mark; both payloads are recorded in the ledger")] = False,
+    reason: Annotated[str | None, typer.Option(help="why, with --force (recorded)")] = None,
+    by: ByOption = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Write OUT: SOURCE with the workspace-keyed watermark carrying PAYLOAD, checked to be detectable."""
-    from soundtrail.audio import decode, write_wav
-    from soundtrail.release.gate import ReleaseError, check_mark, mark, watermark_config
-    from soundtrail.release.watermark import hex_to_payload, payload_to_hex
+    """Write OUT: SOURCE with the workspace-keyed watermark carrying PAYLOAD, checked to be detectable.
+
+    Audio that already carries a mark is refused, naming its payload, unless --force (recorded in the ledger).
+    """
+    from soundtrail.provenance.outputs import OutputsPathError
+    from soundtrail.provenance.overrides import Override
+    from soundtrail.release.embed import embed_file
+    from soundtrail.release.gate import AlreadyMarkedError, ReleaseError
+    from soundtrail.release.watermark import hex_to_payload
 
     try:
         value = hex_to_payload(payload) if payload is not None else secrets.randbits(32)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--payload") from exc
-    config = watermark_config(open_workspace(workspace))
-    audio, rate = decode(source)
-    write_wav(out, mark(audio, rate, value, config), rate)
+    if reason is not None and not force:
+        raise typer.BadParameter("--reason goes with --force", param_hint="--reason")
+    override = Override(operator_name(by), reason or "re-marked with --force") if force else None
     try:
-        p_value = check_mark(out, value, config)
-    except ReleaseError as exc:
-        out.unlink()
-        raise CommandError(f"{source}: {exc}") from exc
+        result = embed_file(open_workspace(workspace), source, out, value, override)
+    except AlreadyMarkedError as exc:
+        raise CommandError(f"{exc}: --force marks it again and records both payloads in the ledger") from None
+    except (OutputsPathError, ReleaseError) as exc:
+        raise CommandError(str(exc)) from None
     if as_json:
-        emit_json({"payload": payload_to_hex(value), "path": str(out), "p_value": p_value})
-    else:
-        typer.echo(payload_to_hex(value))
-        console.print(f"wrote {out} (mark detected back at p={p_value:.2g})")
+        emit_json({"payload": result.payload, "path": str(result.path), "p_value": result.p_value,
+                   "replaced_payload": result.replaced_payload})
+        return
+    typer.echo(result.payload)
+    console.print(f"wrote {out} (mark detected back at p={result.p_value:.2g})")
+    if result.replaced_payload:
+        console.print(f"[yellow]{source} already carried watermark {result.replaced_payload}[/yellow]: both "
+                      "payloads are recorded in the ledger")
 
 
 @watermark_app.command("detect")

@@ -27,7 +27,7 @@ from typing import Any
 
 from soundtrail.provenance.ledger import Ledger, LedgerWriter, utc_now
 from soundtrail.provenance.lineage import LineageError, asset_descendants
-from soundtrail.provenance.records import AFFECTED_BY_TAKEDOWN
+from soundtrail.provenance.records import AFFECTED_BY_TAKEDOWN, CodecRecord, ModelRecord
 
 
 class TakedownError(LookupError):
@@ -100,3 +100,19 @@ def _mark_affected(writer: LedgerWriter, takedown_id: str, affected: dict[str, A
             takedowns = sorted({*(row.get("takedowns") or []), takedown_id})
             writer.record(table, item["id"], {"status": AFFECTED_BY_TAKEDOWN, "takedowns": takedowns},
                           f"{noun}.affected-by-takedown")
+
+
+def takedown_holds(ledger: Ledger, model: ModelRecord, codec: CodecRecord | None) -> list[dict[str, Any]]:
+    """The takedowns that hold ``model`` back: those marked on it and on its codec (whose weights carry what
+    it was trained on into everything the model generates). ``[{"takedown_id", "asset_id", "reason", "via"}]``."""
+    via: dict[str, set[str]] = {}
+    for source, record in (("model", model), ("codec", codec)):
+        if record is not None and record.status == AFFECTED_BY_TAKEDOWN:
+            for takedown_id in record.takedowns:
+                via.setdefault(takedown_id, set()).add(source)
+    holds = []
+    for takedown_id in sorted(via):
+        row = ledger.get("takedowns", takedown_id) or {}
+        holds.append({"takedown_id": takedown_id, "asset_id": row.get("asset_id"), "reason": row.get("reason"),
+                      "via": sorted(via[takedown_id])})
+    return holds

@@ -151,4 +151,6 @@ def test_takedown_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     code, _, _ = run_cli(["takedown", "a1", *ws], capsys)
     assert code == 2, "--reason is required"
     code, out, _ = run_cli(["ledger", "verify", "--json", *ws], capsys)
-    assert code == 0 and json.loads(out)["ok"]
+    document = json.loads(out)
+    assert document["problem"] is None, "the chain and its projections agree after the takedowns"
+    assert code == 1 and document["outputs"]["missing"] == ["o1", "o2"], "this ledger's released files never existed"
