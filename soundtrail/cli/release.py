@@ -1,6 +1,8 @@
-"""``soundtrail screen`` and ``soundtrail watermark embed|detect``: the release gate's parts, one at a time.
+"""``soundtrail screen``, ``soundtrail watermark embed|detect`` and ``soundtrail verify``: the release gate's parts,
+one at a time, and the check of any file against them.
 
-``screen`` only reports (exit 0 whatever the verdict); ``generate`` runs the whole gate and exits 3 when blocked.
+``screen`` and ``verify`` only report (exit 0 whatever they find); ``generate`` runs the whole gate and exits 3 when
+blocked.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from soundtrail.cli import app
@@ -113,3 +116,53 @@ def watermark_detect(file: AudioFile, workspace: WorkspaceOption = None, as_json
         console.print(f"{file}: watermark found, payload {payload or '(unreadable)'} (p={found.p_value:.2g})")
     else:
         console.print(f"{file}: no watermark (p={found.p_value:.2g})")
+
+
+@app.command("verify")
+def verify(file: AudioFile, workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
+    """What a file's credentials, watermark and ledger record say about it, and whether they agree."""
+    from soundtrail.audio import AudioError
+    from soundtrail.release.verify import verify_file
+
+    try:
+        result = verify_file(open_workspace(workspace), file)
+    except AudioError as exc:
+        raise CommandError(f"{file}: {exc}") from None
+    if as_json:
+        emit_json(result)
+        return
+    credentials, watermark, ledger = result["credentials"], result["watermark"], result["ledger"]
+    lines = [escape(str(file))]
+    if not credentials["present"]:
+        lines.append("  credentials: none")
+    else:
+        state = "valid" if credentials["valid"] else f"INVALID ({', '.join(credentials['errors'])})"
+        signer = escape(f"{credentials['signer']} ({credentials['issuer']})")
+        lines.append(f"  credentials: {state}, signed by {signer}: {credentials['trust']}"
+                     + (", untrusted outside it" if credentials["trust"].endswith("demo CA") else ""))
+        binding = credentials["soft_binding"]
+        lines.append(f"  declared watermark: {escape(binding['alg'])} {escape(binding['payload'])}" if binding
+                     else "  declared watermark: none")
+    if watermark["detected"]:
+        agrees = {True: ", as the manifest declares", False: ", NOT the one the manifest declares", None: ""}
+        lines.append(f"  watermark: {watermark['payload']} (p={watermark['p_value']:.2g})"
+                     f"{agrees[watermark['matches_manifest']]}")
+    else:
+        lines.append(f"  watermark: none found (p={watermark['p_value']:.2g})")
+    output = ledger["output"]
+    if output is None:
+        lines.append("  ledger: no output record")
+    else:
+        copy = "this file is the released copy" if ledger["file_is_released_copy"] else \
+            "this file is NOT byte for byte the released copy"
+        lines.append(escape(f"  ledger: output {output['id']} {output['status']} {output['created_at']}, prompt "
+                            f"{output['prompt']!r}; {copy}"))
+        if ledger["model"]:
+            model, training = ledger["model"], ledger["training"]
+            licences = ", ".join(f"{key} ({value['assets']})" for key, value in training["licenses"].items())
+            digest = {True: "matches the manifest", False: "DIFFERS from the manifest", None: "not in a manifest"}
+            lines.append(escape(f"  model {model['id']} ({model['kind']}, {model['status']}); trained on "
+                                f"{training['assets']} assets, {training['duration_s']:.1f} s: {licences}; "
+                                f"training digest {digest[training['digest_matches_manifest']]}"))
+    lines.append("  consistent: yes" if result["consistent"] else "  consistent: NO")
+    console.print("\n".join(lines), soft_wrap=True)
