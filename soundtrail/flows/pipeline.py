@@ -29,6 +29,7 @@ from soundtrail.provenance.audit import write_report
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.provenance.lineage_events import DatasetRef, LineageEmitter, RunRef
 from soundtrail.provenance.records import ModelRecord
+from soundtrail.screening.stage import screen_thresholds
 from soundtrail.train.families import check_family_names
 from soundtrail.workspace import Workspace
 
@@ -48,8 +49,9 @@ def pipeline_inputs(ws: Workspace) -> tuple[list[str], str | None]:
 @flow(name="pipeline")
 def pipeline_flow(workspace: str) -> dict[str, Any]:
     """Run every stage over the workspace's inputs; returns a summary with the report path."""
-    logger = get_run_logger()
     ws = Workspace(workspace)
+    screen_thresholds(ws)  # a [screening] key naming no screening method fails now, not at the gate after training
+    logger = get_run_logger()
     settings = ws.settings.pipeline
     check_family_names(settings.models, "[pipeline] models")  # before any stage runs
     runner = ray_task_runner(ws)

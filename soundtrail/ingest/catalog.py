@@ -108,10 +108,10 @@ class Catalog:
                               max_ber=self.ingest.near_duplicate_ber)
         if not matches:
             return None
-        best = min(matches, key=lambda match: match.ber)
-        detail = (f"bit error rate {best.ber:.3f} over {best.duration_s:.1f} s "
-                  f"(query {best.query_offset_s:.1f} s, original {best.track_offset_s:.1f} s)")
-        return best.track_id, detail
+        best = min(matches, key=lambda match: match.details["ber"])
+        detail = (f"bit error rate {best.details['ber']:.3f} over {best.duration_s:.1f} s "
+                  f"(query {best.query_offset_s:.1f} s, original {best.asset_offset_s:.1f} s)")
+        return best.asset_id, detail
 
     @staticmethod
     def prefetch(analyses: list[dict[str, Any]], writer: LedgerWriter) -> None:

@@ -159,3 +159,13 @@ def test_ingest_survives_a_ray_worker_killed_mid_task(tmp_path: Path, prefect_se
                 for status in ("accepted", "quarantined", "duplicate", "blocked")}
     assert {status: summary[status] for status in expected} == expected
     assert Ledger(ws.ledger_url).verify().ok
+
+
+def test_a_screening_key_naming_no_method_stops_the_pipeline_before_any_stage(tmp_path: Path) -> None:
+    from soundtrail.config import ConfigError
+    from soundtrail.flows.pipeline import pipeline_flow
+
+    (tmp_path / "soundtrail.toml").write_text(TINY_PIPELINE + "[screening]\nlandmark_flag = 0.5\n")
+    with pytest.raises(ConfigError, match="landmark_flag: unknown key"):
+        pipeline_flow.fn(str(tmp_path))
+    assert not (tmp_path / "ledger.db").exists()
