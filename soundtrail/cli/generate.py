@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from soundtrail.cli import app
 from soundtrail.cli.common import (
@@ -23,6 +24,7 @@ from soundtrail.cli.common import (
     open_workspace,
     operator_name,
 )
+from soundtrail.cli.release import protected_by
 
 
 @app.command("generate")
@@ -72,5 +74,7 @@ def generate(
         for match in result["matches"]:
             console.print(f"  {match['method']}: asset {match['asset_id']} at {match['asset_offset_s']:.1f} s "
                           f"for {match['duration_s']:.1f} s (score {match['score']:.2f})")
+        for work in result["protected"]:
+            console.print(escape(f"  {work['work']} is a protected work ({protected_by(work)})"))
     if result["status"] == "blocked":
         raise typer.Exit(EXIT_BLOCKED)

@@ -52,6 +52,14 @@ def screen(file: AudioFile, workspace: WorkspaceOption = None, as_json: JsonOpti
             table.add_row(match.asset_id, f"{match.query_offset_s:.1f} s", f"{match.asset_offset_s:.1f} s",
                           f"{match.duration_s:.1f} s", f"{match.score:.2f}", match.method)
         console.print(table)
+    for work in found.protected:
+        console.print(escape(f"{work['work']} is a protected work ({protected_by(work)}): a match blocks"))
+
+
+def protected_by(work: dict[str, str]) -> str:
+    """The ledger entry that protects a work, for a person: ``takedown t... (reason)`` and the like."""
+    entry = work.get("takedown_id") or work.get("blocklist_id") or work.get("asset_id")
+    return f"{work['protected_by']} {entry}: {work['reason']}"
 
 
 @watermark_app.command("embed")

@@ -12,7 +12,6 @@ take the rest of the batch down with it.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,7 +26,7 @@ from soundtrail.config import IngestSettings, LicenseSettings
 from soundtrail.ingest.manifest import InputFile, ManifestResult, unattached_problems
 from soundtrail.ingest.tags import read_tags
 from soundtrail.licenses import LicensePolicy, combine_licenses
-from soundtrail.screening.chromaprint import chromaprint
+from soundtrail.screening.chromaprint import chromaprint, encode_fingerprint
 
 
 @dataclass
@@ -80,15 +79,6 @@ def pcm_hash(frames: np.ndarray) -> str:
     WAV. The file's bytes, the identity an audit relies on, keep their SHA-256.
     """
     return "xxh3-128:" + xxhash.xxh3_128_hexdigest(memoryview(np.ascontiguousarray(frames)))
-
-
-def encode_fingerprint(items: np.ndarray) -> str:
-    """Raw Chromaprint items as base64 of little-endian uint32: compact and JSON-plain."""
-    return base64.b64encode(np.ascontiguousarray(items, dtype="<u4").tobytes()).decode("ascii")
-
-
-def decode_fingerprint(text: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype="<u4").astype(np.uint32)
 
 
 def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSettings, policy: LicensePolicy,

@@ -30,7 +30,7 @@ import errno
 import json
 import os
 import secrets
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -93,6 +93,7 @@ class ReleaseResult:
     payload_hex: str
     credential: dict[str, Any] | None
     evidence: Path | None = None  # the blocked report
+    protected: list[dict[str, str]] = field(default_factory=list)  # protected works matched, with their entries
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "path": str(self.path) if self.path else None,
@@ -296,4 +297,4 @@ def _recorded(workspace: Workspace, row: dict[str, Any], folder: Path | None = N
         output_id=row["id"], status="released" if released else "blocked", verdict=row["verdict"],
         matches=screening["matches"], path=released_path(workspace, row) if released else None,
         payload_hex=row["id"], credential=row["credential"] if released else None,
-        evidence=None if released else evidence)
+        evidence=None if released else evidence, protected=screening.get("protected") or [])

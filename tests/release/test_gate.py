@@ -15,6 +15,7 @@ from soundtrail.audio import decode
 from soundtrail.provenance.credentials import TRAINED_ALGORITHMIC_MEDIA, read_credentials, training_digest
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.provenance.lineage import training_license_summary
+from soundtrail.provenance.takedown import revoke
 from soundtrail.release.gate import ReleaseError, new_output_id, release, watermark_config
 from soundtrail.release.watermark import detect
 from soundtrail.screening import stage as screen_index
@@ -164,13 +165,23 @@ def test_index_is_cached_and_rebuilt_when_the_corpus_changes(workspace: Workspac
     blocked = screen_file(workspace, excerpt)
     assert blocked.verdict == "block" and blocked.matches[0].asset_id == asset_ids(workspace)["track14.flac"]
 
-    ledger = Ledger(workspace.ledger_url)
-    ledger.record("assets", asset_ids(workspace)["track14.flac"], {"status": "revoked"}, "asset.revoked")
-    ledger.close()
+    track14 = asset_ids(workspace)["track14.flac"]
+    with Ledger(workspace.ledger_url) as ledger:  # neither accepted nor protected (say, held in a dispute)
+        ledger.record("assets", track14, {"status": "quarantined"}, "asset.quarantined")
     decoded.clear()
     third = screening_index(workspace)  # the corpus is the first one again: so is the key
     assert third.directory == first.directory and not second.directory.exists() and len(third.screener) == 3
-    assert sorted(decoded) == ["track11.flac", "track12.flac", "track13.flac"]  # rebuilt without the revoked one
+    assert sorted(decoded) == ["track11.flac", "track12.flac", "track13.flac"]  # rebuilt without it
+
+    with Ledger(workspace.ledger_url) as ledger:
+        takedown = revoke(ledger, track14, "Label 14 opted out")
+    decoded.clear()
+    fourth = screening_index(workspace)  # taken down: indexed again, as a protected work, by extending the last
+    assert fourth.directory != first.directory and len(fourth.screener) == 4 and decoded == ["track14.flac"]
+    screened = fourth.screen(excerpt)
+    assert screened.result.verdict == "block" and screened.result.matches[0].asset_id == track14
+    assert screened.protected == [{"work": track14, "protected_by": "takedown", "takedown_id": takedown.takedown_id,
+                                   "reason": "Label 14 opted out"}]
 
 
 def test_cli_screen_and_watermark_json(workspace: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
