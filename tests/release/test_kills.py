@@ -103,25 +103,21 @@ def assert_finished_like_an_uninterrupted_run(workspace: Workspace, output_id: s
         assert report.validation_ok and report.soft_binding.value == output_id
 
 
-@pytest.mark.parametrize("point", list(KILL_POINTS))
+# (where the child dies, the clip, its output id, how the gate decides it)
+KILLS = [(point, unrelated, "5ea1ed01", "released") for point in KILL_POINTS] + \
+        [(point, copied_excerpt, "0badc0de", "blocked") for point in BLOCK_KILL_POINTS]
+
+
+@pytest.mark.parametrize(("point", "clip", "output_id", "status"), KILLS, ids=[kill[0] for kill in KILLS])
 def test_a_release_killed_at_any_step_leaves_nothing_unreleased_and_the_rerun_completes(
-        workspace: Workspace, tmp_path: Path, point: str) -> None:
-    candidate = unrelated(tmp_path)
-    killed_release(workspace, candidate, "5ea1ed01", KILL_POINTS[point])
+        workspace: Workspace, tmp_path: Path, point: str, clip: Callable[[Path], Path], output_id: str,
+        status: str) -> None:
+    candidate = clip(tmp_path)
+    kill = KILL_POINTS.get(point) or BLOCK_KILL_POINTS[point]
+    killed_release(workspace, candidate, output_id, kill)
     assert_outputs_hold_only_released(workspace)
-    result = gate(workspace, candidate, "5ea1ed01")
-    assert result.status == "released"
-    assert_finished_like_an_uninterrupted_run(workspace, "5ea1ed01", "released")
-
-
-@pytest.mark.parametrize("point", list(BLOCK_KILL_POINTS))
-def test_a_block_killed_at_any_step_keeps_no_audio_and_the_rerun_records_it(
-        workspace: Workspace, tmp_path: Path, point: str) -> None:
-    candidate = copied_excerpt(tmp_path)
-    killed_release(workspace, candidate, "0badc0de", BLOCK_KILL_POINTS[point])
-    assert_outputs_hold_only_released(workspace)
-    assert gate(workspace, candidate, "0badc0de").status == "blocked"
-    assert_finished_like_an_uninterrupted_run(workspace, "0badc0de", "blocked")
+    assert gate(workspace, candidate, output_id).status == status
+    assert_finished_like_an_uninterrupted_run(workspace, output_id, status)
 
 
 def test_the_next_release_of_any_output_finishes_one_killed_after_its_commit(workspace: Workspace,
