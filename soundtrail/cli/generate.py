@@ -12,11 +12,10 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from soundtrail.cli import app
+from soundtrail.cli import app, prerequisites
 from soundtrail.cli.common import (
     EXIT_BLOCKED,
     ByOption,
-    CommandError,
     JsonOption,
     WorkspaceOption,
     console,
@@ -46,21 +45,16 @@ def generate(
     A model trained on audio since taken down is refused (exit 1) unless --override-takedown --reason TEXT.
     """
     from soundtrail.flows.generate import generate_flow
-    from soundtrail.flows.runtime import prefect_api, ray_task_runner
-    from soundtrail.provenance.outputs import OutputsPathError
+    from soundtrail.flows.runtime import command_runtime
     from soundtrail.provenance.overrides import Override
-    from soundtrail.release.generate import TakedownHoldError, check_request
 
     if override_takedown != (reason is not None):
         raise typer.BadParameter("--override-takedown and --reason TEXT go together", param_hint="--reason")
     override = Override(operator_name(by), reason) if override_takedown and reason is not None else None
     ws = open_workspace(workspace)
-    try:
-        check_request(ws, model, prompt, seconds, seed, out, override)
-    except (TakedownHoldError, OutputsPathError) as exc:
-        raise CommandError(str(exc)) from None
-    with prefect_api():
-        result = generate_flow.with_options(task_runner=ray_task_runner(ws))(
+    prerequisites.generating(ws, model, prompt, seconds, seed, out, override)
+    with command_runtime(ws) as runner:
+        result = generate_flow.with_options(task_runner=runner)(
             str(ws.root), model, prompt, seconds, seed, str(out),
             {"by": override.by, "reason": override.reason} if override else None)
     if as_json:

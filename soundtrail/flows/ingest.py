@@ -18,6 +18,7 @@ from soundtrail.flows.progress import reporter
 from soundtrail.flows.runtime import cluster_cpus
 from soundtrail.ingest.analyze import analyze_batch, manifest_problem_analyses
 from soundtrail.ingest.catalog import Catalog, IngestItem
+from soundtrail.ingest.expiry import apply_licence_terms
 from soundtrail.ingest.manifest import InputFile, read_manifest, resolve_inputs
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.workspace import Workspace
@@ -100,6 +101,7 @@ def ingest_flow(workspace: str, paths: list[str], manifest: str | None = None) -
     progress.finish("analyse")
     flow_run_id = str(get_run_context().flow_run.id)
     items = record_assets(str(ws.root), analyses, flow_run_id)
+    apply_licence_terms(str(ws.root), analyses, flow_run_id)
     summary = summarize(items)
     logger.info("accepted %(accepted)d, quarantined %(quarantined)d, duplicate %(duplicate)d, blocked %(blocked)d",
                 summary)

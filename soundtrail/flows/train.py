@@ -10,6 +10,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.context import get_run_context
 
+from soundtrail.flows.progress import RemoteSteps, step_callback
 from soundtrail.flows.runtime import accelerator_options
 from soundtrail.train.families import family
 from soundtrail.train.stage import TrainedModel, train_generator
@@ -17,13 +18,20 @@ from soundtrail.workspace import Workspace
 
 
 @task(name="train", retries=1)
-def train_task(workspace_root: str, kind: str, steps: int | None, run_id: str) -> TrainedModel:
-    """Resumes from the last checkpoint when a previous attempt died (the retry, or a re-run)."""
+def train_task(workspace_root: str, kind: str, steps: int | None, run_id: str,
+               progress: str | None = None) -> TrainedModel:
+    """Resumes from the last checkpoint when a previous attempt died (the retry, or a re-run).
+
+    ``progress`` names the driver's :class:`RemoteSteps` that shows the steps on its terminal.
+    """
     logger = get_run_logger()
+    relay = step_callback(progress)
 
     def on_step(step: int, loss: float) -> None:
         if step % 50 == 0:
             logger.info("%s step %d: loss %.4f", kind, step, loss)
+        if relay is not None:
+            relay(step, loss)
 
     return train_generator(Workspace(workspace_root), kind, steps, on_step, run_id)
 
@@ -36,5 +44,7 @@ def train_flow(workspace: str, kind: str = "ar", steps: int | None = None) -> Tr
     family(kind)  # an unknown family fails here, naming the registered ones, before Ray starts a task
     ws = Workspace(workspace)
     run_id = str(get_run_context().flow_run.id)
+    progress = RemoteSteps(f"train {kind}", steps or family(kind).default_steps(ws.settings.train))
     with remote_options(**accelerator_options(ws.settings.ingest.workers)):
-        return train_task.submit(str(ws.root), kind, steps, run_id).result()
+        future = train_task.submit(str(ws.root), kind, steps, run_id, progress.name)
+    return progress.wait(future)

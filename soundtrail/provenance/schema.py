@@ -111,6 +111,18 @@ class Asset(Projection):
     flow_run_id: Mapped[str | None] = _text()
 
 
+class Consent(Projection):
+    """What a rights holder stated beyond the licence id about one asset (``id`` is the asset id): AI training
+    (allowed, notAllowed, constrained) and who said so (a manifest line, a C2PA assertion), and the last day the
+    licence holds (an ISO date), after which the next ingest revokes the asset."""
+
+    __tablename__ = "consents"
+    ai_training: Mapped[str | None] = _text()
+    ai_training_by: Mapped[str | None] = _text()
+    license_expires: Mapped[str | None] = mapped_column(String(10), index=True, nullable=True)
+    license_expires_by: Mapped[str | None] = _text()
+
+
 class Fingerprint(Projection):
     """Chromaprint of an asset or of a blocklisted work (``id`` is the asset or block id)."""
 
@@ -225,6 +237,6 @@ class Override(Projection):
 
 PROJECTIONS: dict[str, type[Projection]] = {
     cls.__tablename__: cls
-    for cls in (Source, Licence, Asset, Fingerprint, BlockedWork, CodecRow, Shard, ModelRow, Output, Takedown,
+    for cls in (Source, Licence, Asset, Consent, Fingerprint, BlockedWork, CodecRow, Shard, ModelRow, Output, Takedown,
                 Override)
 }

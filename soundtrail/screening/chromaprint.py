@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -59,12 +59,34 @@ def chromaprint(audio_mono: np.ndarray, sample_rate: int) -> np.ndarray:
 
     Audio shorter than ``ITEM_SPAN_S`` has no complete item and gives an empty array.
     """
-    audio = np.asarray(audio_mono, dtype=np.float32).reshape(-1)
-    if len(audio) < ITEM_SPAN_S * sample_rate:
+    return chromaprint_blocks([np.asarray(audio_mono, dtype=np.float32).reshape(-1)], sample_rate)
+
+
+def chromaprint_blocks(blocks: Iterable[np.ndarray], sample_rate: int) -> np.ndarray:
+    """:func:`chromaprint` of mono float blocks that follow each other, the same items as of their concatenation.
+
+    Ingest fingerprints a file while it decodes it, block by block, so that a long file never has to be held
+    whole; Chromaprint itself is a stream (it takes an iterator of PCM chunks) and the decimator keeps its state
+    across blocks.
+    """
+    decimator = _Decimator(sample_rate)
+    seen = 0
+
+    def pcm_chunks() -> Iterator[bytes]:
+        nonlocal seen
+        for block in blocks:
+            seen += len(block)
+            decimated = decimator.feed(np.asarray(block, dtype=np.float32))
+            yield (np.clip(decimated, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+    try:
+        encoded = acoustid.fingerprint(decimator.rate, 1, pcm_chunks(), maxlength=_MAX_SECONDS)
+    except acoustid.FingerprintGenerationError:
+        if seen >= ITEM_SPAN_S * sample_rate:
+            raise
+        encoded = None  # too short for an item: Chromaprint may refuse, and the answer is "no items" anyway
+    if encoded is None or seen < ITEM_SPAN_S * sample_rate:
         return np.zeros(0, dtype=np.uint32)
-    audio, sample_rate = _decimate_to_chromaprint_rate(audio, sample_rate)
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-    encoded = acoustid.fingerprint(sample_rate, 1, iter([pcm]), maxlength=_MAX_SECONDS)
     items, _algorithm = chromaprint_codec.decode_fingerprint(encoded)
     return np.asarray(items, dtype=np.int64).astype(np.uint32)
 
@@ -78,8 +100,8 @@ def decode_fingerprint(text: str) -> np.ndarray:
     return np.frombuffer(base64.b64decode(text), dtype="<u4").astype(np.uint32)
 
 
-def _decimate_to_chromaprint_rate(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
-    """Bring 22.05/44.1/88.2 kHz audio down to Chromaprint's 11,025 Hz with a short FIR, before Chromaprint sees it.
+class _Decimator:
+    """Brings 22.05/44.1/88.2 kHz audio down to Chromaprint's 11,025 Hz with a short FIR, before Chromaprint sees it.
 
     Chromaprint's own resampler (FFmpeg's ``av_resample`` in 16-bit integers) takes most of its time at 44.1 kHz
     (11 of 13 ms for 20 s). Chromaprint reads chroma below 3,520 Hz only, so the decimator
@@ -88,13 +110,36 @@ def _decimate_to_chromaprint_rate(audio: np.ndarray, sample_rate: int) -> tuple[
     seventh of the cost (a fingerprint of 20 s at 44.1 kHz: 3.5 ms instead of 13 ms) and yields the same items
     (bit error rate under 0.01 against Chromaprint's resampling, even with broadband noise above 5.5 kHz that
     plain subsampling would alias to 0.05; a test holds it under 0.02). Other rates (48 kHz ...) are left to
-    Chromaprint.
+    Chromaprint: :meth:`feed` passes them through.
+
+    Fed block by block, it gives what ``upfirdn(h, whole, down=factor)[:len(whole) // factor]`` gives: output ``n``
+    is the filter over inputs up to ``n * factor``, and is emitted once the input through ``n * factor + factor - 1``
+    has arrived. ``_pending`` keeps the inputs from ``_start`` (a multiple of ``factor``) on, as many as the next
+    output's filter reaches back.
     """
-    factor, remainder = divmod(sample_rate, _CHROMAPRINT_RATE)
-    if remainder or factor < 2:
-        return audio, sample_rate
-    decimated = upfirdn(_decimation_filter(factor), audio, down=factor)[: len(audio) // factor]
-    return decimated.astype(np.float32, copy=False), _CHROMAPRINT_RATE
+
+    def __init__(self, sample_rate: int) -> None:
+        factor, remainder = divmod(sample_rate, _CHROMAPRINT_RATE)
+        self.factor = factor if not remainder and factor >= 2 else 1
+        self.rate = _CHROMAPRINT_RATE if self.factor > 1 else sample_rate
+        self._filter = _decimation_filter(self.factor) if self.factor > 1 else None
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._start = 0  # input index of _pending[0]
+        self._emitted = 0  # outputs given so far
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        if self._filter is None:
+            return block
+        factor, taps = self.factor, len(self._filter)
+        self._pending = np.concatenate([self._pending, block])
+        ready = (self._start + len(self._pending)) // factor  # outputs whose last input has arrived
+        first = self._emitted - self._start // factor
+        out = upfirdn(self._filter, self._pending, down=factor)[first:ready - self._start // factor]
+        self._emitted = ready
+        keep_from = max(0, (ready * factor - taps + 1) // factor * factor)  # the next output reaches back this far
+        self._pending = self._pending[keep_from - self._start:]
+        self._start = keep_from
+        return out.astype(np.float32, copy=False)
 
 
 @lru_cache(maxsize=8)

@@ -52,15 +52,40 @@ def pipeline_workspace(tmp_path_factory) -> Workspace:
     return ws
 
 
+class RecordingReporter:
+    """What a terminal's progress bars would have shown, per stage."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int] = {}
+        self.shown: dict[str, int] = {}
+        self.notes: dict[str, list[str]] = {}
+
+    def start(self, stage: str, total: int) -> None:
+        self.totals[stage], self.shown[stage] = total, 0
+
+    def advance(self, stage: str, amount: int = 1) -> None:
+        self.shown[stage] += amount
+
+    def note(self, stage: str, text: str) -> None:
+        self.notes.setdefault(stage, []).append(text)
+
+    def finish(self, stage: str) -> None:
+        pass
+
+
 def test_pipeline_runs_every_stage_and_a_rerun_redoes_nothing(pipeline_workspace: Workspace, prefect_server) -> None:
     import ray
 
     from soundtrail.flows.pipeline import pipeline_flow
+    from soundtrail.flows.progress import reporting
 
     ws = pipeline_workspace
-    with mock.patch.object(ray, "init", wraps=ray.init) as ray_init:
+    with mock.patch.object(ray, "init", wraps=ray.init) as ray_init, reporting(RecordingReporter()) as progress:
         summary = pipeline_flow(str(ws.root))
     assert ray_init.call_count == 1, "every stage's subflow runs on the pipeline's one Ray session"
+    # Training runs in Ray tasks; its steps and losses reached the driver's reporter while it ran.
+    assert {"codec": 12, "train ar": 40, "train diffusion": 12}.items() <= progress.totals.items()
+    assert 0 < progress.shown["train ar"] <= 40 and progress.notes["train ar"][-1].startswith("loss ")
     assert not ray.is_initialized(), "the pipeline stops the Ray it started"
     ingest = summary["ingest"]
     assert (ingest["accepted"], ingest["quarantined"], ingest["duplicate"], ingest["blocked"]) == (4, 2, 1, 1)

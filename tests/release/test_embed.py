@@ -21,6 +21,7 @@ from tests.release.workspaces import MODEL, generated, unrelated
 
 def test_marked_audio_is_refused_naming_its_mark_and_forcing_records_both(tmp_path: Path, capsys) -> None:
     ws = ["--workspace", tmp_path / "ws"]
+    Ledger(Workspace(tmp_path / "ws").ledger_url).close()  # an existing workspace: its ledger records the forcing
     outcomes = []
     for seed in (300, 301, 302, 303):
         clip = generated(melody(seed, 6.0), tmp_path / f"clip{seed}.wav")

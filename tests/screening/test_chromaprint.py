@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 
 import acoustid
 import chromaprint as chromaprint_codec
@@ -18,6 +19,7 @@ from soundtrail.screening.chromaprint import (
     align,
     bit_errors,
     chromaprint,
+    chromaprint_blocks,
     match_score,
 )
 from soundtrail.screening.method import Match
@@ -76,6 +78,20 @@ def test_own_decimation_gives_the_items_chromaprints_resampler_gives(tracks, rat
     ours = chromaprint(audio, rate)
     assert abs(len(ours) - len(reference)) <= 1
     assert _ber(ours, reference) < 0.02
+
+
+@pytest.mark.parametrize("rate", [22_050, 44_100, 48_000])
+def test_blocks_give_the_items_of_the_whole(tracks, rate: int) -> None:
+    """Ingest fingerprints while it decodes: any split into blocks (empty and one-sample blocks included) gives the
+    items of the whole array, bit for bit, through the decimating filter (22.05/44.1 kHz) or without it (48 kHz)."""
+    audio = resample(tracks[2], SR, rate)
+    rng = np.random.default_rng(rate)
+    cuts = np.sort(np.concatenate([rng.integers(0, len(audio), 30), [0, 0, 1, 2, len(audio) - 1, len(audio)]]))
+    whole = chromaprint(audio, rate)
+    assert len(whole) > 100
+    assert np.array_equal(chromaprint_blocks((audio[a:b] for a, b in itertools.pairwise(cuts)), rate), whole)
+    assert np.array_equal(chromaprint_blocks(np.array_split(audio, 7), rate), whole)
+    assert len(chromaprint_blocks([audio[: SR // 2]], rate)) == 0 and len(chromaprint_blocks([], rate)) == 0
 
 
 def test_near_copies_have_low_ber_and_unrelated_music_about_half(tracks) -> None:
