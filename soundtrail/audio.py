@@ -382,12 +382,6 @@ def _sum_of_squares(audio: np.ndarray) -> float:
     return float(np.sum(np.square(flat, dtype=np.float64)))
 
 
-def peak_normalize(audio: np.ndarray, peak: float = 0.89) -> np.ndarray:
-    """Scale so the absolute peak is ``peak`` (about -1 dBFS); silence is returned unchanged."""
-    top = float(np.max(np.abs(audio))) if audio.size else 0.0
-    return audio if top == 0 else (audio * (peak / top)).astype(np.float32)
-
-
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:
     """Write ``[channels, samples]`` or ``[samples]`` audio as WAV, atomically."""
     from soundtrail.atomic import atomic_path
