@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,6 @@ from soundtrail.provenance.takedown import TakedownError, revoke, takedown_id_fo
 from soundtrail.workspace import Workspace
 from tests.conftest import run_cli
 from tests.provenance.test_lineage import build_ledger
-
-
-@pytest.fixture
-def ledger(ledger_url: str) -> Iterator[Ledger]:
-    ledger = Ledger(ledger_url)
-    build_ledger(ledger)
-    yield ledger
-    ledger.close()
 
 
 def _ids(items: list[dict]) -> list[str]:
