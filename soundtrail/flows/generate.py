@@ -14,6 +14,7 @@ from prefect import task
 from soundtrail.flows.runtime import accelerator_options
 from soundtrail.flows.stage import Stage, stage_flow
 from soundtrail.provenance.lineage_events import DatasetRef
+from soundtrail.provenance.overrides import Override
 from soundtrail.release.generate import generate
 from soundtrail.train.stage import resolve_model
 from soundtrail.workspace import Workspace
@@ -21,8 +22,9 @@ from soundtrail.workspace import Workspace
 
 @task(name="generate", retries=1)
 def generate_task(workspace_root: str, model: str, prompt: str, seconds: float, seed: int,
-                  out: str | None) -> dict[str, Any]:
-    return generate(Workspace(workspace_root), model, prompt, seconds, seed, Path(out) if out else None)
+                  out: str | None, override: dict[str, str] | None = None) -> dict[str, Any]:
+    return generate(Workspace(workspace_root), model, prompt, seconds, seed, Path(out) if out else None,
+                    Override(**override) if override else None)
 
 
 RELEASE_LOG_COLUMNS = ("output_id", "model_kind", "prompt", "status", "verdict", "payload_hex")
@@ -39,10 +41,13 @@ GENERATE = Stage(
 
 @stage_flow(GENERATE)
 def generate_flow(workspace: str | None = None, model: str = "ar", prompt: str = "", seconds: float = 4.0,
-                  seed: int = 0, out: str | None = None) -> dict[str, Any]:
-    """One output through the gate; ``status`` is ``released`` or ``blocked`` (with evidence)."""
+                  seed: int = 0, out: str | None = None, override: dict[str, str] | None = None) -> dict[str, Any]:
+    """One output through the gate; ``status`` is ``released`` or ``blocked`` (with evidence).
+
+    ``override`` (``{"by", "reason"}``) lets a model a takedown affects generate, on record.
+    """
     from prefect_ray.context import remote_options
 
     ws = Workspace(workspace)
     with remote_options(**accelerator_options(ws.settings.ingest.workers)):
-        return generate_task.submit(str(ws.root), model, prompt, seconds, seed, out).result()
+        return generate_task.submit(str(ws.root), model, prompt, seconds, seed, out, override).result()

@@ -187,8 +187,8 @@ def shared_ray(workspace: Workspace) -> Iterator[RayTaskRunner]:
     """Start (or join) Ray once for flows that each run on a :func:`ray_task_runner`; yields such a runner.
 
     A RayTaskRunner that finds Ray running uses it and leaves it running; otherwise it starts Ray on entering
-    and stops it on leaving, so a pipeline of eight subflows would start local Ray eight times (2.5-6 s each
-    on a small machine) and lose its warm workers every time.
+    and stops it on leaving, so a pipeline of eight subflows would start local Ray eight times (seconds each)
+    and lose its warm workers every time.
     """
     import ray
 
