@@ -2,7 +2,9 @@
 
 Writes go through :meth:`Ledger.writer`, a transaction that holds the ledger's write lock
 (SQLite ``BEGIN IMMEDIATE``; a PostgreSQL transaction-scoped advisory lock), so several Ray
-workers or processes appending at once still produce one unbroken chain. A write that would
+workers or processes appending at once still produce one unbroken chain. Reads take no lock:
+SQLite's WAL journal gives a reader the last committed state while a writer works, so
+``assets list`` or an audit never waits behind a long ingest transaction. A write that would
 not change the projected row appends nothing: recording the same facts twice leaves the
 ledger as it was, which is what makes every stage idempotent.
 
@@ -31,6 +33,7 @@ from soundtrail.provenance.schema import PROJECTIONS, Base, Event, Projection
 
 GENESIS = "0" * 64
 _ADVISORY_LOCK_KEY = 0x50_0D_7A_11
+_WRITE = "soundtrail_ledger_write"  # connection execution option: this transaction appends (takes the lock)
 
 
 class LedgerError(RuntimeError):
@@ -85,6 +88,24 @@ class LedgerWriter:
         self._seq, self._prev = (head[0], head[1]) if head else (0, GENESIS)
         self._known: dict[tuple[type, str], Any] = {}  # rows created, prefetched, or known absent (None)
         self.appended = 0
+
+    @property
+    def seq(self) -> int:
+        """The chain's head as this transaction sees it (its own appends included)."""
+        return self._seq
+
+    def changed_since(self, seq: int, entities: Iterable[str]) -> dict[str, set[str]]:
+        """Ids of the rows of ``entities`` that events after ``seq`` wrote, committed before this lock was taken.
+
+        Lets a caller that loaded rows before taking the lock bring them up to date under it.
+        """
+        query = (select(Event.entity, Event.entity_id).distinct()
+                 .where(Event.seq > seq, Event.entity.in_(list(entities))))
+        changed: dict[str, set[str]] = {entity: set() for entity in entities}
+        with self._session.no_autoflush:
+            for entity, entity_id in self._session.execute(query):
+                changed[entity].add(entity_id)
+        return changed
 
     def get(self, entity: str, entity_id: str) -> dict[str, Any] | None:
         """A projection row as this transaction sees it (including its own earlier writes)."""
@@ -178,6 +199,7 @@ class Ledger:
     def writer(self, run_id: str | None = None) -> Iterator[LedgerWriter]:
         """One atomic, serialised batch of appends: all of them land, or none does."""
         with self._sessions() as session, session.begin():
+            session.connection(execution_options={_WRITE: True})
             if self.engine.dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
             yield LedgerWriter(session, run_id)
@@ -192,6 +214,13 @@ class Ledger:
         with self._sessions() as session:
             row = session.get(_projection(entity), entity_id)
             return row.as_dict() if row is not None else None
+
+    def scan(self, entity: str, columns: tuple[str, ...], batch: int = 2000) -> Iterator[tuple[Any, ...]]:
+        """Stream ``columns`` of every row of ``entity``, ``batch`` rows in memory at a time."""
+        model = _projection(entity)
+        query = select(*(getattr(model, column) for column in columns))
+        with self._sessions() as session:
+            yield from (tuple(row) for row in session.execute(query.execution_options(yield_per=batch)))
 
     def rows(self, entity: str, **equals: Any) -> list[dict[str, Any]]:
         """Rows of a projection whose columns equal ``equals``, ordered by id."""
@@ -309,9 +338,10 @@ def _make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection: Any) -> None:
-            # IMMEDIATE takes the write lock up front, so two writers can never both read the
-            # same chain head and fork the chain.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # A writer's IMMEDIATE takes the write lock up front, so two writers can never both read the same
+            # chain head and fork the chain. Reads begin DEFERRED: under WAL they never wait for the lock.
+            immediate = connection.get_execution_options().get(_WRITE, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
