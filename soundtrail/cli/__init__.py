@@ -28,7 +28,7 @@ app.add_typer(assets_app, name="assets")
 
 def _register() -> None:
     """Attach the stage command modules (imported here so each stays one small file)."""
-    from soundtrail.cli import audit, codec, evaluate, ingest, pipeline, release, train  # noqa: F401
+    from soundtrail.cli import audit, codec, evaluate, ingest, pipeline, release, review, train  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from soundtrail.provenance.ledger import Ledger
 ledger_app = typer.Typer(help="Check the ledger's hash chain and projections.", no_args_is_help=True)
 assets_app = typer.Typer(help="The corpus as the ledger sees it.", no_args_is_help=True)
 
-ASSET_STATUSES = ("accepted", "quarantined", "duplicate", "blocked", "revoked")
+ASSET_STATUSES = ("accepted", "quarantined", "duplicate", "blocked", "disputed", "rejected", "revoked")
 
 
 @ledger_app.command("verify")

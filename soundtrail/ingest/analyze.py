@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,9 @@ class FileAnalysis:
     manifest: str | None = None
     manifest_line: int | None = None
     fingerprint: str | None = None
+    size_bytes: int | None = None
+    mtime_ns: int | None = None
+    known: bool = False  # the bytes hashed to one the ledger already decided at this path: not decoded
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,8 +96,11 @@ def decode_fingerprint(text: str) -> np.ndarray:
 
 
 def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSettings, policy: LicensePolicy,
-                 manifest: str | None = None) -> FileAnalysis:
-    """Hash, probe, decode, check, tag-read, licence-check and fingerprint one file."""
+                 manifest: str | None = None, known_sha256: Collection[str] = ()) -> FileAnalysis:
+    """Hash, probe, decode, check, tag-read, licence-check and fingerprint one file.
+
+    A file whose bytes hash to one of ``known_sha256`` (the ledger's standing decisions at this path) stops there.
+    """
     path = Path(item.path)
     entry = item.entry
     analysis = FileAnalysis(path=str(path), asset_id=asset_id_for(path, None))
@@ -110,20 +117,26 @@ def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSetti
         analysis.problem = item.problem
         return analysis
     try:
-        _inspect_audio(path, analysis, ingest)
+        _inspect_audio(path, analysis, ingest, known_sha256)
     except (AudioError, OSError) as exc:
         analysis.problem = str(exc)
+        return analysis
+    if analysis.known:
         return analysis
     _check_license(analysis, entry.license if entry else None, licenses, policy)
     return analysis
 
 
-def _inspect_audio(path: Path, analysis: FileAnalysis, ingest: IngestSettings) -> None:
-    size = path.stat().st_size
-    if size == 0:
+def _inspect_audio(path: Path, analysis: FileAnalysis, ingest: IngestSettings, known_sha256: Collection[str]) -> None:
+    stat = path.stat()
+    analysis.size_bytes, analysis.mtime_ns = stat.st_size, stat.st_mtime_ns
+    if stat.st_size == 0:
         raise AudioError("empty file (0 bytes)")
     analysis.sha256 = sha256_file(path)
     analysis.asset_id = asset_id_for(path, analysis.sha256)
+    if analysis.sha256 in known_sha256:
+        analysis.known = True
+        return
     file_tags = read_tags(path, max_tag_bytes=ingest.max_tag_bytes)
     analysis.file_tags = dict(file_tags.raw)
     if file_tags.notes:  # oversized or unreadable tag fields: kept as evidence beside the tags
@@ -157,13 +170,18 @@ def _check_license(analysis: FileAnalysis, manifest_license: str | None, license
 
 
 def analyze_batch(items: list[InputFile], ingest: IngestSettings, licenses: LicenseSettings,
-                  manifest: str | None = None) -> list[dict[str, Any]]:
-    """One Prefect task's work: every file analysed, none able to stop the others."""
+                  manifest: str | None = None, known: Mapping[str, Collection[str]] | None = None
+                  ) -> list[dict[str, Any]]:
+    """One Prefect task's work: every file analysed, none able to stop the others.
+
+    ``known`` maps a path to the sha256 values whose ledger decision at that path still stands.
+    """
     results = []
     policy = LicensePolicy(allow=licenses.allow, deny=licenses.deny)
+    known = known or {}
     for item in items:
         try:
-            analysis = analyze_file(item, ingest, licenses, policy, manifest)
+            analysis = analyze_file(item, ingest, licenses, policy, manifest, known.get(str(item.path), ()))
         except Exception as exc:  # noqa: BLE001 - an unexpected failure quarantines this file only
             analysis = FileAnalysis(path=str(item.path), asset_id=asset_id_for(Path(item.path), None),
                                     problem=f"unexpected error while reading: {type(exc).__name__}: {exc}")

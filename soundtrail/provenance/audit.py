@@ -9,7 +9,8 @@ One report, three renderings of the same content (a JSON-plain dict built by :fu
     json  the dict itself, for tools
 
 Sections: the licence table; the credits list the CC BY family requires; the assets that did not
-make it into training (quarantined, duplicate, blocked, revoked) with their reasons; takedowns;
+make it into training (quarantined, duplicate, blocked, disputed, rejected, revoked) with their reasons;
+disputes (copies with conflicting claims), open and resolved by a person; takedowns;
 every codec and model with its shards, assets and licences; the release log with screening
 verdicts and watermark payloads; and a summary of the training content shaped after the EU AI
 Office's template for the public summary required by Article 53(1)(d) of the AI Act.
@@ -48,11 +49,12 @@ from soundtrail.provenance.lineage import (
     model_sources,
     training_license_summary,
 )
+from soundtrail.provenance.review import open_disputes, resolved_disputes
 from soundtrail.workspace import Workspace
 
 REPORT_FORMATS = ("html", "md", "json")
 DERIVED_KINDS = ("shards", "codecs", "models", "outputs")
-EXCLUDED_STATUSES = ("quarantined", "duplicate", "blocked", "revoked")
+EXCLUDED_STATUSES = ("quarantined", "duplicate", "blocked", "disputed", "rejected", "revoked")
 ASSET_FIELDS = ("id", "path", "status", "reason", "license", "rights_holder", "attribution", "title", "duration_s",
                 "duplicate_of", "source_id", "ingested_at")
 MATCH_FIELDS = ("asset_id", "method", "score", "query_offset_s", "asset_offset_s", "duration_s")
@@ -211,6 +213,8 @@ def build_report(workspace: Workspace, ledger: Ledger) -> dict[str, Any]:
         "attribution": _attribution(corpus, trained_on),
         "excluded": [_pick(row, ASSET_FIELDS) for row in corpus.assets.values() if row["status"] in EXCLUDED_STATUSES],
         "blocklist": blocklist,
+        "disputes": {"open": [dispute.as_dict() for dispute in open_disputes(ledger)],
+                     "resolved": resolved_disputes(ledger)},
         "takedowns": [_takedown_row(row) for row in ledger.rows("takedowns")],
         "codecs": [{**_pick(codec, ("id", "kind", "path", "created_at")), "assets": len(codec.get("assets") or [])}
                    for codec in corpus.codecs],
@@ -370,12 +374,15 @@ def _training_data_summary(workspace: Workspace, corpus: _Corpus, trained_on: Tr
                 "Each file's licence is read from the ingest manifest and the file's own tags and normalised to "
                 "an SPDX id; only licences on the allow list are trained on. Missing, unknown, ambiguous or "
                 "conflicting licences are quarantined, never guessed. Reference fingerprints of protected works "
-                "(the blocklist) block matching files and excerpts; near-copies of accepted files are kept out "
-                "as duplicates."),
+                "(the blocklist) block matching files and excerpts; copies of a known recording are kept out as "
+                "duplicates, refused with it when it was refused, and held for a person's review when their "
+                "licence or rights holder differs from the recording's."),
             "quarantined": statuses.get("quarantined", 0),
             "duplicates": statuses.get("duplicate", 0),
             "blocked": statuses.get("blocked", 0),
             "revoked": statuses.get("revoked", 0),
+            "disputed": statuses.get("disputed", 0),
+            "rejected": statuses.get("rejected", 0),
             "blocklist_works": blocklist_works,
             "takedown_procedure": (
                 "A rights holder's opt-out or takedown request is executed with the command \"soundtrail "
