@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from soundtrail.provenance.schema import PROJECTIONS, Base, Event, Projection
@@ -184,6 +185,7 @@ class Ledger:
         self.url = url
         self.engine = _make_engine(url)
         Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -322,6 +324,25 @@ def _projection(entity: str) -> type[Projection]:
         return PROJECTIONS[entity]
     except KeyError:
         raise LedgerError(f"unknown ledger entity {entity!r}; known: {sorted(PROJECTIONS)}") from None
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """Give a ledger written by an older soundtrail the projection columns added since (``create_all`` makes
+    missing tables only). They are nullable: every existing row reads NULL, which is what replaying its events,
+    none of which names the column, gives, so ``verify`` still holds."""
+    inspector = inspect(engine)
+    for name, model in PROJECTIONS.items():
+        present = {column["name"] for column in inspector.get_columns(name)}
+        for column in model.__table__.columns:
+            if column.name in present:
+                continue
+            column_type = column.type.compile(dialect=engine.dialect)
+            try:
+                with engine.begin() as connection:
+                    connection.execute(text(f"ALTER TABLE {name} ADD COLUMN {column.name} {column_type}"))
+            except DBAPIError:  # another process added it first
+                if column.name not in {found["name"] for found in inspect(engine).get_columns(name)}:
+                    raise
 
 
 def _make_engine(url: str) -> Engine:

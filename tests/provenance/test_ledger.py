@@ -160,3 +160,16 @@ def test_a_read_does_not_wait_for_a_writer_on_sqlite(tmp_path) -> None:
     reader.join()
     assert finished_while_locked, "a read waited for the writer's lock"
     assert seen == [["a1"], [1]], "the reader saw the last committed state"
+
+
+def test_a_ledger_from_before_a_new_column_gains_it_and_still_verifies(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    _fill(ledger)
+    with ledger.engine.begin() as connection:
+        connection.execute(text("ALTER TABLE assets DROP COLUMN mtime_ns"))
+    ledger.close()
+    upgraded = Ledger(ledger_url)
+    assert upgraded.get("assets", "a1")["mtime_ns"] is None
+    assert upgraded.record("assets", "a1", {"mtime_ns": 1_700_000_000_123_456_789}, "asset.seen")
+    assert upgraded.get("assets", "a1")["mtime_ns"] == 1_700_000_000_123_456_789, "a 64-bit column"
+    assert upgraded.verify().ok
