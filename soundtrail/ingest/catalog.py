@@ -48,7 +48,7 @@ from soundtrail.provenance.review import claims_conflict, describe_claims
 from soundtrail.screening.chromaprint import FingerprintIndex, match_span_s
 
 FINAL_STATUSES = ("accepted", "duplicate", "blocked", "revoked", "disputed", "rejected")
-REFUSED_STATUSES = ("quarantined", "rejected", "revoked")  # a copy of an original in one of these is quarantined
+HELD_STATUSES = ("accepted", "disputed")  # a copy of an original in one of these is judged by its claims
 MIN_NEAR_COPY_S = 0.5  # a near copy spans at least 3 Chromaprint items (96 bits) under the BER threshold
 _ASSET_FIELDS = ("path", "sha256", "pcm_hash", "duration_s", "sample_rate", "channels", "container", "codec",
                  "file_tags", "license", "rights_holder", "attribution", "title", "description", "tags")
@@ -83,15 +83,15 @@ class Decision:
     original_update: dict[str, str] | None = None
 
 
-def refused_with(how: str, original: dict[str, Any]) -> str:
-    """The reason of a copy refused with its original (kept in one place: :func:`still_refused_with` reads it)."""
-    return f"{how}, which is {original['status']}: {original['reason']}"
+def _refusal(original: dict[str, Any]) -> str:
+    return f", which is {original['status']}: {original['reason']}"
 
 
 def still_refused_with(copy_reason: str | None, original: dict[str, Any] | None) -> bool:
-    """Whether a copy quarantined with ``original`` would be decided the same way today."""
-    return (original is not None and original["status"] in REFUSED_STATUSES + ("blocked",)
-            and (copy_reason or "").endswith(f", which is {original['status']}: {original['reason']}"))
+    """Whether a copy refused with ``original`` (its reason ending as :meth:`Catalog.decide` writes it) would be
+    decided the same way today: the original is still refused, for the same reason."""
+    return (original is not None and original["status"] not in HELD_STATUSES
+            and (copy_reason or "").endswith(_refusal(original)))
 
 
 class Catalog:
@@ -202,7 +202,7 @@ class Catalog:
     @staticmethod
     def _copy_decision(analysis: dict[str, Any], original: dict[str, Any], how: str) -> Decision:
         status, original_id = original["status"], original["id"]
-        if status in ("accepted", "disputed"):
+        if status in HELD_STATUSES:
             if not claims_conflict(analysis, original):
                 return Decision("duplicate", how, original_id)
             ours, theirs = describe_claims(analysis), describe_claims(original)
@@ -213,7 +213,7 @@ class Catalog:
                                     f"recording and claims {ours}; this asset claims {theirs}"}
             return Decision("disputed", f"disputed: {how}; this file claims {ours}, asset {original_id} claims "
                                         f"{theirs}", original_id, update)
-        return Decision("blocked" if status == "blocked" else "quarantined", refused_with(how, original), original_id)
+        return Decision("blocked" if status == "blocked" else "quarantined", how + _refusal(original), original_id)
 
     def _near_copies(self, index: FingerprintIndex, fingerprint: np.ndarray) -> list[tuple[str, str]]:
         """``(owner id, detail)`` of every stretch covering most of the shorter work (an excerpt counts), best first.
