@@ -51,7 +51,7 @@ def anchor(paths: list[str], workers: int) -> tuple[float, float]:
 
 def _analyze(args: tuple) -> list[dict]:
     batch, settings, manifest = args
-    return analyze_batch(batch.items, settings.ingest, settings.licenses, manifest, batch.known)
+    return analyze_batch(batch.items, settings.ingest, settings.licenses, manifest, known=batch.known)
 
 
 def ingest_work(corpus: Path, manifest: Path, workspace: Path, workers: int) -> float:

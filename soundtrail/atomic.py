@@ -33,8 +33,11 @@ def default_file_mode() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | Path) -> Iterator[Path]:
+def atomic_path(target: str | Path, mode: int | None = None) -> Iterator[Path]:
     """Yield a temporary path next to ``target``; rename it onto ``target`` if the block succeeds.
+
+    The finished file gets ``mode``, by default what a plain write would give it (:func:`default_file_mode`);
+    secrets (signing keys) pass ``0o600`` and are never readable by anyone else, even for a moment.
 
     The temporary name starts with ``.tmp-`` so directory scans can ignore leftovers from a
     killed process; they are never mistaken for finished files.
@@ -48,16 +51,16 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         yield tmp
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
-        os.chmod(tmp, default_file_mode())
+        os.chmod(tmp, default_file_mode() if mode is None else mode)
         os.replace(tmp, target)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
-def atomic_write_bytes(target: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``target`` atomically."""
-    with atomic_path(target) as tmp:
+def atomic_write_bytes(target: str | Path, data: bytes, mode: int | None = None) -> None:
+    """Write ``data`` to ``target`` atomically (``mode``: see :func:`atomic_path`)."""
+    with atomic_path(target, mode) as tmp:
         tmp.write_bytes(data)
 
 

@@ -4,10 +4,10 @@ Layout of one checkpoint directory::
 
     model.safetensors   weights only (safe to load, no pickle)
     config.json         {"kind": ..., "config": {...}, "step": N, ...metadata}
-    train_state.pt      optimizer, scheduler, RNG states and step: only while training
+    train_state.pt      the trainer's state (optimizers, schedules, loss history), RNG states and step
 
 ``config.json`` is written last and renamed into place, so a directory without it is an
-unfinished checkpoint and is ignored by :func:`latest_checkpoint`.
+unfinished checkpoint (:func:`is_complete` says which).
 """
 
 from __future__ import annotations
@@ -52,42 +52,33 @@ def load_weights(directory: str | Path, model: torch.nn.Module, device: str | to
     model.load_state_dict(load_file(str(Path(directory) / WEIGHTS), device=str(device)))
 
 
-def save_train_state(directory: str | Path, step: int, optimizer: torch.optim.Optimizer,
-                     scheduler: Any | None = None, **extra: Any) -> None:
-    """Save everything needed to continue training bit-for-bit from ``step``."""
-    state = {
+def save_train_state(directory: str | Path, step: int, state: dict[str, Any]) -> None:
+    """Save what continuing bit-for-bit from ``step`` needs: the trainer's ``state`` (optimizers, schedules,
+    auxiliary modules, loss history) and every RNG's state."""
+    document = {
         "step": step,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "state": state,
         "rng": {
             "torch": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
             "numpy": np.random.get_state(),
             "python": random.getstate(),
         },
-        "extra": extra,
     }
     with atomic_path(Path(directory) / TRAIN_STATE) as tmp:
-        torch.save(state, tmp)
+        torch.save(document, tmp)
 
 
-def load_train_state(directory: str | Path, optimizer: torch.optim.Optimizer,
-                     scheduler: Any | None = None) -> dict[str, Any] | None:
-    """Restore optimizer, scheduler and RNG states; returns the saved dict, or None if absent."""
-    path = Path(directory) / TRAIN_STATE
-    if not path.exists():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and state["scheduler"] is not None:
-        scheduler.load_state_dict(state["scheduler"])
-    rng = state["rng"]
+def load_train_state(directory: str | Path) -> tuple[int, dict[str, Any]]:
+    """Restore every RNG's state and return ``(step, state)`` as :func:`save_train_state` saved them."""
+    document = torch.load(Path(directory) / TRAIN_STATE, map_location="cpu", weights_only=False)
+    rng = document["rng"]
     torch.set_rng_state(rng["torch"])
     if rng["cuda"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     np.random.set_state(rng["numpy"])
     random.setstate(rng["python"])
-    return state
+    return document["step"], document["state"]
 
 
 def is_complete(directory: str | Path) -> bool:

@@ -39,3 +39,12 @@ def test_a_failed_write_leaves_neither_the_target_nor_its_temporary(tmp_path: Pa
         assert stat.S_IMODE(tmp.stat().st_mode) == 0o600  # private while it is being written
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_secret_stays_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o002)
+    try:
+        atomic_write_bytes(tmp_path / "signer-key.pem", b"-----BEGIN PRIVATE KEY-----", mode=0o600)
+        assert stat.S_IMODE((tmp_path / "signer-key.pem").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

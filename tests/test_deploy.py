@@ -259,11 +259,25 @@ def test_kuberay_cluster_scales_gpu_workers_and_shares_ledger_and_storage() -> N
         assert env["SOUNDTRAIL_LEDGER_URL"]["valueFrom"]["secretKeyRef"] == {"name": "soundtrail-ledger", "key": "url"}
         assert env["SOUNDTRAIL_STORAGE_URI"]["value"].startswith("s3://")
         assert env["SOUNDTRAIL_RAY_ADDRESS"]["value"] == "auto"
+        _assert_ray_token_from_secret(env)
         assert {mount["mountPath"] for mount in container["volumeMounts"]} >= {"/workspace", "/dev/shm"}
     claims = {volume["persistentVolumeClaim"]["claimName"]
               for template in [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
               for volume in template["spec"]["volumes"] if "persistentVolumeClaim" in volume}
     assert claims == {pvc["metadata"]["name"]}
+
+
+def _assert_ray_token_from_secret(env: dict[str, dict[str, Any]]) -> None:
+    """Ray's token mode, with the token from the soundtrail-ray-token Secret (Ray reads RAY_AUTH_TOKEN)."""
+    assert env["RAY_AUTH_MODE"]["value"] == "token"
+    assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "soundtrail-ray-token", "key": "auth_token"}
+
+
+def test_the_rayjob_submitter_carries_the_ray_token_too() -> None:
+    """`ray job submit` talks to the head's dashboard, which refuses a submitter without the token."""
+    (submitter, *_) = JOB["spec"]["submitterPodTemplate"]["spec"]["containers"]
+    _assert_ray_token_from_secret({item["name"]: item for item in submitter["env"]})
+    assert submitter["image"] == _image()
 
 
 def test_deployments_register_against_a_prefect_server(prefect_server: str) -> None:

@@ -1,70 +1,45 @@
-"""``soundtrail train ar|diffusion`` and ``soundtrail generate``."""
+"""``soundtrail train KIND``: a model of a registered generator family, on the shards."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from soundtrail.cli import app
-from soundtrail.cli.common import EXIT_BLOCKED, JsonOption, WorkspaceOption, console, emit_json, open_workspace
+from soundtrail.cli import app, prerequisites
+from soundtrail.cli.common import JsonOption, WorkspaceOption, console, emit_json, open_workspace
+from soundtrail.cli.progress import progress_bars
+
+
+def registered_family(name: str) -> str:
+    """Typer callback: a usage error (exit 2) naming the registered families for any other name."""
+    from soundtrail.train.families import FAMILIES
+
+    if name not in FAMILIES:
+        raise typer.BadParameter(f"unknown generator family {name!r}; registered: {', '.join(FAMILIES)}")
+    return name
 
 
 @app.command("train")
 def train(
-    kind: Annotated[str, typer.Argument(help="ar or diffusion")],
+    kind: Annotated[str, typer.Argument(help="generator family (ar, diffusion, ...)", callback=registered_family)],
     steps: Annotated[int | None, typer.Option(min=1, help="optimizer steps (default from soundtrail.toml)")] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Train a generator on the shards; the checkpoint records which shards and codec it saw."""
-    if kind not in ("ar", "diffusion"):
-        raise typer.BadParameter("choose ar or diffusion", param_hint="KIND")
-    from soundtrail.flows.runtime import prefect_api, ray_task_runner
+    from soundtrail.flows.runtime import command_runtime
     from soundtrail.flows.train import train_flow
 
     ws = open_workspace(workspace)
-    with prefect_api():
-        result = train_flow.with_options(task_runner=ray_task_runner(ws))(str(ws.root), kind, steps)
+    prerequisites.training(ws)
+    with command_runtime(ws) as runner, progress_bars(not as_json):
+        trained = train_flow.with_options(task_runner=runner)(str(ws.root), kind, steps)
     if as_json:
-        emit_json(result)
+        emit_json(trained.to_dict())
         return
-    metrics = result["metrics"]
-    console.print(f"{kind} model {result['model_id']}: loss {metrics['initial_loss']:.3f} -> "
-                  f"{metrics['final_loss']:.3f} over {metrics['steps']} steps on {result['shards']} shards "
-                  f"({metrics['device']})")
-    console.print(f"checkpoint: {result['path']}")
-
-
-@app.command("generate")
-def generate(
-    prompt: Annotated[str, typer.Option(help="text description of the music")],
-    out: Annotated[Path, typer.Option(help="where to copy the released WAV")],
-    model: Annotated[str, typer.Option(help="ar, diffusion (the newest of that kind) or a model id")] = "ar",
-    seconds: Annotated[float, typer.Option(min=0.5, max=30.0)] = 4.0,
-    seed: Annotated[int, typer.Option()] = 0,
-    workspace: WorkspaceOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Generate, then the release gate (screen, watermark, credentials); exit 3 and no file if blocked."""
-    from soundtrail.flows.generate import generate_flow
-    from soundtrail.flows.runtime import prefect_api, ray_task_runner
-
-    ws = open_workspace(workspace)
-    with prefect_api():
-        result = generate_flow.with_options(task_runner=ray_task_runner(ws))(
-            str(ws.root), model, prompt, seconds, seed, str(out))
-    if as_json:
-        emit_json(result)
-    elif result["status"] == "released":
-        console.print(f"released output {result['output_id']} ({result['verdict']}): {out}")
-        credential = result["credential"]["manifest_label"]
-        console.print(f"watermark payload {result['payload_hex']}, C2PA manifest {credential}")
-    else:
-        console.print(f"[red]blocked[/red] output {result['output_id']}: evidence in {result['evidence']}")
-        for match in result["matches"]:
-            console.print(f"  {match['method']}: asset {match['asset_id']} at {match['asset_offset_s']:.1f} s "
-                          f"for {match['duration_s']:.1f} s (score {match['score']:.2f})")
-    if result["status"] == "blocked":
-        raise typer.Exit(EXIT_BLOCKED)
+    model = trained.model
+    console.print(f"{kind} model {model.id}: loss {model.metrics['initial_loss']:.3f} -> "
+                  f"{model.metrics['final_loss']:.3f} over {model.metrics['steps']} steps on {len(model.shards)} "
+                  f"shards ({model.metrics['device']})")
+    console.print(f"checkpoint: {model.path}")

@@ -1,8 +1,9 @@
-"""The codec stage against the ledger: which assets train it, where it lives, which codec tokenizes.
+"""The codec stage against the ledger: which assets train it, which codec tokenizes, its record.
 
-:mod:`soundtrail.codec.codecs` knows how to train and run a codec on files; this module decides
-*which* files (accepted assets, minus a held-out set for evaluation), where the checkpoint goes,
-and records the result, so that any shard can be traced to the codec and the assets behind it.
+:mod:`soundtrail.codec.codecs` runs a codec on audio (training one is :mod:`soundtrail.train.codec`); this
+module decides *which* assets (accepted ones, minus a held-out set for evaluation), which codec the workspace
+uses, and records codecs as :class:`~soundtrail.provenance.records.CodecRecord`, so that any shard can be
+traced to the codec and the assets behind it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from soundtrail.codec.codecs import load_codec
 from soundtrail.codec.quality import evaluate_codec
 from soundtrail.provenance.ledger import Ledger, utc_now
+from soundtrail.provenance.records import CodecRecord
 from soundtrail.workspace import Workspace
 
 HELD_OUT_EVERY = 8  # every 8th accepted asset (by id) is kept out of codec training for `codec eval`
@@ -28,45 +30,45 @@ def split_assets(assets: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], li
     return train, held
 
 
-def record_codec(ledger: Ledger, codec_id: str, record: dict[str, Any]) -> None:
-    existing = ledger.get("codecs", codec_id)
-    fields = dict(record, created_at=existing["created_at"] if existing else utc_now())
-    ledger.record("codecs", codec_id, fields, "codec.trained" if record["kind"] == "soundtrail" else "codec.imported")
+def record_codec(ledger: Ledger, record: CodecRecord) -> CodecRecord:
+    """Record a trained or imported codec (keeping the first ``created_at``); returns it as the ledger holds it."""
+    existing = ledger.get("codecs", record.id)
+    fields = dict(record.fields(), created_at=existing["created_at"] if existing else utc_now())
+    ledger.record("codecs", record.id, fields, "codec.trained" if record.kind == "soundtrail" else "codec.imported")
+    return CodecRecord.from_row(ledger.get("codecs", record.id))
 
 
-def register_pretrained(ledger: Ledger, path: Path) -> str:
-    """Record a user's local pretrained codec (soundtrail or transformers Encodec dir); returns its id."""
+def register_pretrained(ledger: Ledger, path: Path) -> CodecRecord:
+    """Record a user's local pretrained codec (soundtrail or transformers Encodec dir)."""
     codec = load_codec(path)
-    record_codec(ledger, codec.codec_id, {"kind": "pretrained", "path": str(Path(path).resolve()),
-                                           "config": {"sample_rate": codec.sample_rate, "frame_rate": codec.frame_rate,
-                                                      "num_codebooks": codec.num_codebooks,
-                                                      "codebook_size": codec.codebook_size},
-                                           "assets": [], "metrics": {}})
-    return codec.codec_id
+    return record_codec(ledger, CodecRecord(
+        codec.codec_id, "pretrained", str(Path(path).resolve()),
+        config={"sample_rate": codec.sample_rate, "frame_rate": codec.frame_rate,
+                "num_codebooks": codec.num_codebooks, "codebook_size": codec.codebook_size}))
 
 
-def resolve_codec(workspace: Workspace, codec_id: str | None = None) -> dict[str, Any]:
+def resolve_codec(workspace: Workspace, codec_id: str | None = None) -> CodecRecord:
     """The codec to use: the one named, else the configured pretrained one, else the newest trained."""
     with Ledger(workspace.ledger_url) as ledger:
         if codec_id is None and workspace.settings.codec.checkpoint:
-            codec_id = register_pretrained(ledger, Path(workspace.settings.codec.checkpoint))
+            return register_pretrained(ledger, Path(workspace.settings.codec.checkpoint))
         if codec_id is not None:
             row = ledger.get("codecs", codec_id)
             if row is None:
                 raise ValueError(f"no codec {codec_id!r} in the ledger")
-            return row
+            return CodecRecord.from_row(row)
         rows = sorted(ledger.rows("codecs"), key=lambda row: row["created_at"] or "")
     if not rows:
         raise ValueError("no codec yet: run `soundtrail codec train` or set codec.checkpoint in soundtrail.toml")
-    return rows[-1]
+    return CodecRecord.from_row(rows[-1])
 
 
 def evaluate_workspace_codec(workspace: Workspace, codec_id: str | None = None) -> dict[str, Any]:
     """SI-SNR, mel distance and bitrate of a codec on the held-out accepted assets."""
-    row = resolve_codec(workspace, codec_id)
+    codec = resolve_codec(workspace, codec_id)
     with Ledger(workspace.ledger_url) as ledger:
         _, held = split_assets(ledger.rows("assets", status="accepted"))
-    paths = [asset["path"] for asset in held if asset["id"] not in set(row["assets"] or [])]
+    paths = [asset["path"] for asset in held if asset["id"] not in set(codec.assets)]
     if not paths:
         raise ValueError("no held-out accepted asset to evaluate on")
-    return {"codec_id": row["id"], "held_out": len(paths), **evaluate_codec(load_codec(Path(row["path"])), paths)}
+    return {"codec_id": codec.id, "held_out": len(paths), **evaluate_codec(load_codec(Path(codec.path)), paths)}

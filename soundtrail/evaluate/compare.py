@@ -5,7 +5,7 @@ generates one clip per (held-out caption, seed) with each family (the diffusion 
 count), and reports for each
 
 - the **real-time factor** (RTF): seconds of audio per second of compute, where compute is text encoding,
-  sampling and codec decoding (:func:`~soundtrail.train.families.generate`), with model loading and one
+  sampling and codec decoding (:meth:`~soundtrail.train.families.Generator.generate`), with model loading and one
   warm-up generation per model left out; RTF > 1 is faster than real time. It is wall-clock time on this
   machine: on a CPU shared with other work, one torch thread (``--threads 1``) gives steadier figures than
   several threads that wait on each other;
@@ -59,12 +59,15 @@ from soundtrail.codec.quality import reconstruct
 from soundtrail.codec.stage import resolve_codec, split_assets
 from soundtrail.codec.tokenize import caption_for
 from soundtrail.provenance.ledger import Ledger, utc_now
-from soundtrail.train.families import FAMILIES, generate, load_generator
+from soundtrail.provenance.records import CodecRecord, ModelRecord
+from soundtrail.train.families import FAMILIES, Generator
+from soundtrail.train.generator import Sampling
 from soundtrail.train.stage import resolve_model
 from soundtrail.workspace import Workspace
 
 REPORT_JSON = "compare.json"
 REPORT_PLOT = "compare.png"
+MARKERS = ("s", "o", "^", "D", "v")
 
 
 @dataclass(frozen=True)
@@ -73,7 +76,7 @@ class CompareConfig:
 
     seconds: float = 4.0  # length of every generated clip
     prompts: int = 4  # clips per family and step count; captions cycle over the held-out assets
-    diffusion_steps: tuple[int, ...] = (8, 16, 32)  # Heun steps (two DiT evaluations each)
+    diffusion_steps: tuple[int, ...] = (8, 16, 32)  # sampling steps of families that take them (diffusion: Heun)
     seed: int = 0  # clip i uses seed + i, for every family
     cfg_scale: float = 3.0
     reference_seconds: float = 30.0  # at most this much of each held-out recording enters the reference
@@ -219,25 +222,25 @@ class Prompt:
     asset_id: str  # the held-out asset the caption belongs to
 
 
-def _shared_codec(models: dict[str, dict[str, Any]]) -> str:
+def _shared_codec(models: dict[str, ModelRecord]) -> str:
     """Both families must decode through one codec: otherwise the comparison measures codecs, not generators."""
-    codec_ids = {row["codec_id"] for row in models.values()}
+    codec_ids = {model.codec_id for model in models.values()}
     if len(codec_ids) > 1:
-        detail = ", ".join(f"{kind} model {row['id']} uses codec {row['codec_id']}" for kind, row in models.items())
+        detail = ", ".join(f"{kind} model {model.id} uses codec {model.codec_id}" for kind, model in models.items())
         raise ValueError(f"{detail}: train both on the current shards (`soundtrail train ar`, "
                          "`soundtrail train diffusion`) to compare them")
     return codec_ids.pop()
 
 
-def held_out_assets(workspace: Workspace, codec_row: dict[str, Any]) -> list[dict[str, Any]]:
+def held_out_assets(workspace: Workspace, codec: CodecRecord) -> list[dict[str, Any]]:
     """Accepted assets kept out of the codec's training (:func:`split_assets`), in id order."""
     with Ledger(workspace.ledger_url) as ledger:
         _, held = split_assets(ledger.rows("assets", status="accepted"))
-    seen = set(codec_row.get("assets") or [])
+    seen = set(codec.assets)
     rows = [row for row in held if row["id"] not in seen]
     if not rows:
         raise ValueError("no held-out accepted asset to compare against: ingest at least two accepted assets "
-                         f"and train the codec without them (`soundtrail codec train`); codec {codec_row['id']}")
+                         f"and train the codec without them (`soundtrail codec train`); codec {codec.id}")
     return rows
 
 
@@ -247,17 +250,13 @@ def prompts_for(assets: Sequence[dict[str, Any]], count: int, seed: int) -> list
             for i in range(count)]
 
 
-def _timed_clips(model_row: dict[str, Any], codec_row: dict[str, Any], codec: Codec, model: Any,
-                 prompts: Sequence[Prompt], config: CompareConfig,
-                 steps: int | None) -> tuple[list[np.ndarray], float]:
+def _timed_clips(generator: Generator, prompts: Sequence[Prompt], config: CompareConfig,
+                 sampling: Sampling) -> tuple[list[np.ndarray], float]:
     """One untimed warm-up, then every prompt; returns the clips and the compute seconds they took."""
-    sampling: dict[str, Any] = {"cfg_scale": config.cfg_scale, "model": model, "codec": codec}
-    if steps is not None:
-        sampling["diffusion_steps"] = steps
-    generate(model_row, codec_row, prompts[0].caption, config.warmup_seconds, prompts[0].seed, **sampling)
+    generator.generate(prompts[0].caption, config.warmup_seconds, prompts[0].seed, sampling)
     clips, taken = [], 0.0
     for prompt in prompts:
-        result = generate(model_row, codec_row, prompt.caption, config.seconds, prompt.seed, **sampling)
+        result = generator.generate(prompt.caption, config.seconds, prompt.seed, sampling)
         clips.append(result.audio)
         taken += result.seconds_taken
     return clips, taken
@@ -272,10 +271,10 @@ def compare_generators(workspace: Workspace, config: CompareConfig | None = None
     """
     config = config or CompareConfig()
     models = {kind: resolve_model(workspace, kind) for kind in FAMILIES}
-    codec_row = resolve_codec(workspace, _shared_codec(models))
+    codec_record = resolve_codec(workspace, _shared_codec(models))
     device = pick_device()
-    codec = load_codec(Path(codec_row["path"]), device)
-    references = held_out_assets(workspace, codec_row)
+    codec = load_codec(Path(codec_record.path), device)
+    references = held_out_assets(workspace, codec_record)
     prompts = prompts_for(references, config.prompts, config.seed)
     embeddings: dict[str, Embedding] = {"mel": MelFrames(codec.sample_rate), "codec": CodecFrames(codec)}
 
@@ -286,17 +285,17 @@ def compare_generators(workspace: Workspace, config: CompareConfig | None = None
     floor = {name: frechet_distance(resynthesised[name], real[name]) for name in embeddings}
 
     results = []
-    for kind in FAMILIES:
-        row = models[kind]
-        model = load_generator(row, device)
-        step_counts = sorted(set(config.diffusion_steps)) if kind == "diffusion" else [None]
+    for kind, family in FAMILIES.items():
+        generator = Generator(models[kind], codec, device)
+        step_counts = sorted(set(config.diffusion_steps)) if family.sampling_steps else [None]
         for steps in step_counts:
-            clips, taken = _timed_clips(row, codec_row, codec, model, prompts, config, steps)
+            sampling = Sampling(config.cfg_scale) if steps is None else Sampling(config.cfg_scale, steps)
+            clips, taken = _timed_clips(generator, prompts, config, sampling)
             audio_seconds = sum(len(clip) for clip in clips) / codec.sample_rate
             generated = embed_set(clips, embeddings)
             result = {
                 "label": kind if steps is None else f"{kind} {steps} steps", "family": kind,
-                "model_id": row["id"], "train_steps": row.get("steps"), "diffusion_steps": steps,
+                "model_id": generator.record.id, "train_steps": generator.record.steps, "diffusion_steps": steps,
                 "audio_seconds": audio_seconds, "compute_seconds": taken, "rtf": audio_seconds / taken,
                 "fd": {name: frechet_distance(generated[name], real[name]) for name in embeddings},
             }
@@ -309,7 +308,7 @@ def compare_generators(workspace: Workspace, config: CompareConfig | None = None
         "workspace": str(workspace.root),
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
-        "codec_id": codec_row["id"],
+        "codec_id": codec_record.id,
         "sample_rate": codec.sample_rate,
         "config": {"seconds": config.seconds, "prompts": config.prompts, "seed": config.seed,
                    "cfg_scale": config.cfg_scale, "diffusion_steps": sorted(set(config.diffusion_steps)),
@@ -351,13 +350,13 @@ def plot_report(report: dict[str, Any], path: Path) -> None:
     figure = Figure(figsize=(5.5 * len(names), 4.2), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(1, len(names), squeeze=False)[0]
-    colours = {"ar": "tab:blue", "diffusion": "tab:orange"}
+    families = list(dict.fromkeys(row["family"] for row in report["results"]))
     for axis, name in zip(axes, names, strict=True):
-        for kind in FAMILIES:
+        for index, kind in enumerate(families):  # colours and markers by position: any number of families
             rows = [row for row in report["results"] if row["family"] == kind]
             rtf = [row["rtf"] for row in rows]
             fd = [row["fd"][name] for row in rows]
-            axis.plot(rtf, fd, marker="o" if kind == "diffusion" else "s", color=colours[kind], label=kind,
+            axis.plot(rtf, fd, marker=MARKERS[index % len(MARKERS)], color=f"C{index}", label=kind,
                       linestyle="-" if len(rows) > 1 else "none")
             for row in rows:
                 if row["diffusion_steps"] is not None:

@@ -1,4 +1,8 @@
-"""The generate flow: generate on Ray (a GPU when present), then the release gate in the same task."""
+"""The generate flow: generate on Ray (a GPU when present), then the release gate in the same task.
+
+``soundtrail generate`` -> :func:`generate_flow` -> :func:`generate_task` ->
+:func:`soundtrail.release.generate.generate` (the gate) -> :func:`soundtrail.train.families.generate` (the model).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +12,14 @@ from typing import Any
 from prefect import flow, task
 
 from soundtrail.flows.runtime import accelerator_options
-from soundtrail.release.generate import generate_and_release
+from soundtrail.release.generate import generate
 from soundtrail.workspace import Workspace
 
 
-@task(name="generate-and-release", retries=1)
+@task(name="generate", retries=1)
 def generate_task(workspace_root: str, model: str, prompt: str, seconds: float, seed: int,
                   out: str | None) -> dict[str, Any]:
-    return generate_and_release(Workspace(workspace_root), model, prompt, seconds, seed,
-                                Path(out) if out else None)
+    return generate(Workspace(workspace_root), model, prompt, seconds, seed, Path(out) if out else None)
 
 
 @flow(name="generate")

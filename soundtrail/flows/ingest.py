@@ -29,7 +29,7 @@ BATCHES_IN_FLIGHT_PER_CPU = 4  # enough to keep every CPU busy while the driver 
 def analyze_files(batch: AnalysisBatch, ingest: IngestSettings, licenses: LicenseSettings,
                   manifest: str | None) -> list[dict[str, Any]]:
     """Hash, decode, check, tag-read and fingerprint one batch (runs on a Ray worker)."""
-    return analyze_batch(batch.items, ingest, licenses, manifest, batch.known)
+    return analyze_batch(batch.items, ingest, licenses, manifest, known=batch.known)
 
 
 def ray_analyser(ingest: IngestSettings, licenses: LicenseSettings, manifest: str | None, window: int) -> Analyser:

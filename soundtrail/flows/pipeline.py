@@ -28,6 +28,9 @@ from soundtrail.flows.train import train_flow
 from soundtrail.provenance.audit import write_report
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.provenance.lineage_events import DatasetRef, LineageEmitter, RunRef
+from soundtrail.provenance.records import ModelRecord
+from soundtrail.screening.stage import screen_thresholds
+from soundtrail.train.families import check_family_names
 from soundtrail.workspace import Workspace
 
 
@@ -46,9 +49,11 @@ def pipeline_inputs(ws: Workspace) -> tuple[list[str], str | None]:
 @flow(name="pipeline")
 def pipeline_flow(workspace: str) -> dict[str, Any]:
     """Run every stage over the workspace's inputs; returns a summary with the report path."""
-    logger = get_run_logger()
     ws = Workspace(workspace)
+    screen_thresholds(ws)  # a [screening] key naming no screening method fails now, not at the gate after training
+    logger = get_run_logger()
     settings = ws.settings.pipeline
+    check_family_names(settings.models, "[pipeline] models")  # before any stage runs
     runner = ray_task_runner(ws)
     lineage = LineageEmitter.for_workspace(ws.root, namespace=ws.settings.lineage.namespace,
                                            transport=ws.settings.lineage.transport, url=ws.settings.lineage.url)
@@ -64,29 +69,31 @@ def pipeline_flow(workspace: str) -> dict[str, Any]:
         accepted_refs = _refs("assets", [row["id"] for row in ledger.rows("assets", status="accepted")])
 
         with lineage.stage_run("codec", accepted_refs, parent=parent) as run:
-            summary["codec"] = codec_train_flow.with_options(task_runner=runner)(str(ws.root))
-            run.outputs.append(DatasetRef.of("models", summary["codec"]["codec_id"]))
+            trained_codec = codec_train_flow.with_options(task_runner=runner)(str(ws.root))
+            codec = trained_codec.codec
+            summary["codec"] = trained_codec.to_dict()
+            run.outputs.append(DatasetRef.of("models", codec.id))
 
         with lineage.stage_run("tokenize", accepted_refs, parent=parent) as run:
-            summary["tokenize"] = tokenize_flow.with_options(task_runner=runner)(str(ws.root),
-                                                                                 summary["codec"]["codec_id"])
+            summary["tokenize"] = tokenize_flow.with_options(task_runner=runner)(str(ws.root), codec.id)
             shards = [row["id"] for row in ledger.rows("shards", status="current")]
             run.outputs.extend(_refs("shards", shards))
 
+        models: dict[str, ModelRecord] = {}
         summary["models"] = {}
         for kind in settings.models:
             with lineage.stage_run(f"train-{kind}", _refs("shards", shards), parent=parent) as run:
-                result = train_flow.with_options(task_runner=runner)(str(ws.root), kind)
-                summary["models"][kind] = result
-                run.outputs.append(DatasetRef.of("models", result["model_id"]))
+                trained = train_flow.with_options(task_runner=runner)(str(ws.root), kind)
+                models[kind] = trained.model
+                summary["models"][kind] = trained.to_dict()
+                run.outputs.append(DatasetRef.of("models", trained.model.id))
 
         summary["outputs"] = []
-        for kind, model in summary["models"].items():
-            model_ref = DatasetRef.of("models", model["model_id"])
-            with lineage.stage_run(f"generate-{kind}", [model_ref], parent=parent) as run:
+        for kind, model in models.items():
+            with lineage.stage_run(f"generate-{kind}", [DatasetRef.of("models", model.id)], parent=parent) as run:
                 for index, prompt in enumerate(settings.prompts):
                     result = generate_flow.with_options(task_runner=runner)(
-                        str(ws.root), model["model_id"], prompt, settings.generate_seconds, settings.seed + index)
+                        str(ws.root), model.id, prompt, settings.generate_seconds, settings.seed + index)
                     summary["outputs"].append(result)
                     run.outputs.append(DatasetRef.of("outputs", result["output_id"]))
 

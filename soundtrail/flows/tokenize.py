@@ -37,13 +37,13 @@ def tokenize_flow(workspace: str, codec_id: str | None = None) -> dict[str, Any]
     settings = ws.settings.tokenize
     codec = resolve_codec(ws, codec_id)
     with Ledger(ws.ledger_url) as ledger:
-        plan = plan_tokenize(ledger, ws.path("shards"), codec["path"], codec["id"], settings.segment_s,
+        plan = plan_tokenize(ledger, ws.path("shards"), codec.path, codec.id, settings.segment_s,
                              settings.assets_per_shard)
-        accepted = {row["id"] for row in ledger.rows("assets", status="accepted")}
     if plan.nothing_to_do and plan.keep:
         logger.info("shard set %s is up to date", Path(plan.set_dir).name)
         return {"shard_set": Path(plan.set_dir).name, "shards": len(plan.keep), "new_shards": 0, "superseded": 0,
                 "rows": sum(entry["rows"] for entry in plan.keep), "skipped": []}
+    accepted = set(plan.accepted)
     new_entries = [entry for entry in (rewrite_without(Path(plan.set_dir), stale, accepted) for stale in plan.stale)
                    if entry is not None]
     progress = reporter()

@@ -16,7 +16,7 @@ The order of checks is the order of precedence a rights reviewer would apply:
    - refused (quarantined for its licence, rejected on review, revoked) -> ``quarantined`` with it, and blocked
      -> ``blocked`` with it: a refused work cannot come back as a relabelled copy;
 
-4. its licence is missing, unknown, ambiguous, denied or not allowed -> ``quarantined``;
+4. its licence is missing, unknown, ambiguous, unclear, denied or not allowed -> ``quarantined``;
 5. otherwise ``accepted``.
 
 Which file is a recording's original is the curator's order (manifest line, then path; the driver decides files
@@ -225,9 +225,9 @@ class Catalog:
         min_overlap = min(self.ingest.min_overlap_s, 0.8 * match_span_s(len(fingerprint)))
         matches = index.query(fingerprint, min_duration_s=max(min_overlap, MIN_NEAR_COPY_S),
                               max_ber=self.ingest.near_duplicate_ber)
-        return [(match.track_id, f"bit error rate {match.ber:.3f} over {match.duration_s:.1f} s "
-                                 f"(query {match.query_offset_s:.1f} s, original {match.track_offset_s:.1f} s)")
-                for match in sorted(matches, key=lambda match: match.ber)]
+        return [(match.asset_id, f"bit error rate {match.details['ber']:.3f} over {match.duration_s:.1f} s "
+                                 f"(query {match.query_offset_s:.1f} s, original {match.asset_offset_s:.1f} s)")
+                for match in sorted(matches, key=lambda match: match.details["ber"])]
 
     @staticmethod
     def prefetch(analyses: list[dict[str, Any]], writer: LedgerWriter) -> None:
@@ -257,6 +257,8 @@ class Catalog:
         asset_id = analysis["asset_id"]
         existing = writer.get("assets", asset_id)
         if existing is not None and existing["status"] in FINAL_STATUSES:
+            if not analysis["problem"]:  # read again because its statement changed: keep what it was read with
+                writer.record("assets", asset_id, {key: analysis.get(key) for key in _FILE_FIELDS}, "asset.restated")
             return IngestItem(analysis["path"], existing["status"], existing["reason"], asset_id)
         decision = self.decide(analysis, writer)
         facts = {key: analysis[key] for key in _ASSET_FIELDS}

@@ -11,14 +11,20 @@ order *before* they are cut into batches, so each batch's records follow the pre
 soon as those are: the driver holds the batches in flight and the one it records, never the whole ingest's
 analyses, and a killed run has committed a prefix of the curator order, which its re-run finds decided.
 
+After each batch's decisions, the consent terms its files state are recorded, and at the end of every run, however
+few files it read, the assets whose recorded terms no longer allow training are revoked (:mod:`.expiry`).
+
 A decision stands while the file (size and mtime, else its sha256) and what the decision read besides the file
 (``decision_inputs``: its manifest row, the licence and ingest settings) are unchanged, and its status is final or
 ``quarantined`` (a copy quarantined with its original only while the original is still refused for the same
-reason): such a file is not decoded again, so a scheduled run over an unchanged folder reads nothing.
+reason): such a file is not decoded again, so a scheduled run over an unchanged folder reads nothing. A file whose
+row changed is read again even when its status is final: the status stays, but the row's consent terms are
+recorded (and may revoke it), and the asset keeps the new digest.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import heapq
 import itertools
@@ -32,7 +38,8 @@ from typing import Any
 from soundtrail.config import Settings
 from soundtrail.ingest.analyze import manifest_problem_analyses
 from soundtrail.ingest.catalog import FINAL_STATUSES, Catalog, IngestItem, still_refused_with
-from soundtrail.ingest.manifest import InputFile, ManifestEntry, read_manifest, resolve_inputs
+from soundtrail.ingest.expiry import record_terms, revoke_withdrawn
+from soundtrail.ingest.manifest import InputFile, ManifestEntry, display_path, read_manifest, resolve_inputs
 from soundtrail.provenance.ledger import Ledger, canonical_json
 from soundtrail.workspace import Workspace
 
@@ -66,8 +73,11 @@ class IngestPlan:
 
 
 def ingest_inputs(workspace: Workspace, paths: list[str], manifest: str | None, analyse: Analyser,
-                  flow_run_id: str | None = None, cpus: int = 1) -> list[IngestItem]:
-    """Ingest files and folders into the workspace's ledger; returns one item per file, in curator order."""
+                  flow_run_id: str | None = None, cpus: int = 1, today: dt.date | None = None) -> list[IngestItem]:
+    """Ingest files and folders into the workspace's ledger; returns one item per file, in curator order.
+
+    ``today`` (UTC by default) is the day licence expiry is judged on; the analyser must judge it the same way.
+    """
     settings = workspace.settings
     manifest_result = read_manifest(Path(manifest)) if manifest else None
     inputs = resolve_inputs([Path(path) for path in paths], manifest_result)
@@ -89,6 +99,8 @@ def ingest_inputs(workspace: Workspace, paths: list[str], manifest: str | None, 
             catalog = catalog or Catalog(ledger, settings.ingest, settings.licenses)
             items.extend(catalog.admit_batch(chunk, flow_run_id))
             _report_disputed_originals(items, catalog.take_disputed_originals())
+            record_terms(ledger, [record for record in chunk if not record.get("known")], flow_run_id)
+        revoke_withdrawn(ledger, today, flow_run_id)
     return items
 
 
@@ -104,14 +116,16 @@ def plan_ingest(ledger: Ledger, inputs: list[InputFile], problems: list[dict[str
     """Rank every input and manifest problem in curator order, and find the files whose decision stands."""
     units: list[tuple[tuple[int, str], InputFile | dict[str, Any]]] = [
         ((record["manifest_line"] or _LAST, record["path"]), record) for record in problems]
-    units += [((item.entry.line if item.entry else _LAST, str(item.path)), item) for item in inputs]
+    units += [((item.entry.line if item.entry else _LAST, display_path(item.path)), item) for item in inputs]
     units.sort(key=itemgetter(0))
     digests = {str(item.path): decision_inputs(item.entry, settings, manifest) for item in inputs}
-    decided = _decisions_at(ledger, set(digests))
-    standing = {path: [row for row in rows if _stands(ledger, row, digests[path])] for path, rows in decided.items()}
+    decided = _decisions_at(ledger, {display_path(item.path) for item in inputs})  # the ledger keeps paths as text
+    standing = {str(item.path): [row for row in decided.get(display_path(item.path), ())
+                                 if _stands(ledger, row, digests[str(item.path)])] for item in inputs}
     # A copy quarantined with its original stands only while the original does: one decided again in this run
     # may be accepted now, and its copies must then be decided again after it.
-    redecided = {row["id"] for path, rows in decided.items() if not standing[path] for row in rows}
+    redecided = {row["id"] for item in inputs if not standing[str(item.path)]
+                 for row in decided.get(display_path(item.path), ())}
     for rows in standing.values():
         rows[:] = [row for row in rows if row["status"] != "quarantined" or row["duplicate_of"] not in redecided]
     plan = IngestPlan()
@@ -120,10 +134,10 @@ def plan_ingest(ledger: Ledger, inputs: list[InputFile], problems: list[dict[str
             plan.ready.append((rank, unit))
             continue
         path = str(unit.path)
-        rows = standing.get(path, [])
+        rows = standing[path]
         unchanged = _unchanged(unit.path, rows)
         if unchanged is not None:
-            plan.ready.append((rank, {"known": True, "path": path, "asset_id": unchanged["id"],
+            plan.ready.append((rank, {"known": True, "path": display_path(unit.path), "asset_id": unchanged["id"],
                                       "status": unchanged["status"], "reason": unchanged["reason"]}))
             continue
         plan.to_analyse.append((rank, unit))
@@ -160,11 +174,11 @@ def _decisions_at(ledger: Ledger, paths: set[str]) -> dict[str, list[dict[str, A
 
 def _stands(ledger: Ledger, row: dict[str, Any], digest: str) -> bool:
     """Whether deciding the file behind ``row`` again would give ``row``'s decision (see the module docstring)."""
-    if not row["sha256"]:
-        return False  # never read (a transient error, a rejected manifest row): try again
+    if not row["sha256"] or row["decision_inputs"] != digest:
+        return False  # never read (a transient error, a rejected manifest row), or its statement changed
     if row["status"] in FINAL_STATUSES:
         return True
-    if row["status"] != "quarantined" or row["decision_inputs"] != digest:
+    if row["status"] != "quarantined":
         return False
     return not row["duplicate_of"] or still_refused_with(row["reason"], ledger.get("assets", row["duplicate_of"]))
 

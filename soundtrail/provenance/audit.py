@@ -373,10 +373,11 @@ def _training_data_summary(workspace: Workspace, corpus: _Corpus, trained_on: Tr
             "rights_reservation": (
                 "Each file's licence is read from the ingest manifest and the file's own tags and normalised to "
                 "an SPDX id; only licences on the allow list are trained on. Missing, unknown, ambiguous or "
-                "conflicting licences are quarantined, never guessed. Reference fingerprints of protected works "
-                "(the blocklist) block matching files and excerpts; copies of a known recording are kept out as "
-                "duplicates, refused with it when it was refused, and held for a person's review when their "
-                "licence or rights holder differs from the recording's."),
+                "conflicting licences, and licence strings with a word the reading does not account for (a "
+                "restriction beside a licence name), are quarantined, never guessed. Reference fingerprints of "
+                "protected works (the blocklist) block matching files and excerpts; copies of a known recording are "
+                "kept out as duplicates, refused with it when it was refused, and held for a person's review when "
+                "their licence or rights holder differs from the recording's."),
             "quarantined": statuses.get("quarantined", 0),
             "duplicates": statuses.get("duplicate", 0),
             "blocked": statuses.get("blocked", 0),

@@ -322,7 +322,7 @@ def _issue_demo_identity(directory: Path, now: dt.datetime) -> None:
     pem = serialization.Encoding.PEM
     atomic_write_bytes(directory / CA_CERT, ca.public_bytes(pem))
     atomic_write_bytes(directory / SIGNER_KEY, signer_key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), mode=0o600)
     atomic_write_bytes(directory / SIGNER_CHAIN, leaf.public_bytes(pem))
 
 

@@ -120,6 +120,18 @@ class Asset(Projection):
     decision_inputs: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+class Consent(Projection):
+    """What a rights holder stated beyond the licence id about one asset (``id`` is the asset id): AI training
+    (allowed, notAllowed, constrained) and who said so (a manifest line, a C2PA assertion), and the last day the
+    licence holds (an ISO date), after which the next ingest revokes the asset."""
+
+    __tablename__ = "consents"
+    ai_training: Mapped[str | None] = _text()
+    ai_training_by: Mapped[str | None] = _text()
+    license_expires: Mapped[str | None] = mapped_column(String(10), index=True, nullable=True)
+    license_expires_by: Mapped[str | None] = _text()
+
+
 class Fingerprint(Projection):
     """Chromaprint of an asset or of a blocklisted work (``id`` is the asset or block id)."""
 
@@ -142,7 +154,7 @@ class BlockedWork(Projection):
     added_at: Mapped[str | None] = _text()
 
 
-class CodecRecord(Projection):
+class CodecRow(Projection):
     """A trained or imported codec and the assets it saw."""
 
     __tablename__ = "codecs"
@@ -167,7 +179,7 @@ class Shard(Projection):
     created_at: Mapped[str | None] = _text()
 
 
-class ModelRecord(Projection):
+class ModelRow(Projection):
     """A trained generator: exactly which shards (by sha256) and which codec it saw."""
 
     __tablename__ = "models"
@@ -223,6 +235,6 @@ class Review(Projection):
 
 PROJECTIONS: dict[str, type[Projection]] = {
     cls.__tablename__: cls
-    for cls in (Source, Licence, Asset, Fingerprint, BlockedWork, CodecRecord, Shard, ModelRecord, Output, Takedown,
+    for cls in (Source, Licence, Asset, Consent, Fingerprint, BlockedWork, CodecRow, Shard, ModelRow, Output, Takedown,
                 Review)
 }

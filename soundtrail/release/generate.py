@@ -1,5 +1,8 @@
 """Generate, then the release gate: nothing generated leaves except through :func:`release`.
 
+``soundtrail generate`` (cli/generate.py) -> ``generate_flow`` and ``generate_task`` (flows/generate.py) ->
+:func:`generate` here -> the model call :func:`soundtrail.train.families.generate`.
+
 The output id (the watermark's 32-bit payload) is derived from the request (model, prompt, seed,
 length), and generation is deterministic for a seed, so repeating a request, or re-running a
 pipeline that was killed after generating, finds the recorded output instead of making another.
@@ -16,7 +19,7 @@ from soundtrail.audio import write_wav
 from soundtrail.codec.stage import resolve_codec
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.release.gate import release
-from soundtrail.train.families import generate
+from soundtrail.train import families
 from soundtrail.train.stage import resolve_model
 from soundtrail.workspace import Workspace
 
@@ -27,26 +30,26 @@ def output_id_for(model_id: str, prompt: str, seed: int, seconds: float) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:8]
 
 
-def generate_and_release(workspace: Workspace, model: str, prompt: str, seconds: float, seed: int,
-                         out: Path | None = None) -> dict[str, Any]:
-    """Generate with ``model`` (an id, ``ar`` or ``diffusion``), then the gate; copy to ``out`` if released."""
-    model_row = resolve_model(workspace, model)
-    codec_row = resolve_codec(workspace, model_row["codec_id"])
-    output_id = output_id_for(model_row["id"], prompt, seed, seconds)
+def generate(workspace: Workspace, model: str, prompt: str, seconds: float, seed: int,
+             out: Path | None = None) -> dict[str, Any]:
+    """Generate with ``model`` (an id, or a family: its newest model), then the gate; copy to ``out`` if released."""
+    record = resolve_model(workspace, model)
+    codec = resolve_codec(workspace, record.codec_id)
+    output_id = output_id_for(record.id, prompt, seed, seconds)
     with Ledger(workspace.ledger_url) as ledger:
         existing = ledger.get("outputs", output_id)
     staging = workspace.path("outputs") / ".staging" / f"{output_id}.wav"
     generation_s = None
     if existing is None or existing.get("status") not in ("released", "blocked") or not staging.exists():
-        generated = generate(model_row, codec_row, prompt, seconds, seed)
+        generated = families.generate(record, codec, prompt, seconds, seed)
         write_wav(staging, generated.audio, generated.sample_rate)
         codes, generation_s = generated.codes, generated.seconds_taken
     else:
         codes = None
-    result = release(workspace, staging, output_id=output_id, model_id=model_row["id"], prompt=prompt, seed=seed,
+    result = release(workspace, staging, output_id=output_id, model_id=record.id, prompt=prompt, seed=seed,
                      seconds=seconds, codes=codes)
     document = result.to_dict()
-    document.update(model_id=model_row["id"], model_kind=model_row["kind"], prompt=prompt, seed=seed,
+    document.update(model_id=record.id, model_kind=record.kind, prompt=prompt, seed=seed,
                     generation_s=generation_s)
     if result.status == "released" and out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

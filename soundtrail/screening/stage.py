@@ -1,17 +1,18 @@
 """The workspace's screening index: the training corpus as the release gate's :class:`Screener` sees it.
 
-What goes in: every *accepted* asset's decoded audio (Chromaprint and landmark methods) and, for the token
-method, the first codebook of its codes read back from the *current* shards. A cached copy lives under
-``workspace/index/``, named by a key that hashes exactly those inputs::
+What goes in: every *accepted* asset's decoded audio (for the registered methods that read audio) and the first
+codebook of its codes read back from the *current* shards (for those that read codes). A cached copy lives under
+``workspace/index/``, named by a key that hashes exactly those inputs and the methods that index them::
 
-    index/screen-<key>/          chromaprint.npz  landmarks/  tokens.npz  screener.json (written last)
-    key = sha256({accepted asset ids, current shard sha256s, token codec id, index format})
+    index/screen-<key>/          <method>/ (one folder per registered method)  screener.json (written last)
+    key = sha256({accepted asset ids, current shard sha256s, token codec id, index format, method versions})
 
-Ingesting or taking down an asset, or re-tokenizing, changes the key, so the next screen brings the index up to
-date and never screens against a corpus that no longer exists. Audio analysis is the cost, so new assets are
-added to the previous index; a takedown rebuilds the audio part without the revoked asset; the token part is
-re-read from the shards every time. A build is written to a temporary folder and renamed into place whole, so
-a killed build leaves nothing that looks finished; older indexes are removed once the new one is in place.
+Ingesting or taking down an asset, re-tokenizing, or registering a method or changing what one stores, changes
+the key, so the next screen brings the index up to date and never screens against a corpus that no longer exists.
+Audio analysis is the cost, so new assets are added to the previous index's audio methods; a takedown rebuilds
+them without the revoked asset; the methods that read codes are re-read from the shards every time. A build is
+written to a temporary folder and renamed into place whole, so a killed build leaves nothing that looks finished;
+older indexes are removed once the new one is in place.
 
 Shard segments are ``segment_s`` windows encoded one at a time, and the tokenizer may skip a window (silence,
 a short tail). An asset's codes are laid back on its own frame axis with a code no codec emits in the gaps, so
@@ -19,7 +20,8 @@ token matches report true asset offsets and no n-gram spans a skipped window.
 
 The token method compares codes, so a query must be encoded with the codec that made the indexed shards. That
 codec is taken from the shards themselves (the newest codec with current shards), not from whatever codec was
-trained most recently; with no current shards the token method is off and :attr:`Screening.note` says so.
+trained most recently; with no current shards the methods that read codes are off and :attr:`Screening.note`
+says so.
 """
 
 from __future__ import annotations
@@ -30,27 +32,27 @@ import os
 import shutil
 import tempfile
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from soundtrail.audio import AudioError, decode, load_mono, mono
+from soundtrail.audio import AudioError, decode, load_mono
 from soundtrail.codec.codecs import encode_segments, load_codec
+from soundtrail.config import ConfigError
 from soundtrail.data.shards import iter_segments, read_codec_info
 from soundtrail.provenance.ledger import Ledger
-from soundtrail.screening.screener import METHODS, Screener, ScreenResult, ScreenThresholds
-from soundtrail.screening.tokens import TokenNgramConfig
+from soundtrail.screening.method import Content, ScreeningMethod
+from soundtrail.screening.registry import METHODS
+from soundtrail.screening.screener import Screener, ScreenResult, ScreenThresholds, saved_methods
 from soundtrail.workspace import Workspace
 
 INDEX_DIR = "index"
 INDEX_PREFIX = "screen-"
-INDEX_FORMAT = 6  # bump when what goes into the index changes, so old caches are not reused (2: denser peaks;
-#                   3: 80 candidate cells, a query setting the landmark index stores with its config;
-#                   4: landmark triplets stored asset by asset, with quads for choosing candidates;
-#                   5: the landmark index is a folder of memory-mapped arrays, anchor keys and lookups included;
-#                   6: audio resampled by matrix products, whose float32 rounding moves a few hashes)
+INDEX_FORMAT = 7  # bump when what goes into the index changes beyond a method's own files (each method versions
+#                   those), so old caches are not reused
 
 
 class ScreeningError(RuntimeError):
@@ -80,7 +82,8 @@ class CorpusSnapshot:
     @property
     def key(self) -> str:
         document = {"format": INDEX_FORMAT, "assets": sorted(self.assets), "shards": sorted(self.shard_sha256s),
-                    "token_codec": self.tokens.codec_id if self.tokens else None}
+                    "token_codec": self.tokens.codec_id if self.tokens else None,
+                    "methods": {method.name: method.version for method in METHODS}}
         return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -101,11 +104,16 @@ class Screening:
                 "note": self.note, "thresholds": self.thresholds}
 
 
-def screen_thresholds(workspace: Workspace) -> ScreenThresholds:
-    """``ScreenThresholds`` with every field that ``[screening]`` in ``soundtrail.toml`` also names taken from it."""
-    configured = workspace.settings.screening.model_dump(exclude_unset=True)
-    defaults = asdict(ScreenThresholds())
-    return ScreenThresholds(**{name: configured.get(name, value) for name, value in defaults.items()})
+def screen_thresholds(workspace: Workspace, methods: Sequence[type[ScreeningMethod]] = METHODS) -> ScreenThresholds:
+    """The declared thresholds with each one that ``[screening]`` in ``soundtrail.toml`` names taken from it.
+
+    The settings check only the keys' form (``<name>_flag``, ``<name>_block``): one naming no registered method is
+    a :class:`ConfigError` here.
+    """
+    try:
+        return ScreenThresholds.declared(methods, **workspace.settings.screening.overrides())
+    except ValueError as exc:
+        raise ConfigError(f"[screening] {exc}") from exc
 
 
 def corpus_snapshot(ledger: Ledger) -> CorpusSnapshot:
@@ -131,29 +139,40 @@ def corpus_snapshot(ledger: Ledger) -> CorpusSnapshot:
 
 
 def build_screener(snapshot: CorpusSnapshot, thresholds: ScreenThresholds,
-                   previous: Screener | None = None) -> Screener:
-    """Index every accepted asset's audio, and the codes of the current shards.
+                   previous: Mapping[str, ScreeningMethod] | None = None) -> Screener:
+    """Index every accepted asset's audio in the methods that read audio, and the current shards' codes in the
+    methods that read codes.
 
-    The audio indexes of ``previous`` are extended rather than rebuilt when every asset in them is still
-    accepted (a new ingest, the common change); after a takedown they are rebuilt without the revoked asset.
-    The token index is always rebuilt: reading codes back from shards is cheap next to analysing audio.
+    A method that reads audio is taken from ``previous`` (the methods of the last index built) and extended when
+    every asset in it is still accepted (a new ingest, the common change); after a takedown it is rebuilt without
+    the revoked asset. Methods that read codes are always rebuilt: reading codes back from shards is cheap next
+    to analysing audio. Each asset is decoded once, for all the methods that lack it.
     """
-    token_config = TokenNgramConfig(frame_rate=snapshot.tokens.frame_rate) if snapshot.tokens else None
-    screener = Screener(thresholds, token_config=token_config)
-    if previous is not None and set(previous.chromaprint.track_ids) <= set(snapshot.assets):
-        screener.chromaprint, screener.landmarks = previous.chromaprint, previous.landmarks
-    indexed = set(screener.chromaprint.track_ids)
-    for asset_id in sorted(set(snapshot.assets) - indexed):
+    screener = Screener(thresholds, frame_rate=snapshot.tokens.frame_rate if snapshot.tokens else None)
+    accepted = set(snapshot.assets)
+    for name, method in (previous or {}).items():
+        if method.reads == "audio" and name in screener.methods and set(method.asset_ids) <= accepted:
+            screener.methods[name] = method
+    by_audio = [method for method in screener.methods.values() if method.reads == "audio"]
+    indexed = {method.name: set(method.asset_ids) for method in by_audio}
+    for asset_id in sorted(accepted):
+        lacking = [method for method in by_audio if asset_id not in indexed[method.name]]
+        if not lacking:
+            continue
         path = snapshot.assets[asset_id]
         try:
             audio, rate = decode(path)
         except (AudioError, OSError) as exc:
             raise ScreeningError(f"screening index: accepted asset {asset_id} ({path}) cannot be decoded: {exc}; "
                                  "restore the file or take the asset down") from exc
-        screener.add_asset(asset_id, mono(audio), rate)
-    if snapshot.tokens:
-        for asset_id, codes in sorted(asset_codes(snapshot.tokens, set(snapshot.assets)).items()):
-            screener.tokens.add(asset_id, codes)
+        content = Content.of(audio, rate)
+        for method in lacking:
+            method.add(asset_id, content)
+    by_codes = [method for method in screener.methods.values() if method.reads == "codes"]
+    if snapshot.tokens and by_codes:
+        for asset_id, codes in sorted(asset_codes(snapshot.tokens, accepted).items()):
+            for method in by_codes:
+                method.add(asset_id, Content(codes=codes))
     return screener
 
 
@@ -187,11 +206,13 @@ class ScreeningIndex:
 
     @property
     def methods(self) -> list[str]:
-        return [m for m in METHODS if m != "tokens" or (self.snapshot.tokens and len(self.screener.tokens))]
+        """The methods a screen runs when it has the query's codes: those that read codes only if any are indexed."""
+        return [name for name, method in self.screener.methods.items() if method.reads == "audio" or len(method)]
 
     def query_codes(self, audio_path: Path) -> np.ndarray | None:
-        """The query's ``[K, F]`` codes from the shards' codec, or None when the token method is off."""
-        if self.snapshot.tokens is None or not len(self.screener.tokens):
+        """The query's ``[K, F]`` codes from the shards' codec, or None when no method that reads codes is on."""
+        if self.snapshot.tokens is None or not any(self.screener.methods[name].reads == "codes"
+                                                   for name in self.methods):
             return None
         codec = load_codec(self.snapshot.tokens.codec_path)
         audio = load_mono(audio_path, codec.sample_rate)
@@ -202,10 +223,10 @@ class ScreeningIndex:
         audio, rate = decode(audio_path)
         if codes is None:
             codes = self.query_codes(audio_path)
-        result = self.screener.screen(mono(audio), rate, codes)
-        methods = self.methods if codes is not None else [m for m in self.methods if m != "tokens"]
+        result = self.screener.screen(audio, rate, codes)
+        methods = [name for name in self.methods if codes is not None or self.screener.methods[name].reads == "audio"]
         return Screening(result, self.snapshot.key, len(self.snapshot.assets), methods, self.snapshot.note,
-                         asdict(self.screener.thresholds))
+                         self.screener.thresholds.to_dict())
 
 
 def screening_index(workspace: Workspace, ledger: Ledger | None = None) -> ScreeningIndex:
@@ -222,7 +243,7 @@ def screening_index(workspace: Workspace, ledger: Ledger | None = None) -> Scree
         screener = Screener.load(directory, thresholds)
     except FileNotFoundError:
         shutil.rmtree(directory, ignore_errors=True)  # an index folder without its manifest is unfinished
-        screener = build_screener(snapshot, thresholds, _previous(root, thresholds))
+        screener = build_screener(snapshot, thresholds, _previous(root))
         _save_whole(screener, directory)
     _remove_other_indexes(root, keep=directory)
     return ScreeningIndex(screener, snapshot, directory)
@@ -247,14 +268,15 @@ def _save_whole(screener: Screener, directory: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _previous(root: Path, thresholds: ScreenThresholds) -> Screener | None:
-    """The newest complete index in ``root`` (normally the only one), to extend; None if there is none."""
+def _previous(root: Path) -> dict[str, ScreeningMethod]:
+    """The methods of the newest complete index in ``root`` (normally the only one) saved at their current
+    version, to extend; none if there is no such index."""
     for path in sorted(root.glob(f"{INDEX_PREFIX}*"), key=lambda p: p.stat().st_mtime, reverse=True):
         try:
-            return Screener.load(path, thresholds)
+            return saved_methods(path)
         except (OSError, ValueError, KeyError):
             continue
-    return None
+    return {}
 
 
 def _remove_other_indexes(root: Path, keep: Path) -> None:

@@ -1,8 +1,10 @@
-"""Training: one loop for the codec and every generator family, and the records of what each model saw.
+"""Training: one loop for the codec and every generator family, the family registry, and what each model saw.
 
-Pure: :mod:`.loop` (AdamW, schedule, checkpoints, exact resume), :mod:`.codec` (the codec's objective),
-:mod:`.ar` and :mod:`.diffusion` (the two generator families' trainable units), :mod:`.families` (the
-family contract and its registry).
-Stage code: :mod:`.stage` (training data from the workspace's current shards, checkpoint folders, the
-ledger's codec and model records).
+Pure: :mod:`.loop` (the loop: checkpoints, exact resume; the :class:`~.loop.TrainUnit` contract), :mod:`.unit`
+(the unit of a model with one loss: AdamW, warm-up + cosine), :mod:`.codec` (the codec's unit, its discriminator
+and batches), :mod:`.generator` (the generator family contract), :mod:`.ar` and :mod:`.diffusion` (the two
+families).
+Registry: :mod:`.families` (name -> family; generation from a recorded model).
+Stage code: :mod:`.stage` (training data from the workspace's current shards, checkpoint folders, the ledger's
+codec and model records).
 """

@@ -1,4 +1,4 @@
-"""Train the autoregressive generator on ``(codes [B,K,T], texts)`` batches, and load it back for generation.
+"""The autoregressive family: train on ``(codes [B,K,T], texts)`` batches, load it back, generate tokens.
 
 The unit that trains and checkpoints is :class:`TextConditionedAR`: the transformer plus, when it learns, the text
 encoder. A frozen MiniLM is kept out of the state dict (its weights ship in its package); the checkpoint's
@@ -7,12 +7,15 @@ config.json names it by ``text_encoder`` id, so lineage shows which encoder a mo
 
 Where the batches come from is the caller's business (shards, in practice): ``make_batches(start_step)`` must give
 the batches from that step on, the same ones every time, so that a resumed run is exact.
-:func:`batches_from_examples` makes such a source from examples held in memory.
+:func:`batches_from_examples` makes such a source from examples held in memory. :class:`ARFamily` is the family
+contract (:mod:`soundtrail.train.generator`) over these: it trains on crops of the shards' codes and generates
+codes the shards' codec decodes.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,8 @@ import torch
 from torch import nn
 
 from soundtrail import checkpoint
+from soundtrail.codec.codecs import Codec
+from soundtrail.config import TrainSettings
 from soundtrail.models.ar import ARConfig, ARModel, ar_loss
 from soundtrail.models.conditioning import (
     FrozenMiniLMEncoder,
@@ -30,9 +35,12 @@ from soundtrail.models.conditioning import (
     TextEncoder,
     build_text_encoder,
 )
-from soundtrail.train.loop import TrainLoopConfig, TrainResult, train_loop
+from soundtrail.train.generator import GeneratorSettings, Sampled, Sampling, TrainingData
+from soundtrail.train.loop import LoopConfig, StepCallback, TrainResult, train_loop
+from soundtrail.train.unit import LossUnit, OptimizerConfig
 
 KIND = "ar"
+MAX_GENERATION_SECONDS = 30.0  # the position table covers this much audio
 ARBatch = tuple[torch.Tensor, list[str]]  # codes [B,K,T], captions; a third item, lengths [B], marks padding
 
 
@@ -81,22 +89,27 @@ def text_encoder_metadata(encoder: TextEncoder) -> dict[str, Any]:
     return document
 
 
+def ar_batch_loss(model: TextConditionedAR, batch: ARBatch) -> torch.Tensor:
+    return model.loss(*batch)
+
+
 def train_ar(make_batches: Callable[[int], Iterator[ARBatch]], checkpoint_dir: str | Path,
-             config: ARConfig | None = None, loop: TrainLoopConfig | None = None,
-             text_encoder: str | TextEncoder = "auto", metadata: dict[str, Any] | None = None,
-             on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+             config: ARConfig | None = None, loop: LoopConfig | None = None,
+             optimizer: OptimizerConfig | None = None, text_encoder: str | TextEncoder = "auto",
+             metadata: dict[str, Any] | None = None, on_step: StepCallback | None = None) -> TrainResult:
     """Train (or resume, or just report) an AR generator; ``config.cond_dim`` is set to the encoder's width.
 
     ``text_encoder`` is a kind for :func:`build_text_encoder` (``auto``, ``minilm``, ``learned``) or an encoder.
     ``metadata`` goes into the checkpoint (e.g. the shards read); the encoder's id is added to it.
     """
-    config, loop = config or ARConfig(), loop or TrainLoopConfig()
+    config, loop = config or ARConfig(), loop or LoopConfig()
     encoder = build_text_encoder(text_encoder) if isinstance(text_encoder, str) else text_encoder
     config = dataclasses.replace(config, cond_dim=encoder.dim)
     torch.manual_seed(loop.seed)  # the initial weights are part of the run: a fresh run starts from the same ones
-    model = TextConditionedAR(ARModel(config), encoder)
-    return train_loop(model, make_batches, lambda m, batch: m.loss(*batch), loop, Path(checkpoint_dir), KIND,
-                      config, {**(metadata or {}), **text_encoder_metadata(encoder)}, on_step)
+    unit = LossUnit(KIND, TextConditionedAR(ARModel(config), encoder), config, ar_batch_loss,
+                    optimizer or OptimizerConfig())
+    return train_loop(unit, make_batches, loop, Path(checkpoint_dir),
+                      metadata={**(metadata or {}), **text_encoder_metadata(encoder)}, on_step=on_step)
 
 
 def load_ar(directory: str | Path, device: torch.device | str | None = None) -> TextConditionedAR:
@@ -133,3 +146,40 @@ def batches_from_examples(codes: torch.Tensor, texts: Sequence[str], batch_size:
             step += 1
 
     return make_batches
+
+
+class ARFamily:
+    """Codes of the shards' codec, one frame at a time (MusicGen's delay pattern), decoded by that codec."""
+
+    name = KIND
+    sampling_steps = False
+
+    def default_steps(self, train: TrainSettings) -> int:
+        return train.ar_steps
+
+    def baselines(self, data: TrainingData) -> dict[str, float]:
+        """The cross-entropy of guessing codes uniformly: a model that learned anything is below it."""
+        return {"uniform_baseline": math.log(data.codec.codebook_size)}
+
+    def train(self, data: TrainingData, settings: GeneratorSettings, checkpoint_dir: Path,
+              on_step: StepCallback | None) -> TrainResult:
+        stream = settings.stream(data)
+        longest = max(stream.frames, int(MAX_GENERATION_SECONDS * data.codec.frame_rate))
+        config = ARConfig(n_codebooks=data.codec.num_codebooks, codebook_size=data.codec.codebook_size,
+                          max_steps=longest + data.codec.num_codebooks + 1)
+
+        def make_batches(start: int) -> Iterator[ARBatch]:
+            for batch in stream.batches(settings.batch_size, start):
+                yield batch["codes"], batch["text"]
+
+        return train_ar(make_batches, checkpoint_dir, config, settings.loop(), settings.optimizer(),
+                        settings.text_encoder, {"codec_id": data.codec_id, "shards": data.shard_ids}, on_step)
+
+    def load(self, checkpoint_dir: Path, device: torch.device | str) -> TextConditionedAR:
+        return load_ar(checkpoint_dir, device)
+
+    def generate(self, network: TextConditionedAR, codec: Codec, prompt: str, frames: int, seed: int,
+                 sampling: Sampling) -> Sampled:
+        generator = torch.Generator(device=network.ar.device).manual_seed(seed)
+        codes = network.generate([prompt], frames, cfg_scale=sampling.cfg_scale, generator=generator)
+        return Sampled(codec.decode(codes.to(codec.device)), codes[0].cpu().numpy().astype(np.int16))

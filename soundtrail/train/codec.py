@@ -1,22 +1,24 @@
-"""Train soundtrail's codec (SEANet + RVQ) on random segments of audio files.
+"""Train soundtrail's codec (SEANet + RVQ) on random segments of audio files, through the shared training loop.
 
-Training draws random segments of the given files, deterministically from ``(seed, step)``, so a
-killed run that resumes from its last checkpoint ends bit-identical to an uninterrupted one.
-Checkpoint layout of ``out_dir``::
+::
 
-    model.safetensors, config.json     the finished codec (config.json written last)
-    steps/step-00000200/               the newest resumable state: weights, config, train_state.pt
+    SegmentBatches(paths)(start_step)     random segments, a pure function of (seed, step): exact resume
+      | CodecUnit.train_step                reconstruction (multi-scale mel + L1 + commitment), and from
+      |                                     disc_start_step on the adversary: discriminator step, then
+      |                                     adversarial + feature-matching terms for the codec
+      v
+    train_loop -> out_dir                   model.safetensors + config.json (the codec), train_state.pt,
+                                            steps/step-N while training (see :mod:`soundtrail.train.loop`)
 
-No Prefect or Ray here: flows call these functions.
+The discriminator and its optimizer belong to the unit (:class:`Adversary`), not to the loop: they are saved in
+the train state, never in the codec's weights. No Prefect or Ray here: flows call these functions.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import shutil
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +39,16 @@ from soundtrail.models.codec_discriminator import (
     feature_matching_loss,
     generator_loss,
 )
+from soundtrail.train.loop import LoopConfig, StepCallback, TrainResult, train_loop
 
-STEPS_DIR = "steps"
 
-
-@dataclass
+@dataclass(frozen=True)
 class CodecTrainConfig:
     """How to train; CPU-sized defaults (8 x 1 s segments per step)."""
 
     batch_size: int = 8
     segment_seconds: float = 1.0
-    learning_rate: float = 1e-3
+    learning_rate: float = 1e-3  # constant: GAN codecs train without a decay schedule
     betas: tuple[float, float] = (0.5, 0.9)
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
@@ -67,17 +68,9 @@ class CodecTrainConfig:
 
 @dataclass(frozen=True)
 class CodecTrainResult:
-    out_dir: Path
+    run: TrainResult
     codec_id: str  # sha256 of out_dir/model.safetensors, first 16 hex digits
-    steps: int
-    resumed_from: int  # step the run continued from; 0 for a fresh run, == steps when already finished
-    initial_loss: float  # reconstruction loss (mel + L1 + commitment, weighted) of the first step
-    final_loss: float  # mean reconstruction loss of the last tenth of the steps
-    assets_seen: list[str] = field(default_factory=list)  # paths that contributed at least one segment
-    device: str = "cpu"
-
-
-StepCallback = Callable[[int, dict[str, float]], None]
+    assets_seen: list[str]  # paths that contributed at least one segment
 
 
 def sample_segments(lengths: Sequence[int], segment: int, batch_size: int, seed: int, step: int
@@ -100,29 +93,126 @@ def _batch(audio: list[np.ndarray], picks: list[tuple[int, int]], segment: int) 
     return out
 
 
-def _run_identity(config: CodecConfig, train: CodecTrainConfig, paths: list[str]) -> dict[str, Any]:
-    """What must match for a checkpoint to be continued (JSON-normalised: tuples become lists)."""
-    return json.loads(json.dumps({"config": dataclasses.asdict(config), "train": dataclasses.asdict(train),
-                                  "assets": paths}))
+
+@dataclass(frozen=True)
+class CodecBatch:
+    audio: torch.Tensor  # [B, segment] float32
+    files: list[int]  # which file each row was cut from
 
 
-def _check_same_run(directory: Path, identity: dict[str, Any]) -> dict[str, Any]:
-    document = checkpoint.read_config(directory)
-    found = {"config": document["config"], "train": document.get("train"), "assets": document.get("assets")}
-    if found != identity:
-        raise ValueError(f"{directory} holds a codec run with a different config, training settings or "
-                         "file list; train into a new directory")
-    return document
+class SegmentBatches:
+    """``make_batches`` for the codec: ``batch_size`` random segments of the files at every step.
+
+    The audio is decoded when training starts, not for a run that turns out to be finished.
+    """
+
+    def __init__(self, paths: Sequence[str], sample_rate: int, segment: int, batch_size: int, seed: int):
+        self.paths, self.sample_rate, self.segment = list(paths), sample_rate, segment
+        self.batch_size, self.seed = batch_size, seed
+
+    def __call__(self, start: int) -> Iterator[CodecBatch]:
+        audio = [load_mono(path, self.sample_rate) for path in self.paths]
+        lengths = [len(a) for a in audio]
+        step = start
+        while True:
+            picks = sample_segments(lengths, self.segment, self.batch_size, self.seed, step)
+            yield CodecBatch(torch.from_numpy(_batch(audio, picks, self.segment)), [index for index, _ in picks])
+            step += 1
 
 
-def _latest_step_dir(out_dir: Path) -> Path | None:
-    finished = [d for d in sorted((out_dir / STEPS_DIR).glob("step-*")) if checkpoint.is_complete(d)]
-    return finished[-1] if finished else None
+class Adversary:
+    """The multi-scale STFT discriminator with its own AdamW, active from ``disc_start_step`` on."""
+
+    def __init__(self, train: CodecTrainConfig):
+        self.start_step = train.disc_start_step
+        self.discriminator = MultiScaleSTFTDiscriminator(DiscriminatorConfig(train.disc_channels,
+                                                                             train.disc_fft_sizes))
+        self.optimizer = torch.optim.AdamW(self.discriminator.parameters(), lr=train.learning_rate,
+                                           betas=train.betas, weight_decay=train.weight_decay)
+
+    def train_discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> float:
+        """One step of the discriminator on real audio and the codec's (detached) reconstruction."""
+        loss = discriminator_loss(self.discriminator(real), self.discriminator(fake.detach()))
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.item()
+
+    def codec_losses(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(adversarial, feature-matching) terms of the codec's loss; gradients reach the codec only."""
+        with torch.no_grad():
+            judged_real = self.discriminator(real)
+        judged_fake = self.discriminator(fake)
+        return generator_loss(judged_fake), feature_matching_loss(judged_real, judged_fake)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"discriminator": self.discriminator.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.discriminator.load_state_dict(state["discriminator"])
+        self.optimizer.load_state_dict(state["optimizer"])
 
 
-def _summary(losses: list[float]) -> tuple[float, float]:
-    tail = max(1, len(losses) // 10)
-    return losses[0], float(np.mean(losses[-tail:]))
+class CodecUnit:
+    """The codec as the training loop's unit: its optimizer, its reconstruction loss and, if asked, an adversary.
+
+    It also counts which files its batches came from: the ledger records only the assets that trained the codec.
+    """
+
+    kind = KIND
+
+    def __init__(self, config: CodecConfig, train: CodecTrainConfig):
+        self.model = NeuralCodec(config)
+        self.model_config = config
+        self.train = train
+        self.settings = {key: value for key, value in dataclasses.asdict(train).items()
+                         if key not in ("checkpoint_every", "seed")}  # the loop's settings, not the unit's
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train.learning_rate, betas=train.betas,
+                                           weight_decay=train.weight_decay)
+        self.mel_loss = MultiScaleMelLoss(config.sample_rate, train.mel_fft_sizes)
+        self.adversary = Adversary(train) if train.adversarial else None
+        self.files_seen: set[int] = set()
+        self.device = torch.device("cpu")
+
+    def prepare(self, device: torch.device) -> None:
+        self.device = device
+        self.model.to(device).train()
+        self.mel_loss.to(device)
+        if self.adversary is not None:
+            self.adversary.discriminator.to(device).train()
+
+    def train_step(self, batch: CodecBatch, step: int, total_steps: int) -> dict[str, float]:
+        train = self.train
+        wav = batch.audio.to(self.device)[:, None]
+        out = self.model(wav)
+        mel = self.mel_loss(out.wav, wav)
+        l1 = F.l1_loss(out.wav, wav)
+        reconstruction = train.mel_weight * mel + train.l1_weight * l1 + train.commit_weight * out.commit_loss
+        metrics = {"loss": reconstruction.item(), "mel": mel.item(), "l1": l1.item(),
+                   "commit": out.commit_loss.item(), "n_q": float(out.n_q)}
+        total = reconstruction
+        if self.adversary is not None and step >= self.adversary.start_step:
+            metrics["disc"] = self.adversary.train_discriminator(wav, out.wav)
+            adversarial, features = self.adversary.codec_losses(wav, out.wav)
+            total = reconstruction + train.adv_weight * adversarial + train.feature_weight * features
+            metrics.update(adv=adversarial.item(), feat=features.item())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        if train.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
+        self.optimizer.step()
+        self.files_seen.update(batch.files)
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "files_seen": sorted(self.files_seen),
+                "adversary": self.adversary.state_dict() if self.adversary is not None else None}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.files_seen = set(state["files_seen"])
+        if self.adversary is not None:
+            self.adversary.load_state_dict(state["adversary"])
 
 
 def train_codec(audio_paths: Sequence[str | Path], out_dir: str | Path, config: CodecConfig | None = None,
@@ -130,10 +220,9 @@ def train_codec(audio_paths: Sequence[str | Path], out_dir: str | Path, config: 
                 on_step: StepCallback | None = None) -> CodecTrainResult:
     """Train (or resume, or just report) a codec on random segments of ``audio_paths``.
 
-    Running it again with the same arguments returns the finished result without training; after
-    a kill it continues from the newest checkpoint under ``out_dir/steps``. ``on_step(step,
-    metrics)`` is called after each step (and after that step's checkpoint, if any). Seeds torch's
-    global RNG with ``train.seed``.
+    Running it again with the same arguments returns the finished result without training; after a kill it
+    continues from the newest checkpoint under ``out_dir/steps``; more steps extend a finished run. ``on_step(step,
+    loss)`` is called after each step (loss: the reconstruction loss). Seeds torch's global RNG with ``train.seed``.
     """
     config = config or CodecConfig()
     train = train or CodecTrainConfig()
@@ -141,104 +230,12 @@ def train_codec(audio_paths: Sequence[str | Path], out_dir: str | Path, config: 
     paths = sorted({str(p) for p in audio_paths})
     if not paths:
         raise ValueError("train_codec needs at least one audio file")
-    if steps < 1:
-        raise ValueError("steps must be at least 1")
-    identity = _run_identity(config, train, paths)
-    device = checkpoint.pick_device()
-
-    if checkpoint.is_complete(out_dir):
-        document = _check_same_run(out_dir, identity)
-        if document["step"] == steps:
-            return CodecTrainResult(out_dir, codec_id_of(out_dir / checkpoint.WEIGHTS), steps, steps,
-                                    document["initial_loss"], document["final_loss"], document["assets_seen"],
-                                    str(device))
-
-    audio = [load_mono(p, config.sample_rate) for p in paths]
-    lengths = [len(a) for a in audio]
+    loop = LoopConfig(steps=steps, checkpoint_every=train.checkpoint_every, seed=train.seed)
     segment = max(1, round(train.segment_seconds * config.sample_rate / config.hop_length)) * config.hop_length
-
-    torch.manual_seed(train.seed)
-    model = NeuralCodec(config).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train.learning_rate, betas=train.betas,
-                                  weight_decay=train.weight_decay)
-    discriminator = disc_optimizer = None
-    if train.adversarial:
-        discriminator = MultiScaleSTFTDiscriminator(
-            DiscriminatorConfig(train.disc_channels, train.disc_fft_sizes)).to(device).train()
-        disc_optimizer = torch.optim.AdamW(discriminator.parameters(), lr=train.learning_rate, betas=train.betas,
-                                           weight_decay=train.weight_decay)
-    mel_loss = MultiScaleMelLoss(config.sample_rate, train.mel_fft_sizes).to(device)
-
-    start, losses, seen = 0, [], [0] * len(paths)
-    resume = _latest_step_dir(out_dir)
-    if resume is not None:
-        _check_same_run(resume, identity)
-        checkpoint.load_weights(resume, model, device)
-        state = checkpoint.load_train_state(resume, optimizer)
-        start, losses, seen = state["step"], state["extra"]["losses"], state["extra"]["seen"]
-        if discriminator is not None:
-            discriminator.load_state_dict(state["extra"]["discriminator"])
-            disc_optimizer.load_state_dict(state["extra"]["disc_optimizer"])
-    if start > steps:
-        raise ValueError(f"{out_dir} already holds {start} steps, more than the {steps} asked for")
-
-    for step in range(start, steps):
-        picks = sample_segments(lengths, segment, train.batch_size, train.seed, step)
-        for index, _ in picks:
-            seen[index] += 1
-        wav = torch.from_numpy(_batch(audio, picks, segment)).to(device)[:, None]
-        out = model(wav)
-        mel = mel_loss(out.wav, wav)
-        l1 = F.l1_loss(out.wav, wav)
-        recon = train.mel_weight * mel + train.l1_weight * l1 + train.commit_weight * out.commit_loss
-        metrics = {"loss": recon.item(), "mel": mel.item(), "l1": l1.item(), "commit": out.commit_loss.item(),
-                   "n_q": float(out.n_q)}
-        total = recon
-        if discriminator is not None and step >= train.disc_start_step:
-            d_loss = discriminator_loss(discriminator(wav), discriminator(out.wav.detach()))
-            disc_optimizer.zero_grad(set_to_none=True)
-            d_loss.backward()
-            disc_optimizer.step()
-            with torch.no_grad():
-                real = discriminator(wav)
-            fake = discriminator(out.wav)
-            adv, feat = generator_loss(fake), feature_matching_loss(real, fake)
-            total = recon + train.adv_weight * adv + train.feature_weight * feat
-            metrics.update(disc=d_loss.item(), adv=adv.item(), feat=feat.item())
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if train.grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
-        optimizer.step()
-        losses.append(metrics["loss"])
-
-        done = step + 1
-        if done % train.checkpoint_every == 0 or done == steps:
-            extra: dict[str, Any] = {"losses": losses, "seen": seen}
-            if discriminator is not None:
-                extra.update(discriminator=discriminator.state_dict(), disc_optimizer=disc_optimizer.state_dict())
-            _save_step(out_dir, done, model, optimizer, config, identity, extra)
-        if on_step is not None:
-            on_step(done, metrics)
-
-    initial, final = _summary(losses)
-    assets_seen = [p for p, count in zip(paths, seen, strict=True) if count]
-    checkpoint.save_weights(out_dir, model, KIND, config, train=identity["train"], assets=paths, step=steps,
-                            initial_loss=initial, final_loss=final, assets_seen=assets_seen,
-                            sample_rate=config.sample_rate, frame_rate=config.frame_rate)
-    return CodecTrainResult(out_dir, codec_id_of(out_dir / checkpoint.WEIGHTS), steps, start, initial, final,
-                            assets_seen, str(device))
-
-
-def _save_step(out_dir: Path, step: int, model: NeuralCodec, optimizer: torch.optim.Optimizer, config: CodecConfig,
-               identity: dict[str, Any], extra: dict[str, Any]) -> None:
-    """Write steps/step-N (train state first, config.json last), then drop older step dirs."""
-    directory = out_dir / STEPS_DIR / f"step-{step:08d}"
-    if directory.exists():  # an unfinished leftover of a killed run
-        shutil.rmtree(directory)
-    checkpoint.save_train_state(directory, step, optimizer, **extra)
-    checkpoint.save_weights(directory, model, KIND, config, train=identity["train"], assets=identity["assets"],
-                            step=step)
-    for older in (out_dir / STEPS_DIR).glob("step-*"):
-        if older != directory:
-            shutil.rmtree(older)
+    torch.manual_seed(train.seed)  # the initial weights are part of the run
+    unit = CodecUnit(config, train)
+    batches = SegmentBatches(paths, config.sample_rate, segment, train.batch_size, train.seed)
+    result = train_loop(unit, batches, loop, out_dir, data=paths, on_step=on_step,
+                        metadata={"sample_rate": config.sample_rate, "frame_rate": config.frame_rate})
+    return CodecTrainResult(result, codec_id_of(out_dir / checkpoint.WEIGHTS),
+                            [paths[index] for index in sorted(unit.files_seen)])

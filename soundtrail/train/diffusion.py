@@ -1,4 +1,4 @@
-"""The diffusion generator as one trainable unit: text encoder + DiT, trained by the shared loop, reloaded to sample.
+"""The diffusion family: text encoder + DiT as one model, trained by the shared loop, reloaded to sample latents.
 
 ::
 
@@ -6,7 +6,7 @@
       | text encoder(texts) -> cond [B,L,Dc], mask [B,L]
       | flow_matching_loss(DiT, latents, cond, mask)
       v
-    train_loop (AdamW, warm-up + cosine, checkpoints, exact resume) -> checkpoint_dir
+    LossUnit (AdamW, warm-up + cosine) in train_loop (checkpoints, exact resume) -> checkpoint_dir
 
 A learned text encoder is a submodule of :class:`TextToLatent`, trained with the DiT and saved in the same
 ``model.safetensors``. A frozen pretrained one (MiniLM) is held beside the modules: it is neither optimised nor
@@ -15,6 +15,8 @@ so :func:`load_model` refuses a checkpoint whose encoder is not the one installe
 
 The DiT's latent normalisation is set from the first batches before step 0 (``make_batches`` is a pure function
 of the step, so a resumed run computes the same statistics; the saved buffers are loaded over them anyway).
+:class:`DiffusionFamily` is the family contract (:mod:`soundtrail.train.generator`): it trains on the shards' codes
+dequantized by their codec, and decodes what it samples through that codec's decoder.
 """
 
 from __future__ import annotations
@@ -29,10 +31,20 @@ import torch
 from torch import nn
 
 from soundtrail.checkpoint import load_weights, read_config
-from soundtrail.models.conditioning import FrozenMiniLMEncoder, LearnedTextConfig, LearnedTextEncoder, TextEncoder
+from soundtrail.codec.codecs import Codec, load_codec
+from soundtrail.config import TrainSettings
+from soundtrail.models.conditioning import (
+    FrozenMiniLMEncoder,
+    LearnedTextConfig,
+    LearnedTextEncoder,
+    TextEncoder,
+    build_text_encoder,
+)
 from soundtrail.models.diffusion import DiT, DiTConfig, flow_matching_loss
 from soundtrail.models.sampling import Method, sample
-from soundtrail.train.loop import TrainLoopConfig, TrainResult, train_loop
+from soundtrail.train.generator import GeneratorSettings, Sampled, Sampling, TrainingData
+from soundtrail.train.loop import LoopConfig, StepCallback, TrainResult, train_loop
+from soundtrail.train.unit import LossUnit, OptimizerConfig
 
 KIND = "diffusion"
 Batch = tuple[torch.Tensor, Sequence[str]]
@@ -117,9 +129,9 @@ def diffusion_loss(model: TextToLatent, batch: Batch) -> torch.Tensor:
     return model.loss(latents, texts)
 
 
-def train_diffusion(model: TextToLatent, make_batches: Callable[[int], Iterator[Batch]], cfg: TrainLoopConfig,
-                    checkpoint_dir: str | Path, stats_batches: int = 8, metadata: dict[str, Any] | None = None,
-                    on_step: Callable[[int, float], None] | None = None) -> TrainResult:
+def train_diffusion(model: TextToLatent, make_batches: Callable[[int], Iterator[Batch]], loop: LoopConfig,
+                    optimizer: OptimizerConfig, checkpoint_dir: str | Path, stats_batches: int = 8,
+                    metadata: dict[str, Any] | None = None, on_step: StepCallback | None = None) -> TrainResult:
     """Set the latent statistics from the first ``stats_batches`` batches, then run the shared training loop.
 
     ``make_batches(start_step)`` yields ``(latents [B,D,F], texts)`` from that step on. The checkpoint's
@@ -129,5 +141,44 @@ def train_diffusion(model: TextToLatent, make_batches: Callable[[int], Iterator[
     if not first:
         raise ValueError("make_batches(0) yielded no batches")
     model.dit.set_latent_stats(torch.cat([latents.float().cpu() for latents in first]))
-    return train_loop(model, make_batches, diffusion_loss, cfg, Path(checkpoint_dir), KIND, model_config(model),
-                      metadata, on_step)
+    unit = LossUnit(KIND, model, model_config(model), diffusion_loss, optimizer)
+    return train_loop(unit, make_batches, loop, Path(checkpoint_dir), metadata=metadata, on_step=on_step)
+
+
+class DiffusionFamily:
+    """Continuous codec latents (the dequantized codes) by flow matching, decoded by the shards' codec."""
+
+    name = KIND
+    sampling_steps = True
+
+    def default_steps(self, train: TrainSettings) -> int:
+        return train.diffusion_steps
+
+    def baselines(self, data: TrainingData) -> dict[str, float]:
+        return {}
+
+    def train(self, data: TrainingData, settings: GeneratorSettings, checkpoint_dir: Path,
+              on_step: StepCallback | None) -> TrainResult:
+        stream = settings.stream(data)
+        codec = load_codec(data.codec_path)
+        encoder = build_text_encoder(settings.text_encoder)
+        torch.manual_seed(settings.seed)
+        latent_dim = int(codec.dequantize(torch.zeros(1, data.codec.num_codebooks, 1, dtype=torch.long)).shape[1])
+        model = TextToLatent(DiT(DiTConfig(latent_dim=latent_dim, cond_dim=encoder.dim)), encoder)
+
+        def make_batches(start: int) -> Iterator[Batch]:
+            for batch in stream.batches(settings.batch_size, start):
+                with torch.no_grad():
+                    latents = codec.dequantize(batch["codes"].to(codec.device)).float().cpu()
+                yield latents, batch["text"]
+
+        return train_diffusion(model, make_batches, settings.loop(), settings.optimizer(), checkpoint_dir,
+                               metadata={"codec_id": data.codec_id, "shards": data.shard_ids}, on_step=on_step)
+
+    def load(self, checkpoint_dir: Path, device: torch.device | str) -> TextToLatent:
+        return load_model(checkpoint_dir, device)
+
+    def generate(self, network: TextToLatent, codec: Codec, prompt: str, frames: int, seed: int,
+                 sampling: Sampling) -> Sampled:
+        latents = network.generate([prompt], frames, steps=sampling.steps, cfg_scale=sampling.cfg_scale, seed=seed)
+        return Sampled(codec.decode_latents(latents.to(codec.device)), None)

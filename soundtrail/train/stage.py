@@ -1,12 +1,15 @@
-"""What a generator trains on, and the ledger record that proves it.
+"""Training against the workspace: which data each model trains on, where its checkpoints go, its ledger record.
 
-Training reads only the *current* shards of the codec's shard set (superseded shards hold
-revoked assets), and the model record lists exactly those shards by sha256 plus the codec, so
-``audit model`` can walk back to every licensed source and ``takedown`` forward to the model.
+Generators read only the *current* shards of the codec's shard set (superseded shards hold revoked assets), and
+the model record lists exactly those shards by sha256 plus the codec, so ``audit model`` can walk back to every
+licensed source and ``takedown`` forward to the model. The codec trains on accepted assets minus a held-out set,
+and its record lists the assets that contributed. A checkpoint folder is named after everything its run's resume
+check compares, so a changed setting trains beside a finished run instead of refusing its folder.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -18,33 +21,56 @@ from soundtrail.codec.codecs import load_codec
 from soundtrail.codec.quality import evaluate_codec
 from soundtrail.codec.stage import record_codec, resolve_codec, split_assets
 from soundtrail.codec.tokenize import shard_set_dir
-from soundtrail.data.shards import CodecInfo, manifest_entries, read_codec_info
+from soundtrail.data.shards import manifest_entries, read_codec_info
 from soundtrail.models.codec import CodecConfig
+from soundtrail.models.conditioning import build_text_encoder
 from soundtrail.provenance.ledger import Ledger, utc_now
+from soundtrail.provenance.records import CodecRecord, ModelRecord
 from soundtrail.train.codec import CodecTrainConfig, train_codec
+from soundtrail.train.families import FAMILIES, family
+from soundtrail.train.generator import GeneratorSettings, TrainingData
+from soundtrail.train.loop import StepCallback
 from soundtrail.workspace import Workspace
 
 
 @dataclass(frozen=True)
-class TrainingData:
-    """The shard files a model will read, their sha256s, and the codec that made them."""
+class TrainedModel:
+    """What ``soundtrail train`` reports: the model's record (new, or found finished)."""
 
-    codec_id: str
-    codec_path: str
-    codec: CodecInfo
-    files: list[Path]
-    shard_ids: list[str]
+    model: ModelRecord
+
+    def to_dict(self) -> dict[str, Any]:
+        """The command's JSON: the record's essentials, the shards as a count."""
+        model = self.model
+        return {"model_id": model.id, "kind": model.kind, "path": model.path, "codec_id": model.codec_id,
+                "shards": len(model.shards), "metrics": dict(model.metrics)}
+
+
+@dataclass(frozen=True)
+class TrainedCodec:
+    """What ``soundtrail codec train`` reports: the codec's record and the assets kept out to evaluate it."""
+
+    codec: CodecRecord
+    held_out_assets: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        codec = self.codec
+        return {"codec_id": codec.id, "kind": codec.kind, "path": codec.path, "config": dict(codec.config),
+                "assets": list(codec.assets), "metrics": dict(codec.metrics),
+                "held_out_assets": self.held_out_assets}
 
 
 def training_data(workspace: Workspace, codec_id: str | None = None) -> TrainingData:
     """Current shards of the codec's shard set, checked against the manifest's sha256s."""
     codec = resolve_codec(workspace, codec_id)
-    set_dir = shard_set_dir(workspace.path("shards"), codec["id"], workspace.settings.tokenize.segment_s)
+    set_dir = shard_set_dir(workspace.path("shards"), codec.id, workspace.settings.tokenize.segment_s)
     entries = manifest_entries(set_dir)
     if not entries:
-        raise ValueError(f"no shards for codec {codec['id']}: run `soundtrail tokenize` first")
-    with Ledger(workspace.ledger_url) as ledger:
-        current = {row["id"] for row in ledger.rows("shards", status="current", codec_id=codec["id"])}
+        raise ValueError(f"no shards for codec {codec.id}: run `soundtrail tokenize` first")
+    with Ledger(workspace.ledger_url) as ledger:  # shards and their assets as their own events say, not the tables
+        shards = ledger.verified_rows("shards", status="current", codec_id=codec.id)
+        ledger.verified_rows("assets", ids=[asset for shard in shards for asset in shard["asset_ids"] or []])
+        current = {row["id"] for row in shards}
     files, ids = [], []
     for entry in entries:
         path = set_dir / entry.file
@@ -54,75 +80,99 @@ def training_data(workspace: Workspace, codec_id: str | None = None) -> Training
             raise ValueError(f"shard {entry.file} changed since it was written (sha256 differs from the manifest)")
         files.append(path)
         ids.append(entry.sha256)
-    return TrainingData(codec["id"], codec["path"], read_codec_info(files[0]), files, ids)
+    return TrainingData(codec.id, codec.path, read_codec_info(files[0]), files, ids)
 
 
-def run_dir(workspace: Workspace, kind: str, data: TrainingData, identity: dict[str, Any]) -> Path:
-    """One checkpoint folder per (kind, shards, codec, configuration): re-running resumes it."""
-    key = json.dumps({"kind": kind, "codec": data.codec_id, "shards": sorted(data.shard_ids), **identity},
-                     sort_keys=True, default=str)
-    return workspace.path("checkpoints") / kind / hashlib.sha256(key.encode()).hexdigest()[:12]
+def _folder(workspace: Workspace, kind: str, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return workspace.path("checkpoints") / kind / digest
 
 
-def record_model(workspace: Workspace, kind: str, directory: Path, data: TrainingData, text_encoder: str,
-                 steps: int, metrics: dict[str, Any], run_id: str | None = None) -> str:
-    """Record a trained model; its id is the first 16 hex digits of its weights' sha256."""
-    model_id = sha256_file(directory / "model.safetensors")[:16]
+def run_dir(workspace: Workspace, kind: str, data: TrainingData, settings: GeneratorSettings) -> Path:
+    """One checkpoint folder per (family, shards, codec, settings): re-running resumes it."""
+    return _folder(workspace, kind, {"kind": kind, "codec": data.codec_id, "shards": sorted(data.shard_ids),
+                                     **asdict(settings)})
+
+
+def codec_run_dir(workspace: Workspace, asset_ids: list[str], config: CodecConfig, train: CodecTrainConfig,
+                  steps: int) -> Path:
+    """One checkpoint folder per (assets, architecture, training settings, steps): new data or new settings
+    mean a new codec beside the old one."""
+    return _folder(workspace, "codec", {"assets": sorted(asset_ids), "config": asdict(config), "train": asdict(train),
+                                        "steps": steps})
+
+
+def record_model(workspace: Workspace, model: ModelRecord, run_id: str | None = None) -> ModelRecord:
+    """Record a trained model unless a re-run found it finished; returns it as the ledger holds it."""
     with Ledger(workspace.ledger_url) as ledger:
-        if ledger.get("models", model_id) is None:  # a re-run that found the finished model appends nothing
-            ledger.record("models", model_id, {
-                "kind": kind, "path": str(directory), "codec_id": data.codec_id, "shards": sorted(data.shard_ids),
-                "text_encoder": text_encoder, "steps": steps, "metrics": metrics, "created_at": utc_now(),
-            }, "model.trained", run_id=run_id)
-    return model_id
+        if ledger.get("models", model.id) is None:
+            ledger.record("models", model.id, model.fields(), "model.trained", run_id=run_id)
+        return ModelRecord.from_row(ledger.get("models", model.id))
 
 
-def resolve_model(workspace: Workspace, model: str) -> dict[str, Any]:
-    """A model row by id, or the newest model of a kind (``ar`` / ``diffusion``)."""
+def resolve_model(workspace: Workspace, model: str) -> ModelRecord:
+    """A model by id, or the newest model of a generator family."""
     with Ledger(workspace.ledger_url) as ledger:
-        if model in ("ar", "diffusion"):
+        if model in FAMILIES:
             rows = sorted(ledger.rows("models", kind=model), key=lambda row: row["created_at"] or "")
             if not rows:
                 raise ValueError(f"no {model} model yet: run `soundtrail train {model}`")
-            return rows[-1]
+            return ModelRecord.from_row(rows[-1])
         row = ledger.get("models", model)
     if row is None:
-        raise ValueError(f"no model {model!r} in the ledger")
-    return row
+        raise ValueError(f"no model {model!r} in the ledger; name a model id or a generator family "
+                         f"({', '.join(FAMILIES)})")
+    return ModelRecord.from_row(row)
 
 
-def codec_run_dir(workspace: Workspace, asset_ids: list[str], config: CodecConfig, steps: int) -> Path:
-    """A checkpoint folder per (assets, architecture, steps): new data means a new codec, not an overwrite."""
-    key = json.dumps({"assets": sorted(asset_ids), "config": asdict(config), "steps": steps}, sort_keys=True)
-    return workspace.path("checkpoints") / "codec" / hashlib.sha256(key.encode()).hexdigest()[:12]
+def train_generator(workspace: Workspace, kind: str, steps: int | None = None, on_step: StepCallback | None = None,
+                    run_id: str | None = None) -> TrainedModel:
+    """Train (or resume, or find finished) a model of family ``kind`` on the current shards; record it.
+
+    ``on_step(step, loss)`` runs after every optimizer step this call takes.
+    """
+    generator = family(kind)
+    train = workspace.settings.train
+    settings = GeneratorSettings(steps or generator.default_steps(train), train.batch_size, train.learning_rate,
+                                 train.crop_seconds, train.text_encoder, train.seed)
+    data = training_data(workspace)
+    directory = run_dir(workspace, kind, data, settings)
+    result = generator.train(data, settings, directory, on_step)
+    metrics = {"initial_loss": result.initial_loss, "final_loss": result.final_loss, "steps": result.total_steps,
+               "device": result.device, **generator.baselines(data)}
+    model = ModelRecord(sha256_file(directory / "model.safetensors")[:16], kind, str(directory), data.codec_id,
+                        tuple(sorted(data.shard_ids)), build_text_encoder(settings.text_encoder).encoder_id,
+                        result.total_steps, metrics, utc_now())
+    return TrainedModel(record_model(workspace, model, run_id))
 
 
-def train_workspace_codec(workspace: Workspace, steps: int | None = None,
-                          config: CodecConfig | None = None) -> dict[str, Any]:
-    """Train (or resume, or find finished) the workspace codec on accepted assets and record it."""
+def train_workspace_codec(workspace: Workspace, steps: int | None = None, config: CodecConfig | None = None,
+                          on_step: StepCallback | None = None) -> TrainedCodec:
+    """Train (or resume, or find finished) the workspace codec on accepted assets and record it.
+
+    ``on_step(step, loss)`` runs after every optimizer step this call takes.
+    """
     settings = workspace.settings.codec
     steps = steps or settings.steps
     config = config or CodecConfig()
     with Ledger(workspace.ledger_url) as ledger:
-        train_rows, held_rows = split_assets(ledger.rows("assets", status="accepted"))
+        train_rows, held_rows = split_assets(ledger.verified_rows("assets", status="accepted"))
     if not train_rows:
         raise ValueError("no accepted assets to train a codec on: run `soundtrail ingest` first")
-    out_dir = codec_run_dir(workspace, [row["id"] for row in train_rows], config, steps)
+    held_out = [row["id"] for row in held_rows]
     train = CodecTrainConfig(batch_size=settings.batch_size, segment_seconds=settings.segment_s)
-    result = train_codec([row["path"] for row in train_rows], out_dir, config, steps, train)
+    out_dir = codec_run_dir(workspace, [row["id"] for row in train_rows], config, train, steps)
+    result = train_codec([row["path"] for row in train_rows], out_dir, config, steps, train, on_step)
     with Ledger(workspace.ledger_url) as ledger:
         recorded = ledger.get("codecs", result.codec_id)
     if recorded is not None:  # finished earlier: its record (and held-out scores) stand, nothing to append
-        return {"codec_id": result.codec_id, **{key: recorded[key] for key in ("kind", "path", "config", "assets",
-                                                                               "metrics")},
-                "held_out_assets": [row["id"] for row in held_rows]}
+        return TrainedCodec(CodecRecord.from_row(recorded), held_out)
     by_path = {row["path"]: row["id"] for row in train_rows}
-    metrics: dict[str, Any] = {"initial_loss": result.initial_loss, "final_loss": result.final_loss,
-                               "steps": result.steps, "device": result.device}
+    metrics: dict[str, Any] = {"initial_loss": result.run.initial_loss, "final_loss": result.run.final_loss,
+                               "steps": result.run.total_steps, "device": result.run.device}
     if held_rows:
         metrics["held_out"] = evaluate_codec(load_codec(out_dir), [row["path"] for row in held_rows])
-    record = {"kind": "soundtrail", "path": str(out_dir), "config": asdict(config),
-              "assets": sorted(by_path[path] for path in result.assets_seen), "metrics": metrics}
+    codec = CodecRecord(result.codec_id, "soundtrail", str(out_dir), dataclasses.asdict(config),
+                        tuple(sorted(by_path[path] for path in result.assets_seen)), metrics)
     with Ledger(workspace.ledger_url) as ledger:
-        record_codec(ledger, result.codec_id, record)
-    return {"codec_id": result.codec_id, **record, "held_out_assets": [row["id"] for row in held_rows]}
+        return TrainedCodec(record_codec(ledger, codec), held_out)

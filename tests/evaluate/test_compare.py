@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -21,8 +22,7 @@ from soundtrail.evaluate.compare import (
     write_report,
 )
 from soundtrail.provenance.ledger import Ledger, utc_now
-from soundtrail.train.families import train_generator
-from soundtrail.train.stage import resolve_model
+from soundtrail.train.stage import resolve_model, train_generator
 from soundtrail.workspace import Workspace
 from tests.audio_fixtures import melody, write, write_manifest
 from tests.codec.test_tokenize import tokenize
@@ -190,6 +190,7 @@ def test_cli_prints_one_json_object_and_refuses_bad_step_lists(trained: Workspac
 
 
 def test_missing_models_are_named_with_the_command_that_makes_them(tmp_path: Path, capsys) -> None:
+    Ledger(Workspace(tmp_path / "empty").ledger_url).close()  # a workspace with nothing in it yet
     code, _, err = run_cli(["eval", "compare", "-w", tmp_path / "empty"], capsys)
     assert code == 1 and "run `soundtrail train ar`" in err
 
@@ -198,8 +199,9 @@ def test_models_on_different_codecs_are_not_compared(trained: Workspace, tmp_pat
     """Each family decodes through its own codec: comparing across codecs would measure the codecs."""
     workspace = Workspace(shutil.copytree(trained.root, tmp_path / "ws"), TINY_SETTINGS)
     ledger = Ledger(workspace.ledger_url)
-    diffusion = dict(resolve_model(workspace, "diffusion"), codec_id="another-codec", created_at=utc_now())
-    ledger.record("models", "newer-diffusion", {k: v for k, v in diffusion.items() if k != "id"}, "model.trained")
+    diffusion = dataclasses.replace(resolve_model(workspace, "diffusion"), codec_id="another-codec",
+                                    created_at=utc_now())
+    ledger.record("models", "newer-diffusion", diffusion.fields(), "model.trained")
     ledger.close()
     with pytest.raises(ValueError, match="uses codec another-codec.*`soundtrail train diffusion`"):
         compare_generators(workspace, TINY_COMPARE)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import subprocess
 from collections.abc import Callable, Iterator
@@ -19,26 +20,27 @@ class Killed(Exception):
     """Stands in for the process dying in the middle of a ledger transaction."""
 
 
-def in_process(workspace: Workspace, manifest: str | None) -> Analyser:
+def in_process(workspace: Workspace, manifest: str | None, today: dt.date | None = None) -> Analyser:
     settings = workspace.settings
 
     def analyse(batches: list[AnalysisBatch]) -> Iterator[list[dict]]:
-        return (analyze_batch(batch.items, settings.ingest, settings.licenses, manifest, batch.known)
+        return (analyze_batch(batch.items, settings.ingest, settings.licenses, manifest, today, batch.known)
                 for batch in batches)
 
     return analyse
 
 
 def ingest(workspace: Workspace, paths: list[Path], manifest: Path | None = None,
-           kill_at: int | None = None) -> dict[str, dict]:
+           kill_at: int | None = None, today: dt.date | None = None) -> dict[str, dict]:
     """Ingest through the flow's own driver; items by file name.
 
-    ``kill_at`` makes the process "die" right after deciding the file at that position in curator order.
+    ``kill_at`` makes the process "die" right after deciding the file at that position in curator order;
+    ``today`` is the date the licence expiry is judged on (UTC today by default).
     """
     manifest_name = str(manifest) if manifest else None
     with mock.patch.object(Catalog, "admit", _dying_admit(kill_at)):
         items = ingest_inputs(workspace, [str(path) for path in paths], manifest_name,
-                              in_process(workspace, manifest_name), "test-run")
+                              in_process(workspace, manifest_name, today), "test-run", today=today)
     return {Path(item.path).name: item.as_dict() for item in items}
 
 

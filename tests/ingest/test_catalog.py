@@ -16,7 +16,7 @@ from soundtrail.ingest.blocklist import add_to_blocklist
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.workspace import Workspace
 from tests.audio_fixtures import RATE, melody, wav_with_header, write, write_manifest
-from tests.ingest.driver import Killed, ingest
+from tests.ingest.driver import Killed, ingest  # other test modules import ingest from here too
 
 
 @pytest.fixture
@@ -58,7 +58,8 @@ def test_bad_inputs_are_quarantined_with_reasons_and_the_batch_goes_on(tmp_path:
              ("empty.wav", "text.wav", "truncated.ogg", "nan.wav", "inf.wav", "silence.wav", "short.wav",
               "zero_hz.wav", "many_channels.wav", "huge_tags.flac")]
     rows += [{"path": "../elsewhere.wav", "license": "CC0-1.0"}, {"path": "missing.wav", "license": "CC0-1.0"}]
-    manifest = write_manifest(corpus, rows, extra_lines=['{"path": "good.flac", "license": ', "[1, 2]"])
+    manifest = write_manifest(corpus, rows, extra_lines=['{"path": "gone.flac", "license": ',
+                                                         '{"path": "nul\\u0000.wav", "license": "CC0-1.0"}'])
 
     items = ingest(workspace, [corpus], manifest)
 
@@ -69,16 +70,17 @@ def test_bad_inputs_are_quarantined_with_reasons_and_the_batch_goes_on(tmp_path:
         "short.wav": "too short", "zero_hz.wav": "sample rate", "many_channels.wav": "channel",
         "huge_tags.flac": "oversized tag block", "link.wav": "symlink points outside the ingested folder",
         "elsewhere.wav": "outside the manifest folder", "missing.wav": "does not exist",
+        "gone.flac": f"{manifest} line {len(rows) + 1}: not valid JSON",
     }
     for name, reason in expected.items():
         assert items[name]["status"] == "quarantined", (name, items[name])
         assert reason in items[name]["reason"], (name, items[name]["reason"])
     line_items = [item for key, item in items.items() if key.startswith("manifest.jsonl:")]
-    assert sorted(item["reason"].split(": ")[0] for item in line_items) == [
-        f"{manifest} line {len(rows) + 1}", f"{manifest} line {len(rows) + 2}"]
+    assert [item["reason"] for item in line_items] == [f"{manifest} line {len(rows) + 2}: 'path' contains a NUL "
+                                                        "character"]
     ledger = Ledger(workspace.ledger_url)
     quarantined = ledger.rows("assets", status="quarantined")
-    assert len(quarantined) == len(expected) + 2 and all(row["reason"] for row in quarantined)
+    assert len(quarantined) == len(expected) + 1 and all(row["reason"] for row in quarantined)
     assert ledger.verify().ok
 
 
@@ -92,12 +94,16 @@ def test_licence_policy_from_manifest_and_tags(tmp_path: Path, workspace: Worksp
         {"path": "vague.flac", "license": "CC BY"},
         {"path": "mit.flac", "license": "MIT"},
         {"path": "tagged.flac"},
+        {"path": "nc_suffix.flac", "license": "CC BY 4.0 NC"},
+        {"path": "reserved.flac", "license": "CC-BY-4.0"},
     ]
     for seed, row in enumerate(rows):
         write(corpus / row["path"], melody(10 + seed))
-    tagged = mutagen.File(corpus / "tagged.flac")
-    tagged["LICENSE"] = "cc-by-sa-4.0"
-    tagged.save()
+    for name, key, value in (("tagged.flac", "LICENSE", "cc-by-sa-4.0"),
+                             ("reserved.flac", "COPYRIGHT", "(c) 2024 Jane Doe. All rights reserved.")):
+        tagged = mutagen.File(corpus / name)
+        tagged[key] = value
+        tagged.save()
     items = ingest(workspace, [corpus], write_manifest(corpus, rows))
     assert items["cc0.flac"]["status"] == "accepted"
     assert items["by.flac"]["status"] == "accepted"
@@ -106,6 +112,12 @@ def test_licence_policy_from_manifest_and_tags(tmp_path: Path, workspace: Worksp
     assert items["none.flac"]["reason"] == "no licence in the manifest or the file's tags"
     assert "ambiguous" in items["vague.flac"]["reason"]
     assert "not in the allow list" in items["mit.flac"]["reason"]
+    # a restriction beside a licence name, or in the file's own copyright tag, is never read as CC BY
+    assert items["nc_suffix.flac"]["status"] == "quarantined"
+    assert items["nc_suffix.flac"]["reason"] == \
+        "unclear licence 'CC BY 4.0 NC': 'NC' is a restriction outside any licence name (manifest)"
+    assert items["reserved.flac"]["reason"] == ("unclear licence '(c) 2024 Jane Doe. All rights reserved.': 'All "
+                                                "rights reserved' is a restriction outside any licence name (file tag)")
     ledger = Ledger(workspace.ledger_url)
     assert ledger.get("assets", items["tagged.flac"]["asset_id"])["license"] == "CC-BY-SA-4.0"
     assert {row["id"] for row in ledger.rows("licences")} >= {"CC0-1.0", "CC-BY-4.0", "CC-BY-NC-4.0"}

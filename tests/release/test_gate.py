@@ -125,7 +125,7 @@ def test_copied_excerpt_is_blocked_with_evidence_and_nothing_released(workspace:
     evidence = json.loads(result.evidence.read_text())
     assert evidence["output_id"] == "0badc0de" and evidence["verdict"] == "block"
     assert evidence["matches"] == result.matches and evidence["model_id"] == MODEL
-    assert evidence["methods"] == ["chromaprint", "tokens", "landmarks"]
+    assert evidence["methods"] == ["chromaprint", "landmarks", "tokens"]  # registry order
     ledger = Ledger(workspace.ledger_url)
     row = ledger.get("outputs", "0badc0de")
     assert (row["status"], row["verdict"], row["path"]) == ("blocked", "block", None)
@@ -183,7 +183,7 @@ def test_generator_codes_that_repeat_a_training_asset_are_blocked(workspace: Wor
 
 def test_a_flagged_clip_is_released_with_the_flag_recorded(workspace: Workspace, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    never_block = ScreenThresholds(chromaprint_block=2.0, tokens_block=2.0, landmarks_block=2.0)
+    never_block = ScreenThresholds.declared(chromaprint_block=2.0, tokens_block=2.0, landmarks_block=2.0)
     monkeypatch.setattr(screen_index, "screen_thresholds", lambda _workspace: never_block)
     result = gate(workspace, copied_excerpt(tmp_path), "00f1a900")
     assert (result.status, result.verdict) == ("released", "flag") and result.matches
@@ -224,7 +224,7 @@ def test_index_is_cached_and_rebuilt_when_the_corpus_changes(workspace: Workspac
     monkeypatch.setattr(screen_index, "decode", lambda path: decoded.append(Path(path).name) or decode(path))
     first = screening_index(workspace)
     stamp = (first.directory / "screener.json").stat().st_mtime_ns
-    assert len(first.screener) == 3 and len(first.screener.tokens) == 3
+    assert len(first.screener) == 3 and len(first.screener.methods["tokens"]) == 3
     assert screening_index(workspace).directory == first.directory
     assert (first.directory / "screener.json").stat().st_mtime_ns == stamp  # loaded, not rebuilt
 
@@ -238,7 +238,7 @@ def test_index_is_cached_and_rebuilt_when_the_corpus_changes(workspace: Workspac
         {"path": newcomer.name, "license": "CC0-1.0", "rights_holder": "Label 14"}]))
     second = screening_index(workspace)
     assert second.directory != first.directory and not first.directory.exists()
-    assert len(second.screener) == 4 and len(second.screener.tokens) == 3  # not tokenized yet
+    assert len(second.screener) == 4 and len(second.screener.methods["tokens"]) == 3  # not tokenized yet
     assert decoded == ["track14.flac"]  # the previous index was extended, not rebuilt
     blocked = screen_file(workspace, excerpt)
     assert blocked.verdict == "block" and blocked.matches[0].asset_id == asset_ids(workspace)["track14.flac"]

@@ -13,7 +13,8 @@ from soundtrail import checkpoint
 from soundtrail.models.ar import ARConfig
 from soundtrail.models.conditioning import LearnedTextConfig, LearnedTextEncoder, minilm_path
 from soundtrail.train.ar import batches_from_examples, load_ar, train_ar
-from soundtrail.train.loop import TrainLoopConfig
+from soundtrail.train.loop import LoopConfig
+from soundtrail.train.unit import OptimizerConfig
 
 V, K, T = 16, 2, 10
 # each caption is an arithmetic progression of codes with its own stride; the start is random per example,
@@ -39,10 +40,11 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     codes, captions = dataset()
     config = ARConfig(n_codebooks=K, codebook_size=V, d_model=64, n_layers=2, n_heads=4, max_steps=32,
                       cond_dropout=0.1)
-    loop = TrainLoopConfig(steps=160, lr=3e-3, min_lr=3e-4, warmup_steps=10, checkpoint_every=80, weight_decay=0.0)
+    loop = LoopConfig(steps=160, checkpoint_every=80)
+    optimizer = OptimizerConfig(lr=3e-3, min_lr=3e-4, warmup_steps=10, weight_decay=0.0)
     encoder = LearnedTextEncoder(LearnedTextConfig(dim=32, n_layers=1, n_heads=2))
-    result = train_ar(batches_from_examples(codes, captions, batch_size=16), directory, config, loop, encoder,
-                      {"shards": ["synthetic"]})
+    result = train_ar(batches_from_examples(codes, captions, batch_size=16), directory, config, loop, optimizer,
+                      encoder, {"shards": ["synthetic"]})
     return directory, result
 
 
@@ -89,7 +91,7 @@ def test_frozen_minilm_stays_out_of_the_checkpoint_and_is_checked_on_load(tmp_pa
     codes, captions = dataset()
     config = ARConfig(n_codebooks=K, codebook_size=V, d_model=32, n_layers=1, n_heads=2, max_steps=32)
     result = train_ar(batches_from_examples(codes, captions, batch_size=4), tmp_path / "run", config,
-                      TrainLoopConfig(steps=3, warmup_steps=1), "minilm")
+                      LoopConfig(steps=3), OptimizerConfig(warmup_steps=1), "minilm")
     assert result.steps_run == 3
     document = checkpoint.read_config(tmp_path / "run")
     assert document["text_encoder"].startswith("minilm-l6-v2:") and document["config"]["cond_dim"] == 384

@@ -40,11 +40,12 @@ def test_tiny_codec_training_halves_the_loss(chord_files, tmp_path):
                              checkpoint_every=1000)
     started = time.perf_counter()
     result = train_codec(chord_files, tmp_path / "codec", TINY, steps=60, train=train)
-    ratio = result.final_loss / result.initial_loss
-    print(f"codec loss {result.initial_loss:.3f} -> {result.final_loss:.3f} (ratio {ratio:.2f}) "
+    run = result.run
+    ratio = run.final_loss / run.initial_loss
+    print(f"codec loss {run.initial_loss:.3f} -> {run.final_loss:.3f} (ratio {ratio:.2f}) "
           f"in {time.perf_counter() - started:.1f} s")
     assert ratio <= 0.5
-    assert result.steps == 60 and result.resumed_from == 0
+    assert run.total_steps == 60 and run.start_step == 0
     assert result.assets_seen == sorted(str(p) for p in chord_files)
     assert result.codec_id == sha256_file(tmp_path / "codec" / "model.safetensors")[:16]
     codec = load_codec(tmp_path / "codec", "cpu")
@@ -57,8 +58,8 @@ class Killed(Exception):
 
 
 def _kill_at(step: int):
-    def on_step(done: int, metrics: dict[str, float]) -> None:
-        assert np.isfinite(metrics["loss"])
+    def on_step(done: int, loss: float) -> None:
+        assert np.isfinite(loss)
         if done == step:
             raise Killed
 
@@ -76,18 +77,20 @@ def test_killed_run_resumes_to_the_same_weights(chord_files, tmp_path):
     assert [d.name for d in (tmp_path / "resumed" / "steps").iterdir()] == ["step-00000002"]
     resumed = train_codec(chord_files, tmp_path / "resumed", TINY, steps=6, train=train)
 
-    assert resumed.resumed_from == 2
+    assert resumed.run.start_step == 2
     a = load_file(str(tmp_path / "straight" / "model.safetensors"))
     b = load_file(str(tmp_path / "resumed" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert resumed.codec_id == straight.codec_id
-    assert (resumed.initial_loss, resumed.final_loss) == (straight.initial_loss, straight.final_loss)
+    assert resumed.run.losses == straight.run.losses
+    assert resumed.assets_seen == straight.assets_seen
 
     again = train_codec(chord_files, tmp_path / "resumed", TINY, steps=6, train=train)  # finished: not redone
-    assert again.resumed_from == 6 and again.codec_id == straight.codec_id
+    assert again.run.start_step == 6 and again.run.steps_run == 0 and again.codec_id == straight.codec_id
+    assert again.assets_seen == straight.assets_seen
 
     longer = train_codec(chord_files, tmp_path / "resumed", TINY, steps=7, train=train)  # extends from step 6
-    assert longer.resumed_from == 6 and longer.codec_id != straight.codec_id
+    assert longer.run.start_step == 6 and longer.run.steps_run == 1 and longer.codec_id != straight.codec_id
 
 
 def test_a_different_run_refuses_an_occupied_directory(chord_files, tmp_path):

@@ -9,7 +9,8 @@ from soundtrail.checkpoint import read_config
 from soundtrail.models.conditioning import LearnedTextConfig, LearnedTextEncoder, minilm_path
 from soundtrail.models.diffusion import DiT, DiTConfig
 from soundtrail.train.diffusion import TextToLatent, build_model, load_model, model_config, train_diffusion
-from soundtrail.train.loop import TrainLoopConfig
+from soundtrail.train.loop import LoopConfig
+from soundtrail.train.unit import OptimizerConfig
 
 D, FRAMES = 8, 24
 CAPTIONS = ["slow warm drone", "fast bright ripple", "steady pulse in the middle"]
@@ -37,13 +38,14 @@ def make_batches(start_step: int, batch: int = 16):
         step += 1
 
 
-LOOP = TrainLoopConfig(steps=150, lr=3e-3, min_lr=3e-4, warmup_steps=10, checkpoint_every=100, log_every=50)
+LOOP = LoopConfig(steps=150, checkpoint_every=100, log_every=50)
+OPTIMIZER = OptimizerConfig(lr=3e-3, min_lr=3e-4, warmup_steps=10)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[TextToLatent, object]:
     model = tiny_model()
-    result = train_diffusion(model, make_batches, LOOP, tmp_path_factory.mktemp("diffusion"),
+    result = train_diffusion(model, make_batches, LOOP, OPTIMIZER, tmp_path_factory.mktemp("diffusion"),
                              metadata={"shards": ["abc"]})
     return model, result
 
@@ -94,7 +96,7 @@ def test_generated_latents_follow_the_caption(trained):
 
 def test_finished_run_is_not_retrained(trained):
     model, result = trained
-    again = train_diffusion(tiny_model(seed=1), make_batches, LOOP, result.checkpoint_dir)
+    again = train_diffusion(tiny_model(seed=1), make_batches, LOOP, OPTIMIZER, result.checkpoint_dir)
     assert again.steps_run == 0 and again.losses == result.losses
 
 
@@ -127,9 +129,10 @@ def test_frozen_encoder_stays_out_of_the_weights():
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     """Noise, timesteps and condition dropout come from the global RNG the loop checkpoints: resume is exact."""
-    loop = TrainLoopConfig(steps=30, lr=3e-3, min_lr=3e-4, warmup_steps=5, checkpoint_every=10, log_every=10)
+    loop = LoopConfig(steps=30, checkpoint_every=10, log_every=10)
+    optimizer = OptimizerConfig(lr=3e-3, min_lr=3e-4, warmup_steps=5)
     whole = tiny_model()
-    train_diffusion(whole, make_batches, loop, tmp_path / "whole")
+    train_diffusion(whole, make_batches, loop, optimizer, tmp_path / "whole")
 
     class Killed(Exception):
         pass
@@ -139,9 +142,9 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
             raise Killed
 
     with pytest.raises(Killed):
-        train_diffusion(tiny_model(), make_batches, loop, tmp_path / "killed", on_step=kill_at_25)
+        train_diffusion(tiny_model(), make_batches, loop, optimizer, tmp_path / "killed", on_step=kill_at_25)
     resumed = tiny_model(seed=7)  # different initial weights: everything must come from the checkpoint
-    result = train_diffusion(resumed, make_batches, loop, tmp_path / "killed")
+    result = train_diffusion(resumed, make_batches, loop, optimizer, tmp_path / "killed")
     assert result.start_step == 20 and result.steps_run == 10
     for (name, expected), actual in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         torch.testing.assert_close(actual, expected, msg=name)

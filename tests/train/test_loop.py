@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 from soundtrail import checkpoint
-from soundtrail.train.loop import STEPS_DIR, TrainLoopConfig, lr_factor, train_loop
+from soundtrail.train.loop import STEPS_DIR, LoopConfig, train_loop
+from soundtrail.train.unit import LossUnit, OptimizerConfig, lr_factor
 
 
 @dataclass
@@ -46,13 +47,16 @@ def mse(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Ten
     return nn.functional.mse_loss(model(x), y)
 
 
-def loop(steps: int, **overrides: object) -> TrainLoopConfig:
-    settings = {"steps": steps, "lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 5, "checkpoint_every": 10,
-                "log_every": 10, **overrides}
-    return TrainLoopConfig(**settings)
+def loop(steps: int) -> LoopConfig:
+    return LoopConfig(steps=steps, checkpoint_every=10, log_every=10)
 
 
-def run(directory: Path, steps: int, stop_at: int | None = None, **overrides: object):
+def unit(model: nn.Module, loss=mse, **overrides: object) -> LossUnit:
+    settings = {"lr": 1e-2, "min_lr": 1e-3, "warmup_steps": 5, **overrides}
+    return LossUnit("test-net", model, NetConfig(), loss, OptimizerConfig(**settings))
+
+
+def run(directory: Path, steps: int, stop_at: int | None = None, data: object = None, **overrides: object):
     """Train a fresh Net (same init every time); ``stop_at`` kills the run right after that step."""
     torch.manual_seed(0)
     model = Net(NetConfig())
@@ -61,14 +65,14 @@ def run(directory: Path, steps: int, stop_at: int | None = None, **overrides: ob
         if step == stop_at:
             raise KeyboardInterrupt
 
-    result = train_loop(model, make_batches, mse, loop(steps, **overrides), directory, "test-net", NetConfig(),
-                        {"shards": ["a", "b"]}, on_step)
+    result = train_loop(unit(model, **overrides), make_batches, loop(steps), directory, data=data,
+                        metadata={"shards": ["a", "b"]}, on_step=on_step)
     return model, result
 
 
 def test_schedule_warms_up_then_decays_to_min_lr() -> None:
-    config = TrainLoopConfig(steps=100, lr=1e-3, min_lr=1e-4, warmup_steps=10)
-    factors = [lr_factor(step, config) for step in range(101)]
+    config = OptimizerConfig(lr=1e-3, min_lr=1e-4, warmup_steps=10)
+    factors = [lr_factor(step, 100, config) for step in range(101)]
     assert factors[0] == pytest.approx(1 / 11)
     assert factors[9] == pytest.approx(10 / 11)
     assert factors[10] == pytest.approx(1.0)
@@ -116,11 +120,13 @@ def test_a_finished_run_is_reported_not_retrained_and_can_be_extended(tmp_path: 
 
 
 def test_a_different_run_in_the_same_directory_is_refused(tmp_path: Path) -> None:
-    run(tmp_path / "run", 20)
+    run(tmp_path / "run", 20, data=["file-a"])
     with pytest.raises(ValueError, match="different run"):
-        run(tmp_path / "run", 20, lr=5e-3)
+        run(tmp_path / "run", 20, data=["file-a"], lr=5e-3)
+    with pytest.raises(ValueError, match="different run"):
+        run(tmp_path / "run", 20, data=["file-b"])
     with pytest.raises(ValueError, match="more than"):
-        run(tmp_path / "run", 10)
+        run(tmp_path / "run", 10, data=["file-a"])
 
 
 def test_diverging_loss_and_short_data_are_errors(tmp_path: Path) -> None:
@@ -128,7 +134,7 @@ def test_diverging_loss_and_short_data_are_errors(tmp_path: Path) -> None:
         return mse(model, batch) * math.nan
 
     with pytest.raises(FloatingPointError, match="step 1"):
-        train_loop(Net(NetConfig()), make_batches, nan_loss, loop(5), tmp_path / "nan", "test-net", NetConfig())
+        train_loop(unit(Net(NetConfig()), nan_loss), make_batches, loop(5), tmp_path / "nan")
 
     def three_batches(start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         batches = make_batches(start)
@@ -136,4 +142,4 @@ def test_diverging_loss_and_short_data_are_errors(tmp_path: Path) -> None:
             yield next(batches)
 
     with pytest.raises(ValueError, match="ran out at step 3"):
-        train_loop(Net(NetConfig()), three_batches, mse, loop(5), tmp_path / "short", "test-net", NetConfig())
+        train_loop(unit(Net(NetConfig())), three_batches, loop(5), tmp_path / "short")

@@ -1,0 +1,68 @@
+"""Typed records of what the stages hand each other: a codec and a model, as the ledger holds them.
+
+Small frozen dataclasses in the manner of lhotse's manifests: :meth:`from_row` reads a ledger projection row
+(``Ledger.get`` / ``Ledger.rows``), :meth:`to_dict` gives that row back, JSON-plain, and :meth:`fields` is the part
+a ledger write takes (everything but the ``id``). Columns a row leaves empty read as empty values, so a record
+written by an older version still loads. Sequences are tuples here and lists in the dicts, as JSON has them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class CodecRecord:
+    """A codec the workspace tokenizes with (ledger table ``codecs``)."""
+
+    id: str  # first 16 hex digits of its weights' sha256
+    kind: str  # "soundtrail": trained here; "pretrained": a user's local codec, imported
+    path: str  # its checkpoint folder
+    config: Mapping[str, Any] = field(default_factory=dict)
+    assets: tuple[str, ...] = ()  # the accepted assets it trained on (none for a pretrained codec)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    created_at: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> CodecRecord:
+        return cls(id=row["id"], kind=row["kind"], path=row["path"], config=dict(row.get("config") or {}),
+                   assets=tuple(row.get("assets") or ()), metrics=dict(row.get("metrics") or {}),
+                   created_at=row.get("created_at"))
+
+    def fields(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "config": dict(self.config), "assets": list(self.assets),
+                "metrics": dict(self.metrics), "created_at": self.created_at}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, **self.fields()}
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """A trained generator and exactly what it saw (ledger table ``models``)."""
+
+    id: str  # first 16 hex digits of its weights' sha256
+    kind: str  # its generator family
+    path: str  # its checkpoint folder
+    codec_id: str
+    shards: tuple[str, ...] = ()  # sha256 of every shard it trained on
+    text_encoder: str | None = None
+    steps: int | None = None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    created_at: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ModelRecord:
+        return cls(id=row["id"], kind=row["kind"], path=row["path"], codec_id=row["codec_id"],
+                   shards=tuple(row.get("shards") or ()), text_encoder=row.get("text_encoder"),
+                   steps=row.get("steps"), metrics=dict(row.get("metrics") or {}), created_at=row.get("created_at"))
+
+    def fields(self) -> dict[str, Any]:
+        return {"kind": self.kind, "path": self.path, "codec_id": self.codec_id, "shards": list(self.shards),
+                "text_encoder": self.text_encoder, "steps": self.steps, "metrics": dict(self.metrics),
+                "created_at": self.created_at}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, **self.fields()}

@@ -1,0 +1,106 @@
+"""The generator family contract: what every family (AR, diffusion, the next one) provides, and what it works on.
+
+::
+
+    family.train(data, settings, checkpoint_dir, on_step) -> TrainResult     trains through train/loop.py
+    family.load(checkpoint_dir, device) -> network                            in eval mode
+    family.generate(network, codec, prompt, frames, seed, sampling) -> Sampled     audio (and codes, if tokens)
+
+The registry (name -> family) is :mod:`soundtrail.train.families`; the stage code that picks the shards and
+records the model is :mod:`soundtrail.train.stage`. A family sees neither the workspace nor the ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from soundtrail.codec.codecs import Codec
+from soundtrail.config import TrainSettings
+from soundtrail.data.dataset import ShardStream
+from soundtrail.data.shards import CodecInfo
+from soundtrail.train.loop import LoopConfig, StepCallback, TrainResult
+from soundtrail.train.unit import OptimizerConfig
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The shard files a model will read, their sha256s, and the codec that made them."""
+
+    codec_id: str
+    codec_path: str
+    codec: CodecInfo
+    files: list[Path]
+    shard_ids: list[str]
+
+
+@dataclass(frozen=True)
+class GeneratorSettings:
+    """How one training run reads the shards and optimises (``[train]`` in soundtrail.toml; steps per family)."""
+
+    steps: int
+    batch_size: int
+    learning_rate: float
+    crop_seconds: float
+    text_encoder: str
+    seed: int
+
+    def loop(self) -> LoopConfig:
+        return LoopConfig(steps=self.steps, checkpoint_every=max(25, self.steps // 4),
+                          log_every=max(10, self.steps // 10), seed=self.seed)
+
+    def optimizer(self) -> OptimizerConfig:
+        return OptimizerConfig(lr=self.learning_rate, min_lr=self.learning_rate / 10,
+                               warmup_steps=min(50, self.steps // 10))
+
+    def stream(self, data: TrainingData) -> ShardStream:
+        """Random crops of ``crop_seconds`` from the shard segments, the same for every family."""
+        frames = max(8, int(self.crop_seconds * data.codec.frame_rate))
+        return ShardStream(data.files, frames, seed=self.seed)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How to sample; a family uses what applies to it."""
+
+    cfg_scale: float = 3.0  # classifier-free guidance
+    steps: int = 16  # integration steps, for families whose ``sampling_steps`` is true
+
+
+@dataclass(frozen=True)
+class Sampled:
+    wav: torch.Tensor  # [1, 1, T] on the codec's device
+    codes: np.ndarray | None  # int16 [K, F] when the family generated tokens of the shards' codec
+
+
+class GeneratorFamily(Protocol):
+    """One way to generate music from text, trained on the token shards."""
+
+    name: str  # the registry key, the checkpoints' and the ledger's ``kind``
+    sampling_steps: bool  # whether Sampling.steps trades speed for quality (what `eval compare` sweeps)
+
+    def default_steps(self, train: TrainSettings) -> int:
+        """Training steps when the command names none (the family's key in ``[train]``)."""
+        ...
+
+    def baselines(self, data: TrainingData) -> dict[str, float]:
+        """Losses to read the training loss against, recorded with the model's metrics."""
+        ...
+
+    def train(self, data: TrainingData, settings: GeneratorSettings, checkpoint_dir: Path,
+              on_step: StepCallback | None) -> TrainResult:
+        """Train (or resume, or find finished) a model in ``checkpoint_dir`` through the shared loop."""
+        ...
+
+    def load(self, checkpoint_dir: Path, device: torch.device | str) -> Any:
+        """The trained network of a finished checkpoint, in eval mode on ``device``."""
+        ...
+
+    def generate(self, network: Any, codec: Codec, prompt: str, frames: int, seed: int,
+                 sampling: Sampling) -> Sampled:
+        """``frames`` codec frames of audio for ``prompt``; the same seed gives the same audio."""
+        ...

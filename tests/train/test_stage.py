@@ -1,0 +1,82 @@
+"""The training stage against a workspace: checkpoint folders, codec and model records, the step callback."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from soundtrail import checkpoint
+from soundtrail.config import CodecSettings, Settings, TokenizeSettings, TrainSettings
+from soundtrail.models.codec import CodecConfig
+from soundtrail.provenance.ledger import Ledger, utc_now
+from soundtrail.train.stage import train_generator, train_workspace_codec
+from soundtrail.workspace import Workspace
+from tests.audio_fixtures import melody, write
+from tests.codec.test_tokenize import tiny_codec, tokenize
+
+TINY = CodecConfig(sample_rate=8000, channels=4, strides=(4, 4, 2), latent_dim=16, num_codebooks=2, codebook_size=16)
+
+
+def workspace_with_assets(root: Path, settings: Settings) -> Workspace:
+    """Three accepted assets recorded as ingest records them (two train the codec, one is held out)."""
+    workspace = Workspace(root, settings)
+    with Ledger(workspace.ledger_url) as ledger:
+        for index in range(3):
+            path = write(root / "corpus" / f"a{index}.wav", melody(index, seconds=2.0, rate=8000), rate=8000)
+            ledger.record("assets", f"asset{index}", {"path": str(path), "status": "accepted",
+                                                      "license": "CC0-1.0", "description": f"melody {index}"},
+                          "asset.test")
+    return workspace
+
+
+@pytest.mark.parametrize("changed", [{"batch_size": 3}, {"segment_s": 0.5}])
+def test_changed_codec_training_settings_train_a_new_codec_beside_the_finished_one(
+        tmp_path: Path, changed: dict[str, float]) -> None:
+    """A finished run's folder is keyed by everything its resume check compares, training settings included."""
+    settings = CodecSettings(steps=2, batch_size=2, segment_s=0.25)
+    steps_seen: list[tuple[int, float]] = []
+    first = train_workspace_codec(workspace_with_assets(tmp_path, Settings(codec=settings)), config=TINY,
+                                  on_step=lambda step, loss: steps_seen.append((step, loss)))
+    assert [step for step, _ in steps_seen] == [1, 2] and all(math.isfinite(loss) for _, loss in steps_seen)
+
+    changed_settings = settings.model_copy(update=changed)
+    second = train_workspace_codec(Workspace(tmp_path, Settings(codec=changed_settings)), config=TINY)
+
+    assert second.codec.path != first.codec.path
+    assert second.codec.id != first.codec.id
+    assert checkpoint.is_complete(first.codec.path) and checkpoint.is_complete(second.codec.path)
+    with Ledger(Workspace(tmp_path).ledger_url) as ledger:
+        assert {row["id"] for row in ledger.rows("codecs")} == {first.codec.id, second.codec.id}
+    again = train_workspace_codec(Workspace(tmp_path, Settings(codec=changed_settings)), config=TINY,
+                                  on_step=lambda step, loss: steps_seen.append((step, loss)))
+    assert again == second, "the same settings find the finished run and its record"
+    assert len(steps_seen) == 2, "nothing trained again"
+    assert again.codec.assets == ("asset0", "asset1") and again.held_out_assets == ["asset2"]
+
+
+def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: Path) -> None:
+    settings = Settings(tokenize=TokenizeSettings(segment_s=1.0),
+                        train=TrainSettings(ar_steps=3, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
+    workspace = workspace_with_assets(tmp_path / "ws", settings)
+    codec_path, codec_id = tiny_codec(tmp_path / "codec")
+    with Ledger(workspace.ledger_url) as ledger:
+        ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
+                      "codec.trained")
+        tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
+        shards = sorted(row["id"] for row in ledger.rows("shards", status="current"))
+
+    steps: list[int] = []
+    trained = train_generator(workspace, "ar", on_step=lambda step, loss: steps.append(step))
+    assert steps == [1, 2, 3]
+    model = trained.model
+    assert (model.kind, model.codec_id, model.shards, model.steps) == ("ar", codec_id, tuple(shards), 3)
+    assert model.metrics["uniform_baseline"] == pytest.approx(math.log(TINY.codebook_size))
+    assert trained.to_dict() == {"model_id": model.id, "kind": "ar", "path": model.path, "codec_id": codec_id,
+                                 "shards": len(shards), "metrics": dict(model.metrics)}
+    with Ledger(workspace.ledger_url) as ledger:
+        head = ledger.head()
+        again = train_generator(workspace, "ar", on_step=lambda step, loss: steps.append(step))
+        assert ledger.head() == head, "a re-run appends nothing"
+    assert again == trained and steps == [1, 2, 3], "found finished, nothing trained again"
