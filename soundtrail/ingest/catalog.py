@@ -41,11 +41,10 @@ from typing import Any
 import numpy as np
 
 from soundtrail.config import IngestSettings, LicenseSettings
-from soundtrail.ingest.analyze import decode_fingerprint
 from soundtrail.licenses import LicensePolicy, license_name, requires_attribution
 from soundtrail.provenance.ledger import Ledger, LedgerWriter, utc_now
 from soundtrail.provenance.review import claims_conflict, describe_claims
-from soundtrail.screening.chromaprint import FingerprintIndex, match_span_s
+from soundtrail.screening.chromaprint import FingerprintIndex, decode_fingerprint, match_span_s
 
 FINAL_STATUSES = ("accepted", "duplicate", "blocked", "revoked", "disputed", "rejected")
 HELD_STATUSES = ("accepted", "disputed")  # a copy of an original in one of these is judged by its claims

@@ -155,7 +155,11 @@ class BlockedWork(Projection):
 
 
 class CodecRow(Projection):
-    """A trained or imported codec and the assets it saw."""
+    """A trained or imported codec and the assets it saw.
+
+    ``status`` and ``takedowns`` are written by takedowns only (``affected-by-takedown`` and the takedown ids),
+    never by the stage that records the codec, so recording it again cannot clear them; empty means current.
+    """
 
     __tablename__ = "codecs"
     kind: Mapped[str | None] = _text()
@@ -164,6 +168,8 @@ class CodecRow(Projection):
     assets: Mapped[Any] = _json()
     metrics: Mapped[Any] = _json()
     created_at: Mapped[str | None] = _text()
+    status: Mapped[str | None] = _text()
+    takedowns: Mapped[Any] = _json()
 
 
 class Shard(Projection):
@@ -180,7 +186,10 @@ class Shard(Projection):
 
 
 class ModelRow(Projection):
-    """A trained generator: exactly which shards (by sha256) and which codec it saw."""
+    """A trained generator: exactly which shards (by sha256) and which codec it saw.
+
+    ``status`` and ``takedowns``: as for :class:`CodecRow`, written by takedowns only.
+    """
 
     __tablename__ = "models"
     kind: Mapped[str | None] = _text()
@@ -191,6 +200,8 @@ class ModelRow(Projection):
     steps: Mapped[int | None] = _int()
     metrics: Mapped[Any] = _json()
     created_at: Mapped[str | None] = _text()
+    status: Mapped[str | None] = _text()
+    takedowns: Mapped[Any] = _json()
 
 
 class Output(Projection):
@@ -221,6 +232,18 @@ class Takedown(Projection):
     created_at: Mapped[str | None] = _text()
 
 
+class Override(Projection):
+    """An operator's decision, on record, to pass a guard: generating with a model a takedown affects
+    (``kind`` "takedown"), or marking audio that already carries a watermark ("watermark")."""
+
+    __tablename__ = "overrides"
+    kind: Mapped[str | None] = _text()
+    by: Mapped[str | None] = _text()
+    reason: Mapped[str | None] = _text()
+    details: Mapped[Any] = _json()  # what was overridden: the model and takedowns, or both watermark payloads
+    created_at: Mapped[str | None] = _text()
+
+
 class Review(Projection):
     """A person's decision on a disputed asset (``soundtrail review resolve``) and what it changed."""
 
@@ -236,5 +259,5 @@ class Review(Projection):
 PROJECTIONS: dict[str, type[Projection]] = {
     cls.__tablename__: cls
     for cls in (Source, Licence, Asset, Consent, Fingerprint, BlockedWork, CodecRow, Shard, ModelRow, Output, Takedown,
-                Review)
+                Override, Review)
 }

@@ -84,6 +84,9 @@ from soundtrail.audio import resample
 from soundtrail.release import watermark_code as code
 
 PAYLOAD_HEX_CHARS = code.PAYLOAD_BITS // 4
+# The name content credentials give this mark (a C2PA soft-binding ``alg``: reverse-domain and versioned; it is
+# not on C2PA's soft-binding algorithm list). Change the version when marks stop being readable by older code.
+ALGORITHM = "org.soundtrail.watermark.stft-tiles.1"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ which find copies mixed under other music that leave too few exactly equal items
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -88,6 +89,15 @@ def chromaprint_blocks(blocks: Iterable[np.ndarray], sample_rate: int) -> np.nda
         return np.zeros(0, dtype=np.uint32)
     items, _algorithm = chromaprint_codec.decode_fingerprint(encoded)
     return np.asarray(items, dtype=np.int64).astype(np.uint32)
+
+
+def encode_fingerprint(items: np.ndarray) -> str:
+    """Raw Chromaprint items as base64 of little-endian uint32: compact and JSON-plain (how the ledger stores them)."""
+    return base64.b64encode(np.ascontiguousarray(items, dtype="<u4").tobytes()).decode("ascii")
+
+
+def decode_fingerprint(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<u4").astype(np.uint32)
 
 
 class _Decimator:
@@ -502,8 +512,13 @@ class ChromaprintMethod(IndexedMethod):
     def __init__(self, frame_rate: float | None = None) -> None:
         self.index = FingerprintIndex()
 
+    def indexes(self, content: Content) -> bool:
+        return content.has("audio") or content.fingerprint is not None
+
     def add(self, asset_id: str, content: Content) -> None:
-        self.index.add(asset_id, chromaprint(content.audio, content.sample_rate))
+        """The audio's items, or the stored fingerprint's when there is no audio."""
+        items = content.fingerprint if content.audio is None else chromaprint(content.audio, content.sample_rate)
+        self.index.add(asset_id, np.asarray(items, dtype=np.uint32))
 
     def query(self, content: Content, min_duration_s: float, min_score: float,
               proposals: Sequence[Match] = ()) -> list[Match]:
