@@ -10,7 +10,9 @@ One report, three renderings of the same content (a JSON-plain dict built by :fu
 
 Sections: the licence table; the credits list the CC BY family requires; the assets that did not
 make it into training (quarantined, duplicate, blocked, revoked) with their reasons; takedowns;
-every codec and model with its shards, assets and licences; the release log with screening
+every codec and model with its shards, assets and licences and where its weights began (a parent it
+continued from, a base model it was fine-tuned from); the base models admitted or refused, with their
+licences and training-data statements; the release log with screening
 verdicts and watermark payloads; and a summary of the training content shaped after the EU AI
 Office's template for the public summary required by Article 53(1)(d) of the AI Act.
 
@@ -43,6 +45,7 @@ from soundtrail.provenance.lineage import (
     LineageError,
     asset_descendants,
     attribution_entry,
+    base_model_summary,
     license_breakdown,
     model_inputs,
     model_sources,
@@ -56,6 +59,10 @@ EXCLUDED_STATUSES = ("quarantined", "duplicate", "blocked", "revoked")
 ASSET_FIELDS = ("id", "path", "status", "reason", "license", "rights_holder", "attribution", "title", "duration_s",
                 "duplicate_of", "source_id", "ingested_at")
 MATCH_FIELDS = ("asset_id", "method", "score", "query_offset_s", "asset_offset_s", "duration_s")
+MODEL_FIELDS = ("id", "kind", "path", "codec_id", "text_encoder", "steps", "created_at", "parent", "predecessor",
+                "base_model", "init_reason")
+BASE_MODEL_FIELDS = ("id", "name", "path", "architecture", "license", "license_source", "training_data", "status",
+                     "policy", "reason", "recorded_at")
 AUDIO_TYPES = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".opus": "audio/ogg",
                ".mp3": "audio/mpeg"}
 _TEMPLATES = Path(__file__).parent / "templates"
@@ -86,8 +93,10 @@ def model_audit(ledger: Ledger, model_id: str) -> dict[str, Any]:
     inputs = model_inputs(ledger, model_id)
     summary = training_license_summary(ledger, model_id)
     return {
-        "model": _pick(inputs["model"], ("id", "kind", "path", "codec_id", "text_encoder", "steps", "created_at")),
+        "model": _pick(inputs["model"], MODEL_FIELDS),
         "codec": _pick(inputs["codec"], ("id", "kind", "path", "created_at")),
+        "parents": [_pick(parent, ("id", "kind", "created_at", "init_reason")) for parent in inputs["parents"]],
+        "base_model": _pick(inputs["base_model"], BASE_MODEL_FIELDS),
         "shards": [_pick(shard, ("id", "status", "shard_set", "rows", "path")) for shard in inputs["shards"]],
         "assets": [{**_pick(asset, ASSET_FIELDS), "via": asset["via"]} for asset in model_sources(ledger, model_id)],
         "license_summary": summary,
@@ -215,8 +224,9 @@ def build_report(workspace: Workspace, ledger: Ledger) -> dict[str, Any]:
         "codecs": [{**_pick(codec, ("id", "kind", "path", "created_at")), "assets": len(codec.get("assets") or [])}
                    for codec in corpus.codecs],
         "models": models,
+        "base_models": [_pick(row, BASE_MODEL_FIELDS) for row in ledger.rows("base_models")],
         "releases": [_release_row(workspace, row, digests) for row in outputs],
-        "training_data_summary": _training_data_summary(workspace, corpus, trained_on, len(blocklist)),
+        "training_data_summary": _training_data_summary(workspace, ledger, corpus, trained_on, len(blocklist)),
     }
 
 
@@ -273,7 +283,8 @@ def _model_row(ledger: Ledger, corpus: _Corpus, model: dict[str, Any]) -> dict[s
     shards = [corpus.shards[shard_id] for shard_id in sorted(model.get("shards") or [])]
     summary = training_license_summary(ledger, model["id"])
     return {
-        **_pick(model, ("id", "kind", "created_at", "codec_id", "text_encoder", "steps")),
+        **_pick(model, ("id", "kind", "created_at", "codec_id", "text_encoder", "steps", "parent", "predecessor",
+                        "base_model", "init_reason")),
         "shards": len(shards),
         "superseded_shards": sum(1 for shard in shards if shard["status"] == "superseded"),
         "assets": len(assets),
@@ -322,7 +333,7 @@ def _release_row(workspace: Workspace, row: dict[str, Any], digests: dict[str, s
     }
 
 
-def _training_data_summary(workspace: Workspace, corpus: _Corpus, trained_on: TrainedOn,
+def _training_data_summary(workspace: Workspace, ledger: Ledger, corpus: _Corpus, trained_on: TrainedOn,
                            blocklist_works: int) -> dict[str, Any]:
     """The training content in the shape of the AI Office's public-summary template (sections 1-3)."""
     used = [corpus.assets[asset_id] for asset_id in sorted(trained_on) if asset_id in corpus.assets]
@@ -334,12 +345,17 @@ def _training_data_summary(workspace: Workspace, corpus: _Corpus, trained_on: Tr
     seconds = round(sum(asset.get("duration_s") or 0.0 for asset in used), 3)
     segments = sum(corpus.shards[shard_id]["rows"] or 0 for model in corpus.models
                    for shard_id in set(model.get("shards") or []))
+    bases = {model["base_model"] for model in corpus.models if model.get("base_model")}
     return {
         "template": "EU AI Office template for the public summary of training content (AI Act, Art. 53(1)(d))",
         "general": {
             "provider": f"operator of the soundtrail workspace {workspace.root.name!r}",
             "models": [_pick(model, ("id", "kind", "created_at")) for model in corpus.models],
             "codecs": [codec["id"] for codec in corpus.codecs],
+            # A fine-tuned model's own summary covers the data of its fine-tuning; its base model's publisher
+            # answers for the rest, in the statement named here.
+            "base_models": [base_model_summary(row) for base_id in sorted(bases)
+                            if (row := ledger.get("base_models", base_id)) is not None],
             "modalities": ["audio (music recordings)", "text (captions and tags from the ingest manifest)"],
             "latest_acquisition": max((asset.get("ingested_at") or "" for asset in used), default=None) or None,
         },

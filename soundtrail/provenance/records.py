@@ -1,4 +1,4 @@
-"""Typed records of what the stages hand each other: a codec and a model, as the ledger holds them.
+"""Typed records of what the stages hand each other: a codec, a model and a base model, as the ledger holds them.
 
 Small frozen dataclasses in the manner of lhotse's manifests: :meth:`from_row` reads a ledger projection row
 (``Ledger.get`` / ``Ledger.rows``), :meth:`to_dict` gives that row back, JSON-plain, and :meth:`fields` is the part
@@ -52,17 +52,56 @@ class ModelRecord:
     steps: int | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
     created_at: str | None = None
+    parent: str | None = None  # the model whose weights its training continued from
+    predecessor: str | None = None  # the family's previous model, not continued from (init_reason: why)
+    base_model: str | None = None  # the pretrained model its weights descend from (ledger table base_models)
+    init_reason: str | None = None  # where its training started, and why there
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ModelRecord:
         return cls(id=row["id"], kind=row["kind"], path=row["path"], codec_id=row["codec_id"],
                    shards=tuple(row.get("shards") or ()), text_encoder=row.get("text_encoder"),
-                   steps=row.get("steps"), metrics=dict(row.get("metrics") or {}), created_at=row.get("created_at"))
+                   steps=row.get("steps"), metrics=dict(row.get("metrics") or {}), created_at=row.get("created_at"),
+                   parent=row.get("parent"), predecessor=row.get("predecessor"), base_model=row.get("base_model"),
+                   init_reason=row.get("init_reason"))
 
     def fields(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "codec_id": self.codec_id, "shards": list(self.shards),
                 "text_encoder": self.text_encoder, "steps": self.steps, "metrics": dict(self.metrics),
-                "created_at": self.created_at}
+                "created_at": self.created_at, "parent": self.parent, "predecessor": self.predecessor,
+                "base_model": self.base_model, "init_reason": self.init_reason}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, **self.fields()}
+
+
+@dataclass(frozen=True)
+class BaseModelRecord:
+    """A pretrained model a generator is fine-tuned from, admitted like an asset (ledger table ``base_models``)."""
+
+    id: str  # digest of its weight files
+    name: str
+    path: str
+    architecture: str  # the transformers class its config.json names
+    license: str | None  # SPDX id, when one was declared and read
+    license_source: str | None  # "config" or "model card"
+    training_data: str  # its publisher's statement of what it was trained on
+    status: str  # "accepted" or "refused"
+    policy: str  # "allow", "exception" (allowed by name despite the policy) or "refuse"
+    reason: str | None = None
+    recorded_at: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> BaseModelRecord:
+        return cls(id=row["id"], name=row["name"], path=row["path"], architecture=row["architecture"],
+                   license=row.get("license"), license_source=row.get("license_source"),
+                   training_data=row.get("training_data") or "", status=row["status"], policy=row["policy"],
+                   reason=row.get("reason"), recorded_at=row.get("recorded_at"))
+
+    def fields(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "architecture": self.architecture, "license": self.license,
+                "license_source": self.license_source, "training_data": self.training_data, "status": self.status,
+                "policy": self.policy, "reason": self.reason, "recorded_at": self.recorded_at}
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, **self.fields()}
