@@ -103,7 +103,9 @@ class BaseModelSettings(_Section):
                                          "`license:`")
     training_data: str = Field("", description="what its publisher says it was trained on (required)")
     lora_rank: int = Field(0, ge=0, description="0 trains every weight; r > 0 trains LoRA adapters of rank r "
-                                                "on the decoder's attention instead")
+                                                "on the decoder's linear layers instead")
+    learning_rate: float = Field(1e-5, gt=0, description="fine-tuning moves pretrained weights less than [train] "
+                                                         "learning_rate moves new ones (LoRA adapters take ~1e-4)")
 
 
 _METHOD_THRESHOLD = re.compile(r"\w+_(flag|block)")

@@ -6,6 +6,9 @@ A released WAV carries a signed C2PA manifest embedded in a ``C2PA`` RIFF chunk:
                             softwareAgent soundtrail, the model id
     org.soundtrail.training model_id, output_id, sha256 of the canonical JSON of the
                             training-data licence summary (the ledger can recompute it)
+    c2pa.ingredient.v3      for a model fine-tuned from a pretrained base model: that model, as C2PA
+                            names the models behind generated media (relationship inputTo, data type
+                            c2pa.types.model), with its licence and its publisher's training-data statement
     c2pa.hash.data          (added by the SDK) hash of every byte outside the manifest
 
 Validation has two independent halves, and :class:`CredentialReport` keeps them apart:
@@ -151,7 +154,8 @@ def sign_wav(in_path: Path, out_path: Path, identity: SigningIdentity, *, model_
              title: str | None = None) -> CredentialRecord:
     """Write ``out_path``: ``in_path`` with an embedded, signed manifest (atomically; in place is fine)."""
     digest = training_digest(training_license_summary)
-    manifest = _manifest(title or Path(out_path).name, model_id, output_id, digest)
+    manifest = _manifest(title or Path(out_path).name, model_id, output_id, digest,
+                         training_license_summary.get("base_model"))
     signer = _signer(identity)
     context = _context()
     try:
@@ -214,9 +218,10 @@ def _assertion(manifest: Mapping[str, Any], label: str) -> dict[str, Any] | None
     return None
 
 
-def _manifest(title: str, model_id: str, output_id: str, digest: str) -> dict[str, Any]:
+def _manifest(title: str, model_id: str, output_id: str, digest: str,
+              base_model: Mapping[str, Any] | None = None) -> dict[str, Any]:
     agent = {"name": "soundtrail", "version": importlib.metadata.version("soundtrail")}
-    return {
+    manifest: dict[str, Any] = {
         "claim_generator_info": [agent],
         "title": title,
         "format": WAV_MIME,
@@ -235,6 +240,22 @@ def _manifest(title: str, model_id: str, output_id: str, digest: str) -> dict[st
                 "training_digest_alg": "sha256 of canonical JSON (sorted keys, compact separators, UTF-8)",
             }},
         ],
+    }
+    if base_model:
+        manifest["ingredients"] = [base_model_ingredient(base_model)]
+    return manifest
+
+
+def base_model_ingredient(base_model: Mapping[str, Any]) -> dict[str, Any]:
+    """The pretrained model a generator was fine-tuned from, as a C2PA ingredient that was input to the output."""
+    return {
+        "title": base_model["name"],
+        "format": "application/octet-stream",
+        "relationship": "inputTo",
+        "instance_id": f"soundtrail:base-model:{base_model['id']}",
+        "data_types": [{"type": "c2pa.types.model"}, {"type": "c2pa.types.generator"}],
+        "description": f"pretrained base model {base_model['name']} ({base_model['id']}), licence "
+                       f"{base_model.get('license') or 'NOASSERTION'}; trained on: {base_model.get('training_data')}",
     }
 
 

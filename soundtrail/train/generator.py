@@ -50,6 +50,7 @@ class BaseModel:
     path: str
     id: str  # the digest of its weights (the ledger's base_models id): a changed folder is another base model
     lora_rank: int = 0  # 0: every weight trains; r > 0: LoRA adapters of rank r instead
+    learning_rate: float = 1e-5  # the fine-tuning's own, in place of GeneratorSettings.learning_rate
 
 
 @dataclass(frozen=True)

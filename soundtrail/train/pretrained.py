@@ -46,19 +46,30 @@ class PretrainedFolder:
 def read_pretrained(path: str | Path) -> PretrainedFolder:
     """The facts of a ``save_pretrained`` folder; :class:`PretrainedError` when it is not one."""
     path = Path(path)
-    if not (path / CONFIG).is_file():
-        raise PretrainedError(f"{path}: no {CONFIG}: not a folder written by save_pretrained")
-    try:
-        config = json.loads((path / CONFIG).read_text())
-    except json.JSONDecodeError as exc:
-        raise PretrainedError(f"{path / CONFIG}: not JSON: {exc}") from exc
-    architectures = config.get("architectures") or []
-    if not architectures:
-        raise PretrainedError(f"{path / CONFIG} names no architecture")
+    config = read_model_config(path)
     weights = sorted(path.glob("*.safetensors"))
     if not weights:
         raise PretrainedError(f"{path}: no *.safetensors weights")
-    return PretrainedFolder(path, weights_id(weights), str(architectures[0]), config, card_license(path))
+    return PretrainedFolder(path, weights_id(weights), architecture(config, path), config, card_license(path))
+
+
+def read_model_config(path: str | Path) -> dict[str, Any]:
+    """config.json of a ``save_pretrained`` folder (cheap: the weights are not read)."""
+    path = Path(path)
+    if not (path / CONFIG).is_file():
+        raise PretrainedError(f"{path}: no {CONFIG}: not a folder written by save_pretrained")
+    try:
+        return json.loads((path / CONFIG).read_text())
+    except json.JSONDecodeError as exc:
+        raise PretrainedError(f"{path / CONFIG}: not JSON: {exc}") from exc
+
+
+def architecture(config: dict[str, Any], path: str | Path) -> str:
+    """The transformers class a folder's config.json names."""
+    architectures = config.get("architectures") or []
+    if not architectures:
+        raise PretrainedError(f"{Path(path) / CONFIG} names no architecture")
+    return str(architectures[0])
 
 
 def weights_id(files: list[Path]) -> str:

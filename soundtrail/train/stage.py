@@ -143,7 +143,8 @@ def train_generator(workspace: Workspace, kind: str, steps: int | None = None, o
     settings = GeneratorSettings(steps or generator.default_steps(train), train.batch_size, train.learning_rate,
                                  train.crop_seconds, train.text_encoder, train.seed,
                                  base=None if base is None else BaseModel(
-                                     base.path, base.id, workspace.settings.base_models[kind].lora_rank))
+                                     base.path, base.id, workspace.settings.base_models[kind].lora_rank,
+                                     workspace.settings.base_models[kind].learning_rate))
     data = training_data(workspace)
     text_encoder = generator.text_encoder_id(settings)
     start = starting_point(workspace, kind, data, text_encoder, base)

@@ -143,8 +143,8 @@ def admit_base_model(workspace: Workspace, kind: str) -> BaseModelRecord | None:
     if declared is None:
         reason = f"no licence declared: set [base_models.{kind}] license, or give the folder a model card with one"
     elif stated is not None and card is not None and stated.spdx_id != card.spdx_id:
-        reason = (f"licences disagree: [base_models.{kind}] says {stated.spdx_id or settings.license!r}, the model "
-                  f"card {card.spdx_id or folder.card_license!r}")
+        reason = (f"licences disagree: [base_models.{kind}] says {stated.spdx_id or repr(settings.license)}, the "
+                  f"model card {card.spdx_id or repr(folder.card_license)}")
     elif not settings.training_data.strip():
         reason = f"no training-data statement: set [base_models.{kind}] training_data to what its publisher says"
     else:
