@@ -37,25 +37,25 @@ def tiny_decoder(seed: int = 0, codebooks: int = CODEBOOKS, codes: int = CODES):
     return MusicgenForCausalLM(config)
 
 
+def word_tokenizer(words: list[str]):
+    """A word-level tokenizer in T5's layout (pad 0, end 1, unknown 2), made offline as a stand-in for T5's."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocabulary = ["<pad>", "</s>", "<unk>", *words]
+    table = Tokenizer(models.WordLevel({word: index for index, word in enumerate(vocabulary)}, unk_token="<unk>"))
+    table.pre_tokenizer = pre_tokenizers.Whitespace()
+    return PreTrainedTokenizerFast(tokenizer_object=table, pad_token="<pad>", eos_token="</s>", unk_token="<unk>")
+
+
 def tiny_musicgen(folder: Path, encodec: Path, seed: int = 0, card_license: str | None = None) -> Path:
     """A full MusicGen (T5 of width 16, so a projection to the decoder's 32) reading ``encodec``'s codes, with its
     tokenizer saved beside it; ``card_license`` writes a model card declaring that licence."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        EncodecModel,
-        MusicgenForConditionalGeneration,
-        PreTrainedTokenizerFast,
-        T5Config,
-        T5EncoderModel,
-    )
+    from transformers import EncodecModel, MusicgenForConditionalGeneration, T5Config, T5EncoderModel
 
     torch.manual_seed(seed)
-    vocabulary = ["<pad>", "</s>", "<unk>", *WORDS]
-    words = Tokenizer(models.WordLevel({word: index for index, word in enumerate(vocabulary)}, unk_token="<unk>"))
-    words.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=words, pad_token="<pad>", eos_token="</s>",
-                                        unk_token="<unk>")
-    t5 = T5EncoderModel(T5Config(vocab_size=len(vocabulary), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
+    tokenizer = word_tokenizer(WORDS)
+    t5 = T5EncoderModel(T5Config(vocab_size=len(tokenizer), d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
                                  pad_token_id=0, eos_token_id=1))
     model = MusicgenForConditionalGeneration(text_encoder=t5, audio_encoder=EncodecModel.from_pretrained(encodec),
                                              decoder=tiny_decoder(seed))
