@@ -76,9 +76,10 @@ class AudioStream:
     held to the limits again while decoding, for a header that states no length.
     """
 
-    # Each block costs a fixed few tenths of a millisecond on its way (soundfile's position bookkeeping, the
-    # decimating filter's set-up, Chromaprint's feed): small blocks cost ingest a fifth of its speed, and
-    # blocks of ~24 s of CD stereo make that noise while a worker's memory stays a few tens of MB.
+    # Each block costs a fixed overhead on its way (soundfile's position bookkeeping, the decimating filter's
+    # set-up, Chromaprint's feed), which blocks of a second or two turn into a large share of ingest's time;
+    # blocks of ~24 s of CD stereo make it noise while a worker's memory stays a few tens of MB (measured:
+    # benchmarks/RESULTS.md).
     BLOCK_BYTES = 8 << 20
 
     def __init__(self, path: str | Path, limits: DecodeLimits | None = None) -> None:
@@ -273,10 +274,11 @@ def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarra
 
     Why not ``resample_poly`` itself: its loop does only the ~55 multiply-adds an output needs, but one at a
     time; the same sums laid out as one matrix product (see ``_polyphase_kernel``) take ~9x more multiply-adds at
-    22.05 to 8 kHz and still run ~3x faster (2.7 against 8.0 ms for 30 s), and every screening query, watermark
-    check and landmark index build resamples first. Odd pairs of rates, whose kernel would be large (44,100 to
-    44,099 Hz), go through ``resample_poly``. The order of a product's sums, and so its last-bit rounding, may
-    differ between BLAS builds and CPUs: far less than any edit the screening methods are built to survive.
+    22.05 to 8 kHz and still run several times faster (measured: ``benchmarks/RESULTS.md``), and every screening
+    query, watermark check and landmark index build resamples first. Odd pairs of rates, whose kernel would be
+    large (44,100 to 44,099 Hz), go through ``resample_poly``. The order of a product's sums, and so its last-bit
+    rounding, may differ between BLAS builds and CPUs: far less than any edit the screening methods are built to
+    survive.
     """
     audio = np.asarray(audio, dtype=np.float32)
     if source_rate == target_rate:
@@ -380,12 +382,6 @@ def _sum_of_squares(audio: np.ndarray) -> float:
     if math.isfinite(energy):
         return energy
     return float(np.sum(np.square(flat, dtype=np.float64)))
-
-
-def peak_normalize(audio: np.ndarray, peak: float = 0.89) -> np.ndarray:
-    """Scale so the absolute peak is ``peak`` (about -1 dBFS); silence is returned unchanged."""
-    top = float(np.max(np.abs(audio))) if audio.size else 0.0
-    return audio if top == 0 else (audio * (peak / top)).astype(np.float32)
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:

@@ -7,6 +7,7 @@ refuses a folder that is not one (usage error, exit 2), so a mistyped ``--worksp
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 from pathlib import Path
@@ -37,6 +38,19 @@ class CommandError(Exception):
     def __init__(self, message: str, code: int = EXIT_ERROR) -> None:
         super().__init__(message)
         self.code = code
+
+
+ByOption = Annotated[str | None, typer.Option("--by", help="who decides, on record (default: the login name)")]
+
+
+def operator_name(by: str | None) -> str:
+    """``--by`` when given, else the login name: the person an override or a decision is recorded under."""
+    if by:
+        return by
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        raise CommandError("cannot tell who is deciding from the environment: pass --by NAME") from None
 
 
 def open_workspace(path: Path | None, *, create: bool = False) -> Workspace:

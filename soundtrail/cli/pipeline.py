@@ -35,10 +35,11 @@ crop_seconds = 1.0
 
 
 def run_pipeline(ws: Workspace, show_progress: bool) -> dict[str, Any]:
-    from soundtrail.flows.pipeline import pipeline_flow, pipeline_inputs
+    from soundtrail.flows.ingest import configured_inputs
+    from soundtrail.flows.pipeline import pipeline_flow
     from soundtrail.flows.runtime import command_runtime
 
-    prerequisites.pipeline(ws, pipeline_inputs)
+    prerequisites.pipeline(ws, configured_inputs)
     with command_runtime(ws), progress_bars(show_progress):  # the pipeline starts its own Ray session once
         return pipeline_flow(str(ws.root))
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from soundtrail.cli.common import CommandError
 from soundtrail.provenance.ledger import Ledger
+from soundtrail.provenance.overrides import Override
 from soundtrail.workspace import Workspace
 
 
@@ -46,12 +47,17 @@ def training(workspace: Workspace) -> None:
         training_data(workspace)
 
 
-def generating(workspace: Workspace, model: str) -> None:
-    from soundtrail.codec.stage import resolve_codec
-    from soundtrail.train.stage import resolve_model
+def generating(workspace: Workspace, model: str, prompt: str, seconds: float, seed: int, out: Path | None,
+               override: Override | None) -> None:
+    """The model and its codec exist, ``out`` is outside ``outputs/``, and no takedown holds the model back
+    (or ``override`` is recorded)."""
+    from soundtrail.release.generate import TakedownHoldError, check_request
 
     with _as_command_error():
-        resolve_codec(workspace, resolve_model(workspace, model).codec_id)
+        try:
+            check_request(workspace, model, prompt, seconds, seed, out, override)
+        except TakedownHoldError as exc:
+            raise CommandError(str(exc)) from None
 
 
 def pipeline(workspace: Workspace, inputs: Callable[[Workspace], tuple[list[str], Any]]) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from prefect import flow, task
+from prefect import task
 
 from soundtrail.flows.progress import RemoteSteps, step_callback
 from soundtrail.flows.runtime import accelerator_options
+from soundtrail.flows.stage import Stage, ledger_refs, loss_change, stage_flow, trained_model
 from soundtrail.train.stage import TrainedCodec, train_workspace_codec
 from soundtrail.workspace import Workspace
 
@@ -16,8 +17,13 @@ def train_codec_task(workspace_root: str, steps: int | None, progress: str | Non
     return train_workspace_codec(Workspace(workspace_root), steps, on_step=step_callback(progress))
 
 
-@flow(name="codec-train")
-def codec_train_flow(workspace: str, steps: int | None = None) -> TrainedCodec:
+CODEC = Stage("codec", inputs=lambda ws, params: ledger_refs(ws, "assets", status="accepted"),
+              outputs=trained_model("codec_id"),
+              summary=lambda r: [f"- codec `{r['codec_id']}` ({len(r['assets'])} assets): {loss_change(r['metrics'])}"])
+
+
+@stage_flow(CODEC)
+def codec_train_flow(workspace: str | None = None, steps: int | None = None) -> TrainedCodec:
     from prefect_ray.context import remote_options
 
     ws = Workspace(workspace)

@@ -187,8 +187,8 @@ def shared_ray(workspace: Workspace) -> Iterator[RayTaskRunner]:
     """Start (or join) Ray once for flows that each run on a :func:`ray_task_runner`; yields such a runner.
 
     A RayTaskRunner that finds Ray running uses it and leaves it running; otherwise it starts Ray on entering
-    and stops it on leaving, so a pipeline of eight subflows would start local Ray eight times (2.5-6 s each
-    on a small machine) and lose its warm workers every time.
+    and stops it on leaving, so a pipeline of eight subflows would start local Ray eight times (seconds each)
+    and lose its warm workers every time.
     """
     import ray
 
@@ -196,6 +196,8 @@ def shared_ray(workspace: Workspace) -> Iterator[RayTaskRunner]:
     if ray.is_initialized():
         yield runner
         return
+    if runner.address:  # a deployment's flow joins here without a command in front: the same fast check
+        check_cluster(runner.address)
     _init_ray(runner.address, runner.init_kwargs)
     try:
         yield runner
@@ -203,24 +205,31 @@ def shared_ray(workspace: Workspace) -> Iterator[RayTaskRunner]:
         ray.shutdown()
 
 
-def _init_ray(address: str | None, init_kwargs: dict[str, Any]) -> None:
-    """``ray.init``, tried twice through a Ray client server (``ray://``).
+_CLIENT_RETRY_PAUSES_S = (1.0, 2.0, 4.0, 8.0)  # about 15 s in all: a head's agents starting up
 
-    The client server on a freshly started head can fail to start the session's server for the first
-    connection ("Initialization failure from server"; seen here on a loaded two-core machine) while the
-    next one succeeds.
+
+def _init_ray(address: str | None, init_kwargs: dict[str, Any]) -> None:
+    """``ray.init``, retried for a while through a Ray client server (``ray://``).
+
+    The client server starts a server process per client, and first asks the head's runtime-env agent to set up
+    the client's environment, giving up after a few seconds when the agent is not up yet. On a freshly started
+    head (a cluster coming up with its first job, a loaded machine) that fails as "Initialization failure from
+    server" while a connection a little later succeeds, so ``ray://`` joins are retried with growing pauses.
     """
+    import time
+
     import ray
 
-    attempts = 2 if address and address.startswith("ray://") else 1
-    for attempt in range(1, attempts + 1):
+    pauses = _CLIENT_RETRY_PAUSES_S if address and address.startswith("ray://") else ()
+    for pause in (*pauses, None):
         try:
             ray.init(address=address, **init_kwargs)
             return
         except ConnectionAbortedError:
             ray.shutdown()
-            if attempt == attempts:
+            if pause is None:
                 raise
+            time.sleep(pause)
 
 
 def cluster_has_gpu() -> bool:

@@ -7,11 +7,12 @@ shared loop (:mod:`soundtrail.train.loop`).
 
 from __future__ import annotations
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.context import get_run_context
 
 from soundtrail.flows.progress import RemoteSteps, step_callback
 from soundtrail.flows.runtime import accelerator_options
+from soundtrail.flows.stage import Stage, ledger_refs, loss_change, stage_flow, trained_model
 from soundtrail.train.families import family
 from soundtrail.train.stage import TrainedModel, train_generator
 from soundtrail.workspace import Workspace
@@ -36,8 +37,14 @@ def train_task(workspace_root: str, kind: str, steps: int | None, run_id: str,
     return train_generator(Workspace(workspace_root), kind, steps, on_step, run_id)
 
 
-@flow(name="train")
-def train_flow(workspace: str, kind: str = "ar", steps: int | None = None) -> TrainedModel:
+TRAIN = Stage("train", inputs=lambda ws, params: ledger_refs(ws, "shards", status="current"),
+              outputs=trained_model("model_id"),
+              summary=lambda r: [f"- {r['kind']} model `{r['model_id']}`: {loss_change(r['metrics'])}"],
+              variant=lambda ws, params: params["kind"])
+
+
+@stage_flow(TRAIN)
+def train_flow(workspace: str | None = None, kind: str = "ar", steps: int | None = None) -> TrainedModel:
     """Train a model of the generator family ``kind`` on the workspace's current shards."""
     from prefect_ray.context import remote_options
 

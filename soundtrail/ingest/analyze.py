@@ -12,7 +12,6 @@ take the rest of the batch down with it.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import os
@@ -38,7 +37,7 @@ from soundtrail.ingest.consent import (
 from soundtrail.ingest.manifest import InputFile, ManifestResult, display_path, unattached_problems
 from soundtrail.ingest.tags import read_tags
 from soundtrail.licenses import LicensePolicy, combine_licenses
-from soundtrail.screening.chromaprint import chromaprint_blocks
+from soundtrail.screening.chromaprint import chromaprint_blocks, encode_fingerprint
 
 
 @dataclass
@@ -103,15 +102,6 @@ class PcmHash:
 
     def hexdigest(self) -> str:
         return "xxh3-128:" + self._state.hexdigest()
-
-
-def encode_fingerprint(items: np.ndarray) -> str:
-    """Raw Chromaprint items as base64 of little-endian uint32: compact and JSON-plain."""
-    return base64.b64encode(np.ascontiguousarray(items, dtype="<u4").tobytes()).decode("ascii")
-
-
-def decode_fingerprint(text: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype="<u4").astype(np.uint32)
 
 
 def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSettings, policy: LicensePolicy,

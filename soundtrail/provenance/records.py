@@ -4,6 +4,11 @@ Small frozen dataclasses in the manner of lhotse's manifests: :meth:`from_row` r
 (``Ledger.get`` / ``Ledger.rows``), :meth:`to_dict` gives that row back, JSON-plain, and :meth:`fields` is the part
 a ledger write takes (everything but the ``id``). Columns a row leaves empty read as empty values, so a record
 written by an older version still loads. Sequences are tuples here and lists in the dicts, as JSON has them.
+
+A codec's and a model's ``status`` and ``takedowns`` are the governance state a takedown writes
+(:mod:`soundtrail.provenance.takedown`):
+``current``, or ``affected-by-takedown`` with the takedown ids. They are read with the record but are not part of
+:meth:`fields`, so the stage that records a codec or model again never clears them.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+CURRENT = "current"
+AFFECTED_BY_TAKEDOWN = "affected-by-takedown"
 
 
 @dataclass(frozen=True)
@@ -24,19 +32,22 @@ class CodecRecord:
     assets: tuple[str, ...] = ()  # the accepted assets it trained on (none for a pretrained codec)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     created_at: str | None = None
+    status: str = CURRENT
+    takedowns: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> CodecRecord:
         return cls(id=row["id"], kind=row["kind"], path=row["path"], config=dict(row.get("config") or {}),
                    assets=tuple(row.get("assets") or ()), metrics=dict(row.get("metrics") or {}),
-                   created_at=row.get("created_at"))
+                   created_at=row.get("created_at"), status=row.get("status") or CURRENT,
+                   takedowns=tuple(row.get("takedowns") or ()))
 
     def fields(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "config": dict(self.config), "assets": list(self.assets),
                 "metrics": dict(self.metrics), "created_at": self.created_at}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, **self.fields()}
+        return {"id": self.id, **self.fields(), "status": self.status, "takedowns": list(self.takedowns)}
 
 
 @dataclass(frozen=True)
@@ -56,6 +67,8 @@ class ModelRecord:
     predecessor: str | None = None  # the family's previous model, not continued from (init_reason: why)
     base_model: str | None = None  # the pretrained model its weights descend from (ledger table base_models)
     init_reason: str | None = None  # where its training started, and why there
+    status: str = CURRENT
+    takedowns: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ModelRecord:
@@ -63,7 +76,8 @@ class ModelRecord:
                    shards=tuple(row.get("shards") or ()), text_encoder=row.get("text_encoder"),
                    steps=row.get("steps"), metrics=dict(row.get("metrics") or {}), created_at=row.get("created_at"),
                    parent=row.get("parent"), predecessor=row.get("predecessor"), base_model=row.get("base_model"),
-                   init_reason=row.get("init_reason"))
+                   init_reason=row.get("init_reason"), status=row.get("status") or CURRENT,
+                   takedowns=tuple(row.get("takedowns") or ()))
 
     def fields(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "codec_id": self.codec_id, "shards": list(self.shards),
@@ -72,7 +86,7 @@ class ModelRecord:
                 "base_model": self.base_model, "init_reason": self.init_reason}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, **self.fields()}
+        return {"id": self.id, **self.fields(), "status": self.status, "takedowns": list(self.takedowns)}
 
 
 @dataclass(frozen=True)

@@ -146,7 +146,11 @@ class BlockedWork(Projection):
 
 
 class CodecRow(Projection):
-    """A trained or imported codec and the assets it saw."""
+    """A trained or imported codec and the assets it saw.
+
+    ``status`` and ``takedowns`` are written by takedowns only (``affected-by-takedown`` and the takedown ids),
+    never by the stage that records the codec, so recording it again cannot clear them; empty means current.
+    """
 
     __tablename__ = "codecs"
     kind: Mapped[str | None] = _text()
@@ -155,6 +159,8 @@ class CodecRow(Projection):
     assets: Mapped[Any] = _json()
     metrics: Mapped[Any] = _json()
     created_at: Mapped[str | None] = _text()
+    status: Mapped[str | None] = _text()
+    takedowns: Mapped[Any] = _json()
 
 
 class Shard(Projection):
@@ -176,7 +182,8 @@ class ModelRow(Projection):
     ``parent`` is the model whose weights its training continued from (so it carries what the parent saw);
     ``predecessor`` the family's previous model when it was *not* continued from (``init_reason`` says why: a
     takedown, another codec, the ``[train] init`` policy); ``base_model`` the pretrained model (``base_models``)
-    its weights descend from, directly or through its parents.
+    its weights descend from, directly or through its parents. ``status`` and ``takedowns``: as for
+    :class:`CodecRow`, written by takedowns only.
     """
 
     __tablename__ = "models"
@@ -192,6 +199,8 @@ class ModelRow(Projection):
     predecessor: Mapped[str | None] = _text()
     base_model: Mapped[str | None] = _text()
     init_reason: Mapped[str | None] = _text()
+    status: Mapped[str | None] = _text()
+    takedowns: Mapped[Any] = _json()
 
 
 class BaseModelRow(Projection):
@@ -243,8 +252,20 @@ class Takedown(Projection):
     created_at: Mapped[str | None] = _text()
 
 
+class Override(Projection):
+    """An operator's decision, on record, to pass a guard: generating with a model a takedown affects
+    (``kind`` "takedown"), or marking audio that already carries a watermark ("watermark")."""
+
+    __tablename__ = "overrides"
+    kind: Mapped[str | None] = _text()
+    by: Mapped[str | None] = _text()
+    reason: Mapped[str | None] = _text()
+    details: Mapped[Any] = _json()  # what was overridden: the model and takedowns, or both watermark payloads
+    created_at: Mapped[str | None] = _text()
+
+
 PROJECTIONS: dict[str, type[Projection]] = {
     cls.__tablename__: cls
     for cls in (Source, Licence, Asset, Consent, Fingerprint, BlockedWork, CodecRow, Shard, ModelRow, BaseModelRow,
-                Output, Takedown)
+                Output, Takedown, Override)
 }

@@ -1,4 +1,4 @@
-"""Chromaprint fingerprints: compute, align two of them, and find copied stretches in an index.
+"""Chromaprint fingerprints: compute them, and find copied stretches of one in an index of others.
 
 A Chromaprint fingerprint is a sequence of 32-bit sub-fingerprints ("items"), one every ``ITEM_SECONDS``
 (~0.124 s); each item summarises the chroma of the ``ITEM_SPAN_S`` (~2.7 s) of audio that starts there::
@@ -23,6 +23,7 @@ which find copies mixed under other music that leave too few exactly equal items
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -90,14 +91,23 @@ def chromaprint_blocks(blocks: Iterable[np.ndarray], sample_rate: int) -> np.nda
     return np.asarray(items, dtype=np.int64).astype(np.uint32)
 
 
+def encode_fingerprint(items: np.ndarray) -> str:
+    """Raw Chromaprint items as base64 of little-endian uint32: compact and JSON-plain (how the ledger stores them)."""
+    return base64.b64encode(np.ascontiguousarray(items, dtype="<u4").tobytes()).decode("ascii")
+
+
+def decode_fingerprint(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<u4").astype(np.uint32)
+
+
 class _Decimator:
     """Brings 22.05/44.1/88.2 kHz audio down to Chromaprint's 11,025 Hz with a short FIR, before Chromaprint sees it.
 
-    Chromaprint's own resampler (FFmpeg's ``av_resample`` in 16-bit integers) takes most of its time at 44.1 kHz
-    (11 of 13 ms for 20 s). Chromaprint reads chroma below 3,520 Hz only, so the decimator
+    Chromaprint's own resampler (FFmpeg's ``av_resample`` in 16-bit integers) takes most of its time at 44.1 kHz.
+    Chromaprint reads chroma below 3,520 Hz only, so the decimator
     must keep that band and remove what would alias into it (above 11,025 - 3,520 Hz); between the two anything
     goes. An equiripple filter of 4 taps per phase does that (passband within 0.4 dB, stopband under -27 dB) at a
-    seventh of the cost (a fingerprint of 20 s at 44.1 kHz: 3.5 ms instead of 13 ms) and yields the same items
+    fraction of the cost (measured: ``benchmarks/RESULTS.md``) and yields the same items
     (bit error rate under 0.01 against Chromaprint's resampling, even with broadband noise above 5.5 kHz that
     plain subsampling would alias to 0.05; a test holds it under 0.02). Other rates (48 kHz ...) are left to
     Chromaprint: :meth:`feed` passes them through.
@@ -154,74 +164,9 @@ def bit_errors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(a, b)).astype(np.float32) / 32.0
 
 
-@dataclass(frozen=True)
-class Alignment:
-    """``a[i + offset_items]`` lines up with ``b[i]``; ``ber`` is over the ``overlap_items`` that line up."""
-
-    offset_items: int
-    ber: float
-    overlap_items: int
-
-    @property
-    def offset_s(self) -> float:
-        return self.offset_items * ITEM_SECONDS
-
-
 def _overlap(len_a: int, len_b: int, offset: int) -> tuple[int, int]:
     """Range of ``b`` indices ``i`` with ``0 <= i + offset < len_a``."""
     return max(0, -offset), min(len_b, len_a - offset)
-
-
-def _offset_ber(a: np.ndarray, b: np.ndarray, offset: int) -> tuple[float, int]:
-    start, stop = _overlap(len(a), len(b), offset)
-    if stop <= start:
-        return 1.0, 0
-    errors = bit_errors(a[start + offset:stop + offset], b[start:stop])
-    return float(errors.mean()), stop - start
-
-
-def _voted_offsets(a: np.ndarray, b: np.ndarray, key_shift: int, limit: int) -> np.ndarray:
-    """Offsets ``a_pos - b_pos`` at which items share their top bits, most votes first."""
-    keys_a = a >> np.uint32(key_shift)
-    keys_b = b >> np.uint32(key_shift)
-    order = np.argsort(keys_a, kind="stable")
-    sorted_keys = keys_a[order]
-    lo = np.searchsorted(sorted_keys, keys_b, side="left")
-    hi = np.searchsorted(sorted_keys, keys_b, side="right")
-    counts = hi - lo
-    if counts.sum() == 0:
-        return np.zeros(0, dtype=np.int64)
-    b_pos = np.repeat(np.arange(len(b)), counts)
-    a_pos = order[expand_ranges(lo, counts)]
-    offsets, votes = np.unique(a_pos - b_pos, return_counts=True)
-    return offsets[np.argsort(-votes, kind="stable")[:limit]]
-
-
-def align(a: np.ndarray, b: np.ndarray, min_overlap_items: int = 40, candidates: int = 8) -> Alignment | None:
-    """Best alignment of fingerprint ``b`` against ``a`` with at least ``min_overlap_items`` in common.
-
-    Candidate offsets come from voting on items that agree in their top 20 bits (a re-encode keeps most items
-    that close), each checked with its two neighbours since the two item grids can sit half an item apart; when
-    no item agrees (heavy damage) every offset is tried. The alignment with the lowest BER over its overlap wins;
-    callers read ``ber < NEAR_COPY_BER`` as "near copy". ``b`` may be an excerpt of ``a`` or contain all of it.
-    """
-    a = np.asarray(a, dtype=np.uint32)
-    b = np.asarray(b, dtype=np.uint32)
-    lowest, highest = min_overlap_items - len(b), len(a) - min_overlap_items
-    if highest < lowest:
-        return None
-    voted = _voted_offsets(a, b, key_shift=12, limit=candidates)
-    if len(voted):
-        offsets = np.unique(np.concatenate([voted - 1, voted, voted + 1]))
-        offsets = offsets[(offsets >= lowest) & (offsets <= highest)]
-    if not len(voted) or not len(offsets):
-        offsets = np.arange(lowest, highest + 1)
-    best: Alignment | None = None
-    for offset in offsets.tolist():
-        ber, overlap = _offset_ber(a, b, offset)
-        if best is None or ber < best.ber:
-            best = Alignment(offset, ber, overlap)
-    return best
 
 
 @dataclass
@@ -502,8 +447,13 @@ class ChromaprintMethod(IndexedMethod):
     def __init__(self, frame_rate: float | None = None) -> None:
         self.index = FingerprintIndex()
 
+    def indexes(self, content: Content) -> bool:
+        return content.has("audio") or content.fingerprint is not None
+
     def add(self, asset_id: str, content: Content) -> None:
-        self.index.add(asset_id, chromaprint(content.audio, content.sample_rate))
+        """The audio's items, or the stored fingerprint's when there is no audio."""
+        items = content.fingerprint if content.audio is None else chromaprint(content.audio, content.sample_rate)
+        self.index.add(asset_id, np.asarray(items, dtype=np.uint32))
 
     def query(self, content: Content, min_duration_s: float, min_score: float,
               proposals: Sequence[Match] = ()) -> list[Match]:

@@ -15,6 +15,7 @@ and records it as its ``predecessor``, with the reason::
         its checkpoint is gone ....................................... afresh, predecessor
         it, or a model it continued from, learned from an asset that is
         no longer accepted (revoked by a takedown, disputed, ...) ..... afresh, predecessor
+        a takedown marked it (through its shards, parent or codec) ... afresh, predecessor
         otherwise .................................................... continue: parent
 
 "Afresh" is the family's fresh start: random weights, or the base model a fine-tuning family starts from. The
@@ -37,7 +38,7 @@ from soundtrail import checkpoint
 from soundtrail.licenses import LicensePolicy, normalize_license
 from soundtrail.provenance.ledger import Ledger, utc_now
 from soundtrail.provenance.lineage import model_ancestors
-from soundtrail.provenance.records import BaseModelRecord, ModelRecord
+from soundtrail.provenance.records import AFFECTED_BY_TAKEDOWN, BaseModelRecord, ModelRecord
 from soundtrail.train.families import family
 from soundtrail.train.generator import TrainingData
 from soundtrail.train.pretrained import read_pretrained
@@ -106,6 +107,8 @@ def _why_not_continue(workspace: Workspace, ledger: Ledger, previous: ModelRecor
                           for row in withdrawn[:MAX_NAMED])
         more = f" and {len(withdrawn) - MAX_NAMED} more" if len(withdrawn) > MAX_NAMED else ""
         return f"its weights learned from assets no longer accepted: {named}{more}"
+    if previous.status == AFFECTED_BY_TAKEDOWN:
+        return f"takedown {', '.join(previous.takedowns)} marked it"
     return None
 
 

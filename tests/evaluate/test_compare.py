@@ -28,7 +28,7 @@ from tests.audio_fixtures import melody, write, write_manifest
 from tests.codec.test_tokenize import tokenize
 from tests.conftest import run_cli
 from tests.ingest.test_catalog import ingest
-from tests.release.test_gate import corpus_codec
+from tests.release.workspaces import corpus_codec
 
 # ---------------------------------------------------------------------------------------------------------------
 # Fréchet distance

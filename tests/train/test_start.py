@@ -61,6 +61,7 @@ def test_a_family_continues_from_its_newest_model_of_other_shards_on_the_shards_
     ("checkpoint", "its checkpoint is missing"),
     ("revoked", "its weights learned from assets no longer accepted: a2 (revoked: takedown: rights holder)"),
     ("revoked-before-parent", "its weights learned from assets no longer accepted: a0 (disputed)"),
+    ("marked", "takedown t1 marked it"),  # e.g. through its codec: the model's own assets are all accepted
 ])
 def test_a_previous_model_that_cannot_be_continued_is_the_predecessor(tmp_path: Path, change: str,
                                                                       reason: str) -> None:
@@ -79,6 +80,9 @@ def test_a_previous_model_that_cannot_be_continued_is_the_predecessor(tmp_path: 
         elif change == "revoked-before-parent":  # prev continued from oldest, which saw a0
             ledger.record("models", "prev", {"parent": "oldest"}, "model.trained")
             ledger.record("assets", "a0", {"status": "disputed"}, "asset.disputed")
+        elif change == "marked":
+            ledger.record("models", "prev", {"status": "affected-by-takedown", "takedowns": ["t1"]},
+                          "model.affected-by-takedown")
     start = starting_point(workspace, "ar", DATA, encoder, base)
     assert start.parent is None and start.init is None and start.predecessor == "prev"
     fresh = "from base model tiny" if base is not None else "from scratch"
