@@ -11,8 +11,10 @@ or appended to the ledger, and the outputs released before reported as they were
 - codec: the workspace codec is kept (:func:`soundtrail.codec.stage.plan_codec`: ``[codec] checkpoint``, else
   the recorded choice; a new one only when there is none or ``[codec] retrain`` asks);
 - tokenize: only accepted assets in no current shard of the codec's shard set are encoded, into new shards;
-- train: a family keeps the model that saw exactly the current shards; otherwise it trains a new one (from
-  scratch) unless ``[pipeline] retrain_models = "never"`` (:func:`soundtrail.train.stage.plan_generator`);
+- train: a family keeps the model that saw exactly the current shards; otherwise it trains a new one unless
+  ``[pipeline] retrain_models = "never"`` (:func:`soundtrail.train.stage.plan_generator`), starting where
+  ``soundtrail train`` would: from the family's previous model, its parent, unless ``[train] init`` or the
+  rules of :mod:`soundtrail.train.start` say afresh;
 - generate: a request the gate already decided is reported from the ledger;
 - the audit report is rendered again only when the ledger moved since it was.
 
@@ -122,7 +124,6 @@ def _tokenize(ws: Workspace, codec_id: str) -> dict[str, Any]:
 
 def _train(ws: Workspace, kind: str) -> dict[str, Any]:
     plan = plan_generator(ws, kind)
-    # A new model starts from scratch: continuing from the family's previous model would plug in here.
     trained = TrainedModel(plan.model) if plan.model is not None else train_flow(str(ws.root), kind)
     return {**trained.to_dict(), "action": "trained" if plan.train else "kept", "reason": plan.reason}
 
@@ -149,6 +150,7 @@ def _publish_summary(summary: dict[str, Any]) -> None:
              f"- codec `{codec['codec_id']}` ({codec['kind']}) {codec['action']}: {codec['reason']}",
              *TOKENIZE.summary(summary["tokenize"])]
     lines += [f"- {kind} model `{model['model_id']}` {model['action']}: {model['reason']}"
+              + (f" ({model['init_reason']})" if model["action"] == "trained" else "")
               for kind, model in summary["models"].items()]
     lines += [f"{line} ({output['action']})" for output in summary["outputs"] for line in GENERATE.summary(output)]
     lines += [f"- audit report: `{summary['report']}`"]

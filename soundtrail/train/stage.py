@@ -2,9 +2,11 @@
 
 Generators read only the *current* shards of the codec's shard set (superseded shards hold revoked assets), and
 the model record lists exactly those shards by sha256 plus the codec, so ``audit model`` can walk back to every
-licensed source and ``takedown`` forward to the model. The codec trains on accepted assets minus a held-out set,
-and its record lists the assets that contributed. A checkpoint folder is named after everything its run's resume
-check compares, so a changed setting trains beside a finished run instead of refusing its folder.
+licensed source and ``takedown`` forward to the model. Where a generator's weights begin (its previous model,
+recorded as its parent, or afresh, and a fine-tuning family's base model) is :mod:`soundtrail.train.start`. The
+codec trains on accepted assets minus a held-out set, and its record lists the assets that contributed. A
+checkpoint folder is named after everything its run's resume check compares (where it starts among it), so a
+changed setting trains beside a finished run instead of refusing its folder.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from soundtrail.codec.stage import choose_codec, record_codec, resolve_codec, sp
 from soundtrail.codec.tokenize import shard_set_dir
 from soundtrail.data.shards import manifest_entries, read_codec_info
 from soundtrail.models.codec import CodecConfig
-from soundtrail.models.conditioning import build_text_encoder
 from soundtrail.provenance.ledger import Ledger, utc_now
-from soundtrail.provenance.records import CodecRecord, ModelRecord
+from soundtrail.provenance.records import BaseModelRecord, CodecRecord, ModelRecord
 from soundtrail.train.codec import CodecTrainConfig, train_codec
-from soundtrail.train.families import FAMILIES, family
-from soundtrail.train.generator import GeneratorSettings, TrainingData
+from soundtrail.train.families import FAMILIES, check_family_names, family
+from soundtrail.train.generator import BaseModel, GeneratorSettings, TrainingData
 from soundtrail.train.loop import StepCallback
+from soundtrail.train.start import Start, admit_base_model, starting_point
 from soundtrail.workspace import Workspace
 
 
@@ -43,7 +45,8 @@ class TrainedModel:
         """The command's JSON: the record's essentials, the shards as a count."""
         model = self.model
         return {"model_id": model.id, "kind": model.kind, "path": model.path, "codec_id": model.codec_id,
-                "shards": len(model.shards), "metrics": dict(model.metrics)}
+                "shards": len(model.shards), "metrics": dict(model.metrics), "parent": model.parent,
+                "predecessor": model.predecessor, "base_model": model.base_model, "init_reason": model.init_reason}
 
 
 @dataclass(frozen=True)
@@ -125,20 +128,48 @@ def resolve_model(workspace: Workspace, model: str) -> ModelRecord:
     return ModelRecord.from_row(row)
 
 
-def generator_settings(workspace: Workspace, kind: str, steps: int | None = None) -> GeneratorSettings:
-    """How a model of family ``kind`` trains in this workspace (``steps`` overrides the family's default)."""
+@dataclass(frozen=True)
+class GeneratorRun:
+    """A training run of one family as this workspace makes it now: its settings (where it starts among them, so
+    its checkpoint folder names its parent), the current shards, and the decision where its weights begin."""
+
+    kind: str
+    settings: GeneratorSettings
+    data: TrainingData
+    text_encoder: str
+    start: Start
+    base: BaseModelRecord | None
+    directory: Path
+
+
+def generator_run(workspace: Workspace, kind: str, steps: int | None = None) -> GeneratorRun:
+    """The run ``soundtrail train`` would make (``steps`` overrides the family's default); also what ``soundtrail
+    run`` plans with, so a scheduled run and the command agree on the model and on where it starts."""
+    generator = family(kind)
+    check_family_names(workspace.settings.base_models, "[base_models]")
+    base = admit_base_model(workspace, kind)
     train = workspace.settings.train
-    return GeneratorSettings(steps or family(kind).default_steps(train), train.batch_size, train.learning_rate,
-                             train.crop_seconds, train.text_encoder, train.seed)
+    settings = GeneratorSettings(steps or generator.default_steps(train), train.batch_size, train.learning_rate,
+                                 train.crop_seconds, train.text_encoder, train.seed,
+                                 base=None if base is None else BaseModel(
+                                     base.path, base.id, workspace.settings.base_models[kind].lora_rank,
+                                     workspace.settings.base_models[kind].learning_rate))
+    data = training_data(workspace)
+    text_encoder = generator.text_encoder_id(settings)
+    start = starting_point(workspace, kind, data, text_encoder, base)
+    settings = dataclasses.replace(settings, init=start.init)
+    return GeneratorRun(kind, settings, data, text_encoder, start, base, run_dir(workspace, kind, data, settings))
 
 
 @dataclass(frozen=True)
 class GeneratorPlan:
-    """What ``soundtrail run`` does about one generator family: keep ``model``, or train one on the current shards."""
+    """What ``soundtrail run`` does about one generator family: keep ``model``, or train one on the current shards
+    starting where ``start`` says."""
 
     kind: str
     model: ModelRecord | None  # None: train one
     reason: str
+    start: Start | None = None  # for a model to train: its parent, or afresh and why
 
     @property
     def train(self) -> bool:
@@ -146,38 +177,43 @@ class GeneratorPlan:
 
 
 def plan_generator(workspace: Workspace, kind: str) -> GeneratorPlan:
-    """Keep the model that already saw the current shards with these settings; else ``[pipeline] retrain_models``.
+    """Keep the model that already saw the current shards with these settings; else ``[pipeline] retrain_models``
+    says whether to train one.
 
-    A model trained because the shards changed starts from scratch, as ``soundtrail train`` does: the family's
-    previous model (``resolve_model(workspace, kind)``) is where training that continues from it would begin.
+    Whether is the pipeline's policy; where a new model starts (its previous model as parent, or afresh under
+    ``[train] init = "scratch"`` and the other rules of :mod:`soundtrail.train.start`) is the decision
+    ``soundtrail train`` makes, taken here from the same :func:`generator_run`.
     """
-    directory = run_dir(workspace, kind, training_data(workspace), generator_settings(workspace, kind))
+    run = generator_run(workspace, kind)
     with Ledger(workspace.ledger_url) as ledger:
-        found = ledger.rows("models", kind=kind, path=str(directory))
+        found = ledger.rows("models", kind=kind, path=str(run.directory))
         previous = ledger.rows("models", kind=kind)
     if found:
         return GeneratorPlan(kind, ModelRecord.from_row(found[0]), "trained on the current shards already")
     if previous and workspace.settings.pipeline.retrain_models == "never":
         return GeneratorPlan(kind, resolve_model(workspace, kind), "[pipeline] retrain_models = \"never\"")
-    return GeneratorPlan(kind, None, "the shards changed" if previous else f"no {kind} model yet")
+    return GeneratorPlan(kind, None, "the shards changed" if previous else f"no {kind} model yet", run.start)
 
 
 def train_generator(workspace: Workspace, kind: str, steps: int | None = None, on_step: StepCallback | None = None,
                     run_id: str | None = None) -> TrainedModel:
     """Train (or resume, or find finished) a model of family ``kind`` on the current shards; record it.
 
-    ``on_step(step, loss)`` runs after every optimizer step this call takes.
+    It starts from the family's previous model or afresh (:func:`~soundtrail.train.start.starting_point`), a
+    fine-tuning family afresh from its admitted base model. ``on_step(step, loss)`` runs after every optimizer
+    step this call takes.
     """
     generator = family(kind)
-    settings = generator_settings(workspace, kind, steps)
-    data = training_data(workspace)
-    directory = run_dir(workspace, kind, data, settings)
-    result = generator.train(data, settings, directory, on_step)
+    run = generator_run(workspace, kind, steps)
+    data, start = run.data, run.start
+    result = generator.train(data, run.settings, run.directory, on_step)
     metrics = {"initial_loss": result.initial_loss, "final_loss": result.final_loss, "steps": result.total_steps,
                "device": result.device, **generator.baselines(data)}
-    model = ModelRecord(sha256_file(directory / "model.safetensors")[:16], kind, str(directory), data.codec_id,
-                        tuple(sorted(data.shard_ids)), build_text_encoder(settings.text_encoder).encoder_id,
-                        result.total_steps, metrics, utc_now())
+    model = ModelRecord(sha256_file(run.directory / "model.safetensors")[:16], kind, str(run.directory),
+                        data.codec_id, tuple(sorted(data.shard_ids)), run.text_encoder, result.total_steps, metrics,
+                        utc_now(), parent=start.parent.id if start.parent is not None else None,
+                        predecessor=start.predecessor, base_model=run.base.id if run.base is not None else None,
+                        init_reason=start.reason)
     return TrainedModel(record_model(workspace, model, run_id))
 
 

@@ -108,7 +108,7 @@ def test_pipeline_runs_every_stage_and_a_rerun_redoes_nothing(pipeline_workspace
             assert Path(output["path"]).is_file() and output["payload_hex"] == output["output_id"]
     assert Path(summary["report"]).is_file()
     assert summary["codec"]["action"] == "trained" and summary["codec"]["reason"] == "the workspace has no codec yet"
-    assert {model["action"] for model in summary["models"].values()} == {"trained"}
+    assert {(model["action"], model["parent"]) for model in summary["models"].values()} == {("trained", None)}
     assert {output["action"] for output in summary["outputs"]} == {"generated"}
     ledger = Ledger(ws.ledger_url)
     assert ledger.verify().ok
@@ -185,7 +185,8 @@ def test_pipeline_leaves_prefect_artifacts(pipeline_workspace: Workspace, prefec
 def test_a_run_with_one_new_file_keeps_the_codec_and_encodes_only_that_file(pipeline_workspace: Workspace,
                                                                             prefect_server) -> None:
     """After the runs above: the workspace codec stays, the new asset gets one new shard in the same shard set, and
-    the generators (by the default policy) train new models on the shards now current."""
+    the generators (by the default policy) train new models on the shards now current, continuing their previous
+    ones."""
     from soundtrail.flows.pipeline import pipeline_flow
 
     ws = pipeline_workspace
@@ -193,7 +194,7 @@ def test_a_run_with_one_new_file_keeps_the_codec_and_encodes_only_that_file(pipe
     codecs = ledger.rows("codecs")
     (codec,) = [row["chosen_id"] for row in ledger.rows("choices")]
     shards = {row["id"] for row in ledger.rows("shards", status="current")}
-    models = {row["id"] for row in ledger.rows("models")}
+    previous = {row["kind"]: row["id"] for row in ledger.rows("models")}  # one model per family so far
     write(ws.root / "inputs" / "tracks" / "new-melody.wav", melody(41, seconds=8.0))
     with (ws.root / "inputs" / "manifest.jsonl").open("a") as manifest:
         manifest.write(json.dumps({"path": "tracks/new-melody.wav", "license": "CC0-1.0", "rights_holder": "Test Label",
@@ -212,9 +213,12 @@ def test_a_run_with_one_new_file_keeps_the_codec_and_encodes_only_that_file(pipe
     assert {row["id"] for row in current} == shards | {added["id"]}, "the earlier shards stay current"
     assert added["asset_ids"] == [new_asset] and added["codec_id"] == codec
     assert added["shard_set"] == summary["tokenize"]["shard_set"]
-    for model in summary["models"].values():
+    for kind, model in summary["models"].items():
         assert (model["action"], model["reason"], model["codec_id"]) == ("trained", "the shards changed", codec)
-        assert model["model_id"] not in models and model["shards"] == len(shards) + 1
+        assert model["model_id"] not in previous.values() and model["shards"] == len(shards) + 1
+        # Where it starts is soundtrail train's decision ([train] init = "continue"): the family's previous model.
+        assert (model["parent"], model["init_reason"]) == (
+            previous[kind], f"continued from {kind} model {previous[kind]}, trained on other shards")
     ar = summary["models"]["ar"]["metrics"]
     assert ar["final_loss"] < ar["uniform_baseline"] - 0.5, ar
     assert {output["action"] for output in summary["outputs"]} == {"generated"}, "new models, new outputs"

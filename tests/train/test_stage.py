@@ -13,6 +13,7 @@ from soundtrail.config import CodecSettings, Settings, TokenizeSettings, TrainSe
 from soundtrail.models.codec import CodecConfig
 from soundtrail.provenance.ledger import Ledger, utc_now
 from soundtrail.train.stage import GeneratorPlan, plan_generator, train_generator, train_workspace_codec
+from soundtrail.train.start import Start
 from soundtrail.workspace import Workspace
 from tests.audio_fixtures import melody, write
 from tests.codec.test_tokenize import tiny_codec, tokenize
@@ -84,7 +85,9 @@ def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: 
     assert (model.kind, model.codec_id, model.shards, model.steps) == ("ar", codec_id, tuple(shards), 3)
     assert model.metrics["uniform_baseline"] == pytest.approx(math.log(TINY.codebook_size))
     assert trained.to_dict() == {"model_id": model.id, "kind": "ar", "path": model.path, "codec_id": codec_id,
-                                 "shards": len(shards), "metrics": dict(model.metrics)}
+                                 "shards": len(shards), "metrics": dict(model.metrics), "parent": None,
+                                 "predecessor": None, "base_model": None,
+                                 "init_reason": "from scratch: no earlier ar model"}
     with Ledger(workspace.ledger_url) as ledger:
         head = ledger.head()
         again = train_generator(workspace, "ar", on_step=lambda step, loss: steps.append(step))
@@ -95,7 +98,8 @@ def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: 
 def test_the_pipeline_keeps_a_model_that_saw_the_current_shards_and_plans_a_new_one_when_they_change(
         tmp_path: Path) -> None:
     workspace, codec_path, codec_id = tokenized_workspace(tmp_path, ar_steps=2)
-    assert plan_generator(workspace, "ar") == GeneratorPlan("ar", None, "no ar model yet")
+    assert plan_generator(workspace, "ar") == GeneratorPlan("ar", None, "no ar model yet",
+                                                            Start("from scratch: no earlier ar model"))
     model = train_generator(workspace, "ar").model
     assert plan_generator(workspace, "ar") == GeneratorPlan("ar", model, "trained on the current shards already")
 
@@ -104,8 +108,17 @@ def test_the_pipeline_keeps_a_model_that_saw_the_current_shards_and_plans_a_new_
         ledger.record("assets", "asset3", {"path": str(path), "status": "accepted", "license": "CC0-1.0"},
                       "asset.test")
         assert tokenize(ledger, workspace.path("shards"), codec_path, codec_id)["new_shards"] == 1
-    assert plan_generator(workspace, "ar") == GeneratorPlan("ar", None, "the shards changed")
+    # The plan decides whether; where the new model starts is soundtrail train's own decision ([train] init).
+    plan = plan_generator(workspace, "ar")
+    assert (plan.model, plan.reason, plan.start.parent) == (None, "the shards changed", model)
     settings = workspace.settings
+    scratch = Workspace(workspace.root, settings.model_copy(
+        update={"train": settings.train.model_copy(update={"init": "scratch"})}))
+    assert (plan_generator(scratch, "ar").start.parent, plan_generator(scratch, "ar").start.predecessor) == (
+        None, model.id)
     keep = Workspace(workspace.root, settings.model_copy(
         update={"pipeline": settings.pipeline.model_copy(update={"retrain_models": "never"})}))
     assert plan_generator(keep, "ar") == GeneratorPlan("ar", model, '[pipeline] retrain_models = "never"')
+    continued = train_generator(workspace, "ar").model
+    assert continued.parent == model.id and continued.init_reason == plan.start.reason
+    assert plan_generator(workspace, "ar") == GeneratorPlan("ar", continued, "trained on the current shards already")
