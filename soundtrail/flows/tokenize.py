@@ -40,8 +40,10 @@ RETRIES = 2  # a group whose actor died, or whose encode raised, is tried again 
 def pool_shape(settings: TokenizeSettings, groups: int) -> tuple[int, dict[str, Any]]:
     """How many encoder actors to start, and the Ray resources of each.
 
-    One actor per GPU when the cluster has GPUs; otherwise ``settings.workers`` CPU actors (0: one per CPU)
-    sharing the cluster's CPUs, each running torch on its share. Never more actors than groups.
+    One actor per GPU when the cluster has GPUs. Otherwise ``settings.workers`` actors of one CPU (0: one per CPU
+    of the cluster), and never more than the cluster has: an actor waiting for a CPU that the pool's own actors
+    hold until the end would wait forever. One torch thread each, so a window's codes do not depend on how the
+    CPUs are split. Never more actors than groups.
     """
     import ray
 
@@ -49,8 +51,7 @@ def pool_shape(settings: TokenizeSettings, groups: int) -> tuple[int, dict[str, 
     if cluster_has_gpu():
         return min(max(1, int(resources["GPU"])), groups), accelerator_options()
     cpus = max(1, int(resources.get("CPU", 1)))
-    actors = settings.workers or cpus
-    return min(actors, groups), {**accelerator_options(max(1, cpus // actors)), "scheduling_strategy": "SPREAD"}
+    return min(settings.workers or cpus, cpus, groups), {**accelerator_options(1), "scheduling_strategy": "SPREAD"}
 
 
 def encode_on_pool(plan: TokenizePlan, settings: TokenizeSettings) -> Iterator[tuple[Group, GroupResult]]:
@@ -76,8 +77,9 @@ def encode_on_pool(plan: TokenizePlan, settings: TokenizeSettings) -> Iterator[t
         running[actor.encode.options(retry_exceptions=True).remote(group, then)] = (actor, group, then)
 
     try:
-        for actor in actors:  # every actor gets a group before any is told its next one
-            send(actor, waiting.popleft())
+        firsts = [waiting.popleft() for _ in actors]  # every actor gets a group before any is told its next one
+        for actor, group in zip(actors, firsts, strict=True):
+            send(actor, group)
         while running:
             [done], _ = ray.wait(list(running), num_returns=1)
             actor, group, then = running.pop(done)

@@ -77,15 +77,16 @@ def test_pools_of_one_and_two_actors_load_the_codec_once_each_and_write_the_refe
         loads: Path, tmp_path: Path) -> None:
     """The reference is the path before the pool: a codec loaded for each group, decoded then encoded."""
     ledger, codec_path, codec_id = corpus(tmp_path)
-    reference = plan_for(ledger, tmp_path / "reference", codec_path, codec_id, assets_per_shard=2)
-    assert len(reference.groups) == 3
+    # Two groups: one actor encodes the second after decoding it during the first; two actors take one each.
+    reference = plan_for(ledger, tmp_path / "reference", codec_path, codec_id, assets_per_shard=3)
+    assert len(reference.groups) == 2
     for group in reference.groups:
         with GroupEncoder(codec_path, reference.set_dir, 1.0, batch_size=4) as encoder:
             encoder.encode(group)
     expected = shard_contents(Path(reference.set_dir))
     for workers in (1, 2):
-        plan = plan_for(ledger, tmp_path / f"pool-{workers}", codec_path, codec_id, assets_per_shard=2)
-        entries = {result.entry["file"]: result.entry for _, result in encode_on_pool(plan, pool_settings(workers, 2))}
+        plan = plan_for(ledger, tmp_path / f"pool-{workers}", codec_path, codec_id, assets_per_shard=3)
+        entries = {result.entry["file"]: result.entry for _, result in encode_on_pool(plan, pool_settings(workers, 3))}
         assert set(entries) == set(expected), "the same groups make the same shard names"
         for name, rows in shard_contents(Path(plan.set_dir)).items():
             assert (Path(plan.set_dir) / name).read_bytes() == (Path(reference.set_dir) / name).read_bytes()
@@ -93,7 +94,7 @@ def test_pools_of_one_and_two_actors_load_the_codec_once_each_and_write_the_refe
             for row, want in zip(rows, expected[name], strict=True):
                 np.testing.assert_array_equal(row["codes"], want["codes"])
         loaded = loads_by_process(loads)
-        assert sorted(loaded.values()) == [1] * workers, f"{workers} actor(s), 3 groups: one load per actor"
+        assert sorted(loaded.values()) == [1] * workers, f"{workers} actor(s), 2 groups: one load per actor"
         for path in loads.iterdir():
             path.unlink()
 
