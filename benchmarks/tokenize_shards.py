@@ -134,7 +134,7 @@ def _load_encoder(codec_path: str, windows_path: str) -> None:
 
 def _encode_range(bounds: tuple[int, int], batch_size: int) -> int:
     start, stop = bounds
-    return len(encode_segments(_codec, np.asarray(_windows[start:stop]), batch_size=batch_size))
+    return len(encode_segments(_codec, np.array(_windows[start:stop]), batch_size=batch_size))
 
 
 def shard_hashes(ws: Workspace) -> set[str]:
