@@ -3,6 +3,7 @@
 (Not ``tokenize.py``: run as a script, that name would shadow the standard library's ``tokenize`` module.)
 
     python benchmarks/tokenize_shards.py [--quick] [--tracks N] [--seconds S] [--cpus 2] [--repeats 2]
+                                         [--assets-per-shard 8]
 
 One workspace: a synthesized corpus (WAV, FLAC, Ogg and MP3 at the corpus rate, resampled to the codec's) recorded
 as accepted assets, and the default CPU-sized codec with random weights (encoding costs the same whatever the
@@ -89,7 +90,8 @@ def per_group_tokenize_flow(workspace: str) -> dict[str, Any]:
         return finalize_set(ledger, plan, entries, settings.segment_s, str(get_run_context().flow_run.id))
 
 
-def build_workspace(root: Path, tracks: int, seconds: float, cpus: int) -> tuple[Workspace, list[str]]:
+def build_workspace(root: Path, tracks: int, seconds: float, cpus: int,
+                    assets_per_shard: int) -> tuple[Workspace, list[str]]:
     torch.manual_seed(0)
     config = CodecConfig()
     checkpoint.save_weights(root / "codec", NeuralCodec(config).eval(), KIND, config, step=0)
@@ -97,7 +99,8 @@ def build_workspace(root: Path, tracks: int, seconds: float, cpus: int) -> tuple
     paths = sorted(str(path) for path in (root / "corpus" / "tracks").iterdir() if path.suffix in AUDIO)
     (root / "ws").mkdir()
     (root / "ws" / "soundtrail.toml").write_text(
-        f'[codec]\ncheckpoint = "{root / "codec"}"\n[ingest]\nworkers = {cpus}\n')
+        f'[codec]\ncheckpoint = "{root / "codec"}"\n[ingest]\nworkers = {cpus}\n'
+        f'[tokenize]\nassets_per_shard = {assets_per_shard}\n')
     ws = Workspace(root / "ws")
     with Ledger(ws.ledger_url) as ledger:
         for index, path in enumerate(paths):
@@ -149,12 +152,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--cpus", type=int, default=2, help="local Ray CPUs, and the anchor's processes")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--assets-per-shard", type=int, default=8, help="assets per group (a per-group task)")
     args = parser.parse_args()
     tracks = args.tracks or (12 if args.quick else 40)
     seconds = args.seconds or (10.0 if args.quick else 15.0)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        ws, paths = build_workspace(root, tracks, seconds, args.cpus)
+        ws, paths = build_workspace(root, tracks, seconds, args.cpus, args.assets_per_shard)
         settings = ws.settings.tokenize
         windows, audio_s = tokenized_windows(paths, root / "codec", settings.segment_s)
         np.save(root / "windows.npy", windows)
