@@ -49,6 +49,9 @@ class LicenseSettings(_Section):
 class IngestSettings(_Section):
     batch_size: int = Field(16, ge=1, description="files per Prefect task (a task costs ~20 ms)")
     min_duration_s: float = Field(1.0, ge=0)
+    max_duration_s: float = Field(1800.0, gt=0, description="longer files are quarantined, read from the header")
+    max_decoded_mb: float = Field(4000.0, gt=0, description="files decoding to more float32 samples (frames x "
+                                  "channels x 4 bytes) are quarantined: bounds the work one file may cost")
     silence_dbfs: float = Field(-70.0, description="files quieter than this RMS are digital silence")
     max_tag_bytes: int = Field(1_000_000, ge=1024)
     near_duplicate_ber: float = Field(0.2, gt=0, lt=0.5, description="Chromaprint BER below which two files are one")

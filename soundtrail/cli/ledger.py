@@ -22,6 +22,7 @@ from soundtrail.provenance.checkpoints import (
     take_checkpoint,
 )
 from soundtrail.provenance.ledger import Ledger
+from soundtrail.provenance.outputs import check_outputs
 from soundtrail.provenance.proofs import ProofCheck, verify_proof
 from soundtrail.provenance.timestamp import TimestampError, load_roots
 from soundtrail.provenance.tree_head import CheckpointError, read_checkpoint
@@ -45,18 +46,23 @@ def verify(
     key_id: KeyIdOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Check the hash chain, every row against it, and that the ledger extends each checkpoint; exit 1 naming why."""
+    """Check the hash chain, every row against it, that the ledger extends each checkpoint, and that outputs/ holds
+    exactly the released files; exit 1 naming why."""
     ws = open_workspace(workspace)
     try:
         result = check_ledger(ws, checkpoints, key_id)
     except (CheckpointError, TimestampError) as exc:
         raise CommandError(str(exc)) from exc
+    with Ledger(ws.ledger_url) as ledger:
+        outputs = check_outputs(ws, ledger)
     report = result.report
     if as_json:
-        emit_json(result.as_dict())
+        emit_json({**result.as_dict(), "ok": result.ok and outputs.ok, "outputs": outputs.as_dict()})
     else:
         if report.ok:
             console.print(f"[green]ledger ok[/green]: {report.events} events, {report.rows} rows agree with the chain")
+        if outputs.ok:
+            console.print(f"outputs/ holds exactly the {outputs.released} released files")
         for verdict in result.checkpoints:
             _print_verdict(verdict)
         if not result.checkpoints and report.ok:
@@ -64,6 +70,10 @@ def verify(
                           "outside the workspace)")
     if not result.ok:
         raise CommandError(f"ledger verification failed: {result.problem}")
+    if not outputs.ok:
+        problems = outputs.problems()
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise CommandError(f"outputs/ does not match the ledger: {problems[0]}{more}")
 
 
 def _print_verdict(verdict: CheckpointVerdict) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import get_run_logger
 from prefect.context import get_run_context
 
 from soundtrail.codec.stage import resolve_codec
@@ -29,7 +29,8 @@ from soundtrail.codec.tokenize import (
 )
 from soundtrail.config import TokenizeSettings
 from soundtrail.flows.progress import reporter
-from soundtrail.flows.runtime import accelerator_options, cluster_has_gpu, shared_ray
+from soundtrail.flows.runtime import accelerator_options, cluster_has_gpu
+from soundtrail.flows.stage import Stage, ledger_refs, stage_flow
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.workspace import Workspace
 
@@ -92,8 +93,17 @@ def encode_on_pool(plan: TokenizePlan, settings: TokenizeSettings) -> Iterator[t
             ray.kill(actor)
 
 
-@flow(name="tokenize")
-def tokenize_flow(workspace: str, codec_id: str | None = None) -> dict[str, Any]:
+TOKENIZE = Stage(
+    "tokenize",
+    inputs=lambda ws, params: ledger_refs(ws, "assets", status="accepted"),
+    outputs=lambda ws, result: ledger_refs(ws, "shards", status="current"),
+    summary=lambda r: [f"- shard set `{r['shard_set']}`: {r['rows']} segments in {r['shards']} shards "
+                       f"({r['new_shards']} new, {r['superseded']} superseded)"],
+)
+
+
+@stage_flow(TOKENIZE)
+def tokenize_flow(workspace: str | None = None, codec_id: str | None = None) -> dict[str, Any]:
     """Encode every accepted asset not yet in a current shard; drop revoked ones from the set."""
     logger = get_run_logger()
     ws = Workspace(workspace)
@@ -112,13 +122,12 @@ def tokenize_flow(workspace: str, codec_id: str | None = None) -> dict[str, Any]
     progress = reporter()
     progress.start("tokenize", sum(len(group) for group in plan.groups))
     skipped: list[dict[str, str]] = []
-    with shared_ray(ws):
-        for group, result in encode_on_pool(plan, settings):
-            if result.entry is not None:
-                new_entries.append(result.entry)
-                logger.info("shard %s: %d segments", result.entry["file"], result.entry["rows"])
-            skipped.extend(result.skipped)
-            progress.advance("tokenize", len(group))
+    for group, result in encode_on_pool(plan, settings):  # on the Ray session the stage flow started or joined
+        if result.entry is not None:
+            new_entries.append(result.entry)
+            logger.info("shard %s: %d segments", result.entry["file"], result.entry["rows"])
+        skipped.extend(result.skipped)
+        progress.advance("tokenize", len(group))
     progress.finish("tokenize")
     run_id = str(get_run_context().flow_run.id)
     with Ledger(ws.ledger_url) as ledger:

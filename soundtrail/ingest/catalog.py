@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from soundtrail.config import IngestSettings, LicenseSettings
-from soundtrail.ingest.analyze import decode_fingerprint
 from soundtrail.licenses import LicensePolicy, license_name, requires_attribution
 from soundtrail.provenance.ledger import Ledger, LedgerWriter, utc_now
-from soundtrail.screening.chromaprint import FingerprintIndex, match_span_s
+from soundtrail.screening.chromaprint import FingerprintIndex, decode_fingerprint, match_span_s
 
 FINAL_STATUSES = ("accepted", "duplicate", "blocked", "revoked")
 MIN_NEAR_COPY_S = 0.5  # a near copy spans at least 3 Chromaprint items (96 bits) under the BER threshold

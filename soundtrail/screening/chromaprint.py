@@ -1,4 +1,4 @@
-"""Chromaprint fingerprints: compute, align two of them, and find copied stretches in an index.
+"""Chromaprint fingerprints: compute them, and find copied stretches of one in an index of others.
 
 A Chromaprint fingerprint is a sequence of 32-bit sub-fingerprints ("items"), one every ``ITEM_SECONDS``
 (~0.124 s); each item summarises the chroma of the ``ITEM_SPAN_S`` (~2.7 s) of audio that starts there::
@@ -23,8 +23,9 @@ which find copies mixed under other music that leave too few exactly equal items
 
 from __future__ import annotations
 
+import base64
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -58,33 +59,87 @@ def chromaprint(audio_mono: np.ndarray, sample_rate: int) -> np.ndarray:
 
     Audio shorter than ``ITEM_SPAN_S`` has no complete item and gives an empty array.
     """
-    audio = np.asarray(audio_mono, dtype=np.float32).reshape(-1)
-    if len(audio) < ITEM_SPAN_S * sample_rate:
+    return chromaprint_blocks([np.asarray(audio_mono, dtype=np.float32).reshape(-1)], sample_rate)
+
+
+def chromaprint_blocks(blocks: Iterable[np.ndarray], sample_rate: int) -> np.ndarray:
+    """:func:`chromaprint` of mono float blocks that follow each other, the same items as of their concatenation.
+
+    Ingest fingerprints a file while it decodes it, block by block, so that a long file never has to be held
+    whole; Chromaprint itself is a stream (it takes an iterator of PCM chunks) and the decimator keeps its state
+    across blocks.
+    """
+    decimator = _Decimator(sample_rate)
+    seen = 0
+
+    def pcm_chunks() -> Iterator[bytes]:
+        nonlocal seen
+        for block in blocks:
+            seen += len(block)
+            decimated = decimator.feed(np.asarray(block, dtype=np.float32))
+            yield (np.clip(decimated, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+    try:
+        encoded = acoustid.fingerprint(decimator.rate, 1, pcm_chunks(), maxlength=_MAX_SECONDS)
+    except acoustid.FingerprintGenerationError:
+        if seen >= ITEM_SPAN_S * sample_rate:
+            raise
+        encoded = None  # too short for an item: Chromaprint may refuse, and the answer is "no items" anyway
+    if encoded is None or seen < ITEM_SPAN_S * sample_rate:
         return np.zeros(0, dtype=np.uint32)
-    audio, sample_rate = _decimate_to_chromaprint_rate(audio, sample_rate)
-    pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-    encoded = acoustid.fingerprint(sample_rate, 1, iter([pcm]), maxlength=_MAX_SECONDS)
     items, _algorithm = chromaprint_codec.decode_fingerprint(encoded)
     return np.asarray(items, dtype=np.int64).astype(np.uint32)
 
 
-def _decimate_to_chromaprint_rate(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, int]:
-    """Bring 22.05/44.1/88.2 kHz audio down to Chromaprint's 11,025 Hz with a short FIR, before Chromaprint sees it.
+def encode_fingerprint(items: np.ndarray) -> str:
+    """Raw Chromaprint items as base64 of little-endian uint32: compact and JSON-plain (how the ledger stores them)."""
+    return base64.b64encode(np.ascontiguousarray(items, dtype="<u4").tobytes()).decode("ascii")
 
-    Chromaprint's own resampler (FFmpeg's ``av_resample`` in 16-bit integers) takes most of its time at 44.1 kHz
-    (11 of 13 ms for 20 s). Chromaprint reads chroma below 3,520 Hz only, so the decimator
+
+def decode_fingerprint(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<u4").astype(np.uint32)
+
+
+class _Decimator:
+    """Brings 22.05/44.1/88.2 kHz audio down to Chromaprint's 11,025 Hz with a short FIR, before Chromaprint sees it.
+
+    Chromaprint's own resampler (FFmpeg's ``av_resample`` in 16-bit integers) takes most of its time at 44.1 kHz.
+    Chromaprint reads chroma below 3,520 Hz only, so the decimator
     must keep that band and remove what would alias into it (above 11,025 - 3,520 Hz); between the two anything
     goes. An equiripple filter of 4 taps per phase does that (passband within 0.4 dB, stopband under -27 dB) at a
-    seventh of the cost (a fingerprint of 20 s at 44.1 kHz: 3.5 ms instead of 13 ms) and yields the same items
+    fraction of the cost (measured: ``benchmarks/RESULTS.md``) and yields the same items
     (bit error rate under 0.01 against Chromaprint's resampling, even with broadband noise above 5.5 kHz that
     plain subsampling would alias to 0.05; a test holds it under 0.02). Other rates (48 kHz ...) are left to
-    Chromaprint.
+    Chromaprint: :meth:`feed` passes them through.
+
+    Fed block by block, it gives what ``upfirdn(h, whole, down=factor)[:len(whole) // factor]`` gives: output ``n``
+    is the filter over inputs up to ``n * factor``, and is emitted once the input through ``n * factor + factor - 1``
+    has arrived. ``_pending`` keeps the inputs from ``_start`` (a multiple of ``factor``) on, as many as the next
+    output's filter reaches back.
     """
-    factor, remainder = divmod(sample_rate, _CHROMAPRINT_RATE)
-    if remainder or factor < 2:
-        return audio, sample_rate
-    decimated = upfirdn(_decimation_filter(factor), audio, down=factor)[: len(audio) // factor]
-    return decimated.astype(np.float32, copy=False), _CHROMAPRINT_RATE
+
+    def __init__(self, sample_rate: int) -> None:
+        factor, remainder = divmod(sample_rate, _CHROMAPRINT_RATE)
+        self.factor = factor if not remainder and factor >= 2 else 1
+        self.rate = _CHROMAPRINT_RATE if self.factor > 1 else sample_rate
+        self._filter = _decimation_filter(self.factor) if self.factor > 1 else None
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._start = 0  # input index of _pending[0]
+        self._emitted = 0  # outputs given so far
+
+    def feed(self, block: np.ndarray) -> np.ndarray:
+        if self._filter is None:
+            return block
+        factor, taps = self.factor, len(self._filter)
+        self._pending = np.concatenate([self._pending, block])
+        ready = (self._start + len(self._pending)) // factor  # outputs whose last input has arrived
+        first = self._emitted - self._start // factor
+        out = upfirdn(self._filter, self._pending, down=factor)[first:ready - self._start // factor]
+        self._emitted = ready
+        keep_from = max(0, (ready * factor - taps + 1) // factor * factor)  # the next output reaches back this far
+        self._pending = self._pending[keep_from - self._start:]
+        self._start = keep_from
+        return out.astype(np.float32, copy=False)
 
 
 @lru_cache(maxsize=8)
@@ -109,74 +164,9 @@ def bit_errors(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.bitwise_count(np.bitwise_xor(a, b)).astype(np.float32) / 32.0
 
 
-@dataclass(frozen=True)
-class Alignment:
-    """``a[i + offset_items]`` lines up with ``b[i]``; ``ber`` is over the ``overlap_items`` that line up."""
-
-    offset_items: int
-    ber: float
-    overlap_items: int
-
-    @property
-    def offset_s(self) -> float:
-        return self.offset_items * ITEM_SECONDS
-
-
 def _overlap(len_a: int, len_b: int, offset: int) -> tuple[int, int]:
     """Range of ``b`` indices ``i`` with ``0 <= i + offset < len_a``."""
     return max(0, -offset), min(len_b, len_a - offset)
-
-
-def _offset_ber(a: np.ndarray, b: np.ndarray, offset: int) -> tuple[float, int]:
-    start, stop = _overlap(len(a), len(b), offset)
-    if stop <= start:
-        return 1.0, 0
-    errors = bit_errors(a[start + offset:stop + offset], b[start:stop])
-    return float(errors.mean()), stop - start
-
-
-def _voted_offsets(a: np.ndarray, b: np.ndarray, key_shift: int, limit: int) -> np.ndarray:
-    """Offsets ``a_pos - b_pos`` at which items share their top bits, most votes first."""
-    keys_a = a >> np.uint32(key_shift)
-    keys_b = b >> np.uint32(key_shift)
-    order = np.argsort(keys_a, kind="stable")
-    sorted_keys = keys_a[order]
-    lo = np.searchsorted(sorted_keys, keys_b, side="left")
-    hi = np.searchsorted(sorted_keys, keys_b, side="right")
-    counts = hi - lo
-    if counts.sum() == 0:
-        return np.zeros(0, dtype=np.int64)
-    b_pos = np.repeat(np.arange(len(b)), counts)
-    a_pos = order[expand_ranges(lo, counts)]
-    offsets, votes = np.unique(a_pos - b_pos, return_counts=True)
-    return offsets[np.argsort(-votes, kind="stable")[:limit]]
-
-
-def align(a: np.ndarray, b: np.ndarray, min_overlap_items: int = 40, candidates: int = 8) -> Alignment | None:
-    """Best alignment of fingerprint ``b`` against ``a`` with at least ``min_overlap_items`` in common.
-
-    Candidate offsets come from voting on items that agree in their top 20 bits (a re-encode keeps most items
-    that close), each checked with its two neighbours since the two item grids can sit half an item apart; when
-    no item agrees (heavy damage) every offset is tried. The alignment with the lowest BER over its overlap wins;
-    callers read ``ber < NEAR_COPY_BER`` as "near copy". ``b`` may be an excerpt of ``a`` or contain all of it.
-    """
-    a = np.asarray(a, dtype=np.uint32)
-    b = np.asarray(b, dtype=np.uint32)
-    lowest, highest = min_overlap_items - len(b), len(a) - min_overlap_items
-    if highest < lowest:
-        return None
-    voted = _voted_offsets(a, b, key_shift=12, limit=candidates)
-    if len(voted):
-        offsets = np.unique(np.concatenate([voted - 1, voted, voted + 1]))
-        offsets = offsets[(offsets >= lowest) & (offsets <= highest)]
-    if not len(voted) or not len(offsets):
-        offsets = np.arange(lowest, highest + 1)
-    best: Alignment | None = None
-    for offset in offsets.tolist():
-        ber, overlap = _offset_ber(a, b, offset)
-        if best is None or ber < best.ber:
-            best = Alignment(offset, ber, overlap)
-    return best
 
 
 @dataclass
@@ -457,8 +447,13 @@ class ChromaprintMethod(IndexedMethod):
     def __init__(self, frame_rate: float | None = None) -> None:
         self.index = FingerprintIndex()
 
+    def indexes(self, content: Content) -> bool:
+        return content.has("audio") or content.fingerprint is not None
+
     def add(self, asset_id: str, content: Content) -> None:
-        self.index.add(asset_id, chromaprint(content.audio, content.sample_rate))
+        """The audio's items, or the stored fingerprint's when there is no audio."""
+        items = content.fingerprint if content.audio is None else chromaprint(content.audio, content.sample_rate)
+        self.index.add(asset_id, np.asarray(items, dtype=np.uint32))
 
     def query(self, content: Content, min_duration_s: float, min_score: float,
               proposals: Sequence[Match] = ()) -> list[Match]:

@@ -6,7 +6,8 @@ A method is an index over the training corpus that finds stretches of a query co
              ──query(Content, ...)─────▶ method ──▶ [Match(asset_id, query_offset_s, asset_offset_s, duration_s,
                                                            score, method, semitones, tempo, details)]
 
-What a method reads (``reads``) is the audio or the codec's codes of it (:class:`Content` carries both). Its
+What a method reads (``reads``) is the audio or the codec's codes of it (:class:`Content` carries both, and a
+Chromaprint fingerprint already computed when the audio itself is gone: see :meth:`ScreeningMethod.indexes`). Its
 score is in [0, 1] with a meaning of its own, so each method declares the score at which a match is flagged and
 the score at which it blocks a release (``flag``, ``block``), once, on its class; ``[screening]`` in
 ``soundtrail.toml`` may override them by ``<name>_flag`` and ``<name>_block``. A method may take the matches of
@@ -63,11 +64,16 @@ class Match:
 class Content:
     """What a method indexes or is queried with: mono audio at its sample rate, and the codec's codes of it
     (``[K, F]`` or the first codebook's ``[F]``) when there are any. Either may be missing: the shards give an
-    asset's codes without decoding its audio, and a query from outside the generator has no codes."""
+    asset's codes without decoding its audio, and a query from outside the generator has no codes.
+
+    ``fingerprint`` is a work's Chromaprint items (uint32) as the ledger stored them at ingest, for a protected
+    work whose audio is gone (a blocklisted reference kept as its fingerprint only): what the methods that can
+    index a fingerprint (:meth:`ScreeningMethod.indexes`) still index."""
 
     audio: np.ndarray | None = None
     sample_rate: int = 0
     codes: np.ndarray | None = None
+    fingerprint: np.ndarray | None = None
 
     @classmethod
     def of(cls, audio: np.ndarray, sample_rate: int, codes: np.ndarray | None = None) -> Content:
@@ -103,9 +109,14 @@ class ScreeningMethod(ABC):
     def __len__(self) -> int:
         return len(self.asset_ids)
 
+    def indexes(self, content: Content) -> bool:
+        """Whether :meth:`add` can index ``content``: when the part the method reads is there (a method that can
+        also index something else, such as a stored fingerprint, says so here)."""
+        return content.has(self.reads)
+
     @abstractmethod
     def add(self, asset_id: str, content: Content) -> None:
-        """Index one asset (its ``reads`` part of ``content`` is there); an id already indexed is a ValueError."""
+        """Index one asset (``indexes(content)`` holds); an id already indexed is a ValueError."""
 
     @abstractmethod
     def query(self, content: Content, min_duration_s: float, min_score: float,

@@ -12,13 +12,14 @@ queried with the generated output::
 Each match has a score in [0, 1] whose meaning is its method's own, so each method declares a flag and a block
 threshold (:class:`ScreenThresholds` gathers them). A match counts only if it covers at least ``min_match_s``;
 the verdict is ``block`` if any match reaches its method's block threshold, else ``flag`` if any reaches its flag
-threshold, else ``pass``.
+threshold, else ``pass``. Works indexed as *protected* (taken down, blocklisted: works that must never come out)
+block at their method's flag threshold: a stretch close enough to report is too close to release.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -101,10 +102,12 @@ class ScreenResult:
         return {"verdict": self.verdict, "matches": [match.to_dict() for match in self.matches]}
 
 
-def verdict_of(matches: list[Match], thresholds: ScreenThresholds) -> ScreenResult:
-    """Keep matches at or over their method's flag threshold; the strongest level reached is the verdict."""
+def verdict_of(matches: list[Match], thresholds: ScreenThresholds,
+               protected: Collection[str] = frozenset()) -> ScreenResult:
+    """Keep matches at or over their method's flag threshold; the strongest level reached is the verdict, and a
+    kept match of a ``protected`` work blocks."""
     kept = sorted((m for m in matches if m.score >= thresholds.flag_at(m.method)), key=lambda m: -m.score)
-    if any(m.score >= thresholds.block_at(m.method) for m in kept):
+    if any(m.score >= thresholds.block_at(m.method) or m.asset_id in protected for m in kept):
         return ScreenResult("block", kept)
     return ScreenResult("flag" if kept else "pass", kept)
 
@@ -133,7 +136,7 @@ class Screener:
         enable the methods that read codes for it."""
         content = Content.of(audio, sample_rate, codes)
         for method in self.methods.values():
-            if content.has(method.reads):
+            if method.indexes(content):
                 method.add(asset_id, content)
 
     def matches(self, audio: np.ndarray, sample_rate: int, codes: np.ndarray | None = None) -> list[Match]:
@@ -162,9 +165,11 @@ class Screener:
             order.append(ready)
         return order
 
-    def screen(self, audio: np.ndarray, sample_rate: int, codes: np.ndarray | None = None) -> ScreenResult:
-        """Verdict for generated audio (``[T]`` or ``[C, T]``) and, when the generator made it, its codes."""
-        return verdict_of(self.matches(audio, sample_rate, codes), self.thresholds)
+    def screen(self, audio: np.ndarray, sample_rate: int, codes: np.ndarray | None = None,
+               protected: Collection[str] = frozenset()) -> ScreenResult:
+        """Verdict for generated audio (``[T]`` or ``[C, T]``) and, when the generator made it, its codes;
+        ``protected``: the indexed ids that block at their flag threshold."""
+        return verdict_of(self.matches(audio, sample_rate, codes), self.thresholds, protected)
 
     def save(self, directory: str | Path) -> None:
         """A folder per method, then ``screener.json`` (written last: a directory without it is incomplete)."""
