@@ -16,7 +16,8 @@ weights). Timed, interleaved, best of ``--repeats``, each as seconds of audio pe
 - **actor pool**: ``tokenize_flow`` as it is (one actor per CPU, codec loaded once each, the next group
   decoded while the current one is encoded).
 
-Both flows run on one local Ray of ``--cpus`` CPUs and one Prefect API, into an emptied shard set each time, so
+Both flows are stage flows (``stage_flow``: lineage events and artifacts) and run on one local Ray of ``--cpus``
+CPUs and one Prefect API, into an emptied shard set each time, so
 every run encodes everything; the per-group path's Ray workers stay warm between runs (torch imported once),
 while the pool starts its actors in every run, as the flow does. The shard sets both flows write are compared.
 """
@@ -24,6 +25,7 @@ while the pool starts its actors in every run, as the flow does. The shard sets 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import os
 import shutil
@@ -41,7 +43,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
 import torch  # noqa: E402
-from prefect import flow, task  # noqa: E402
+from prefect import task  # noqa: E402
 from prefect.context import get_run_context  # noqa: E402
 from timing import best_seconds  # noqa: E402  (benchmarks/timing.py: scripts run with benchmarks/ on sys.path)
 
@@ -54,7 +56,8 @@ from soundtrail.codec.tokenize import GroupEncoder, finalize_set, plan_tokenize 
 from soundtrail.corpus import synthesize_corpus  # noqa: E402
 from soundtrail.data.shards import read_manifest  # noqa: E402
 from soundtrail.flows.runtime import accelerator_options, prefect_api, ray_task_runner, shared_ray  # noqa: E402
-from soundtrail.flows.tokenize import tokenize_flow  # noqa: E402
+from soundtrail.flows.stage import stage_flow  # noqa: E402
+from soundtrail.flows.tokenize import TOKENIZE, tokenize_flow  # noqa: E402
 from soundtrail.models.codec import CodecConfig, NeuralCodec  # noqa: E402
 from soundtrail.provenance.ledger import Ledger  # noqa: E402
 from soundtrail.workspace import Workspace  # noqa: E402
@@ -71,9 +74,10 @@ def encode_group_task(set_dir: str, codec_path: str, group: list[dict[str, Any]]
     return {"entry": result.entry, "skipped": result.skipped}
 
 
-@flow(name="tokenize-per-group-tasks")
-def per_group_tokenize_flow(workspace: str) -> dict[str, Any]:
-    """The tokenize flow before the actor pool (fresh shard sets only: nothing stale to rewrite)."""
+@stage_flow(dataclasses.replace(TOKENIZE, name="tokenize-per-group-tasks"))
+def per_group_tokenize_flow(workspace: str | None = None) -> dict[str, Any]:
+    """The tokenize flow before the actor pool (fresh shard sets only: nothing stale to rewrite), in the same
+    stage wrapper (lineage, artifacts) as the pool's flow, so that only the encoding differs."""
     from prefect_ray.context import remote_options
 
     ws = Workspace(workspace)
