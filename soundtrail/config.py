@@ -44,6 +44,9 @@ class LicenseSettings(_Section):
     allow: list[str] = Field(default_factory=lambda: ["CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0"])
     deny: list[str] = Field(default_factory=lambda: ["CC-BY-NC-4.0", "CC-BY-NC-SA-4.0", "CC-BY-ND-4.0"])
     aliases: dict[str, str] = Field(default_factory=dict)
+    allow_base_models: list[str] = Field(default_factory=list, description="base models (by their [base_models] "
+                                         "name) used although the policy refuses their licence: an exception on "
+                                         "record, never a change of the policy")
 
 
 class IngestSettings(_Section):
@@ -77,11 +80,34 @@ class TokenizeSettings(_Section):
 class TrainSettings(_Section):
     ar_steps: int = Field(300, ge=1)  # <family>_steps: each generator family's default (its default_steps)
     diffusion_steps: int = Field(300, ge=1)
+    musicgen_steps: int = Field(200, ge=1)
+    # continue: a family trained again on new shards starts from its previous model's weights (recorded as the new
+    # model's parent) unless that model saw an asset no longer accepted; scratch: always from new weights (or from
+    # the family's base model)
+    init: Literal["continue", "scratch"] = "continue"
     batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     crop_seconds: float = Field(2.0, gt=0, description="length of the training crops taken from shard segments")
     text_encoder: Literal["auto", "minilm", "learned"] = "auto"  # auto: the packaged MiniLM when installed
     seed: int = 0
+
+
+class BaseModelSettings(_Section):
+    """A pretrained model in a local folder that a fine-tuning family starts from (``[base_models.<family>]``).
+
+    The base model is an input like an asset: its licence goes through ``[licenses]`` and it is recorded in the
+    ledger, with the statement of what it was trained on, before anything trains from it.
+    """
+
+    path: str = Field(description="folder written by save_pretrained; relative paths are in the workspace")
+    name: str = Field("", description="its published name (e.g. facebook/musicgen-small); '' = the folder's name")
+    license: str = Field("", description="SPDX id of its weights' licence; '' = the model card's (README.md) "
+                                         "`license:`")
+    training_data: str = Field("", description="what its publisher says it was trained on (required)")
+    lora_rank: int = Field(0, ge=0, description="0 trains every weight; r > 0 trains LoRA adapters of rank r "
+                                                "on the decoder's linear layers instead")
+    learning_rate: float = Field(1e-5, gt=0, description="fine-tuning moves pretrained weights less than [train] "
+                                                         "learning_rate moves new ones (LoRA adapters take ~1e-4)")
 
 
 _METHOD_THRESHOLD = re.compile(r"\w+_(flag|block)")
@@ -163,6 +189,9 @@ class Settings(_Section):
     codec: CodecSettings = Field(default_factory=CodecSettings)
     tokenize: TokenizeSettings = Field(default_factory=TokenizeSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
+    base_models: dict[str, BaseModelSettings] = Field(
+        default_factory=dict, description="family name -> the pretrained model it fine-tunes (checked against the "
+                                          "registry when that family trains)")
     screening: ScreeningSettings = Field(default_factory=ScreeningSettings)
     watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
     credentials: CredentialSettings = Field(default_factory=CredentialSettings)

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from soundtrail.checkpoint import load_weights, read_config
+from soundtrail.checkpoint import load_weights, read_config, start_from
 from soundtrail.codec.codecs import Codec, load_codec
 from soundtrail.config import TrainSettings
 from soundtrail.models.conditioning import (
@@ -131,16 +131,21 @@ def diffusion_loss(model: TextToLatent, batch: Batch) -> torch.Tensor:
 
 def train_diffusion(model: TextToLatent, make_batches: Callable[[int], Iterator[Batch]], loop: LoopConfig,
                     optimizer: OptimizerConfig, checkpoint_dir: str | Path, stats_batches: int = 8,
-                    metadata: dict[str, Any] | None = None, on_step: StepCallback | None = None) -> TrainResult:
+                    metadata: dict[str, Any] | None = None, on_step: StepCallback | None = None,
+                    init: str | Path | None = None) -> TrainResult:
     """Set the latent statistics from the first ``stats_batches`` batches, then run the shared training loop.
 
     ``make_batches(start_step)`` yields ``(latents [B,D,F], texts)`` from that step on. The checkpoint's
     config.json holds :func:`model_config` under ``config`` and ``metadata`` beside it (e.g. the shards read).
+    ``init``: a finished checkpoint of the same architecture to start from; its weights and its latent statistics
+    (what its weights were trained to read) replace the fresh ones.
     """
     first = [latents for latents, _ in islice(make_batches(0), stats_batches)]
     if not first:
         raise ValueError("make_batches(0) yielded no batches")
     model.dit.set_latent_stats(torch.cat([latents.float().cpu() for latents in first]))
+    if init is not None:
+        start_from(init, model, KIND, model_config(model))
     unit = LossUnit(KIND, model, model_config(model), diffusion_loss, optimizer)
     return train_loop(unit, make_batches, loop, Path(checkpoint_dir), metadata=metadata, on_step=on_step)
 
@@ -150,9 +155,13 @@ class DiffusionFamily:
 
     name = KIND
     sampling_steps = True
+    fine_tunes = False
 
     def default_steps(self, train: TrainSettings) -> int:
         return train.diffusion_steps
+
+    def text_encoder_id(self, settings: GeneratorSettings) -> str:
+        return build_text_encoder(settings.text_encoder).encoder_id
 
     def baselines(self, data: TrainingData) -> dict[str, float]:
         return {}
@@ -173,7 +182,8 @@ class DiffusionFamily:
                 yield latents, batch["text"]
 
         return train_diffusion(model, make_batches, settings.loop(), settings.optimizer(), checkpoint_dir,
-                               metadata={"codec_id": data.codec_id, "shards": data.shard_ids}, on_step=on_step)
+                               metadata={"codec_id": data.codec_id, "shards": data.shard_ids}, on_step=on_step,
+                               init=settings.init)
 
     def load(self, checkpoint_dir: Path, device: torch.device | str) -> TextToLatent:
         return load_model(checkpoint_dir, device)

@@ -6,6 +6,11 @@
     family.load(checkpoint_dir, device) -> network                            in eval mode
     family.generate(network, codec, prompt, frames, seed, sampling) -> Sampled     audio (and codes, if tokens)
 
+Where a run's weights begin is decided by the stage (:mod:`soundtrail.train.start`) and handed to the family in
+its settings: ``settings.init``, a finished checkpoint of the same family to continue from (the new model's
+parent), or else the family's fresh start: new random weights, or ``settings.base``, the pretrained model a
+fine-tuning family (``fine_tunes``) starts from.
+
 The registry (name -> family) is :mod:`soundtrail.train.families`; the stage code that picks the shards and
 records the model is :mod:`soundtrail.train.stage`. A family sees neither the workspace nor the ledger.
 """
@@ -39,6 +44,16 @@ class TrainingData:
 
 
 @dataclass(frozen=True)
+class BaseModel:
+    """A pretrained model in a local folder that a fine-tuning family starts from, and how it is adapted."""
+
+    path: str
+    id: str  # the digest of its weights (the ledger's base_models id): a changed folder is another base model
+    lora_rank: int = 0  # 0: every weight trains; r > 0: LoRA adapters of rank r instead
+    learning_rate: float = 1e-5  # the fine-tuning's own, in place of GeneratorSettings.learning_rate
+
+
+@dataclass(frozen=True)
 class GeneratorSettings:
     """How one training run reads the shards and optimises (``[train]`` in soundtrail.toml; steps per family)."""
 
@@ -48,6 +63,8 @@ class GeneratorSettings:
     crop_seconds: float
     text_encoder: str
     seed: int
+    init: str | None = None  # a finished checkpoint of the family whose weights this run starts from (its parent)
+    base: BaseModel | None = None  # the pretrained model a fine-tuning family starts from when ``init`` is None
 
     def loop(self) -> LoopConfig:
         return LoopConfig(steps=self.steps, checkpoint_every=max(25, self.steps // 4),
@@ -82,9 +99,15 @@ class GeneratorFamily(Protocol):
 
     name: str  # the registry key, the checkpoints' and the ledger's ``kind``
     sampling_steps: bool  # whether Sampling.steps trades speed for quality (what `eval compare` sweeps)
+    fine_tunes: bool  # starts from a pretrained base model ([base_models.<name>]) rather than random weights
 
     def default_steps(self, train: TrainSettings) -> int:
         """Training steps when the command names none (the family's key in ``[train]``)."""
+        ...
+
+    def text_encoder_id(self, settings: GeneratorSettings) -> str:
+        """The id of the text encoder a run with ``settings`` reads captions with (recorded with the model; a run
+        continues only from a model that read them the same way)."""
         ...
 
     def baselines(self, data: TrainingData) -> dict[str, float]:
@@ -93,7 +116,8 @@ class GeneratorFamily(Protocol):
 
     def train(self, data: TrainingData, settings: GeneratorSettings, checkpoint_dir: Path,
               on_step: StepCallback | None) -> TrainResult:
-        """Train (or resume, or find finished) a model in ``checkpoint_dir`` through the shared loop."""
+        """Train (or resume, or find finished) a model in ``checkpoint_dir`` through the shared loop, from the
+        weights of ``settings.init`` when it is set (see the module docstring)."""
         ...
 
     def load(self, checkpoint_dir: Path, device: torch.device | str) -> Any:

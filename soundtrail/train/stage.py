@@ -2,9 +2,11 @@
 
 Generators read only the *current* shards of the codec's shard set (superseded shards hold revoked assets), and
 the model record lists exactly those shards by sha256 plus the codec, so ``audit model`` can walk back to every
-licensed source and ``takedown`` forward to the model. The codec trains on accepted assets minus a held-out set,
-and its record lists the assets that contributed. A checkpoint folder is named after everything its run's resume
-check compares, so a changed setting trains beside a finished run instead of refusing its folder.
+licensed source and ``takedown`` forward to the model. Where a generator's weights begin (its previous model,
+recorded as its parent, or afresh, and a fine-tuning family's base model) is :mod:`soundtrail.train.start`. The
+codec trains on accepted assets minus a held-out set, and its record lists the assets that contributed. A
+checkpoint folder is named after everything its run's resume check compares (where it starts among it), so a
+changed setting trains beside a finished run instead of refusing its folder.
 """
 
 from __future__ import annotations
@@ -23,13 +25,13 @@ from soundtrail.codec.stage import record_codec, resolve_codec, split_assets
 from soundtrail.codec.tokenize import shard_set_dir
 from soundtrail.data.shards import manifest_entries, read_codec_info
 from soundtrail.models.codec import CodecConfig
-from soundtrail.models.conditioning import build_text_encoder
 from soundtrail.provenance.ledger import Ledger, utc_now
 from soundtrail.provenance.records import CodecRecord, ModelRecord
 from soundtrail.train.codec import CodecTrainConfig, train_codec
-from soundtrail.train.families import FAMILIES, family
-from soundtrail.train.generator import GeneratorSettings, TrainingData
+from soundtrail.train.families import FAMILIES, check_family_names, family
+from soundtrail.train.generator import BaseModel, GeneratorSettings, TrainingData
 from soundtrail.train.loop import StepCallback
+from soundtrail.train.start import admit_base_model, starting_point
 from soundtrail.workspace import Workspace
 
 
@@ -43,7 +45,8 @@ class TrainedModel:
         """The command's JSON: the record's essentials, the shards as a count."""
         model = self.model
         return {"model_id": model.id, "kind": model.kind, "path": model.path, "codec_id": model.codec_id,
-                "shards": len(model.shards), "metrics": dict(model.metrics)}
+                "shards": len(model.shards), "metrics": dict(model.metrics), "parent": model.parent,
+                "predecessor": model.predecessor, "base_model": model.base_model, "init_reason": model.init_reason}
 
 
 @dataclass(frozen=True)
@@ -129,20 +132,31 @@ def train_generator(workspace: Workspace, kind: str, steps: int | None = None, o
                     run_id: str | None = None) -> TrainedModel:
     """Train (or resume, or find finished) a model of family ``kind`` on the current shards; record it.
 
-    ``on_step(step, loss)`` runs after every optimizer step this call takes.
+    It starts from the family's previous model or afresh (:func:`~soundtrail.train.start.starting_point`), a
+    fine-tuning family afresh from its admitted base model. ``on_step(step, loss)`` runs after every optimizer
+    step this call takes.
     """
     generator = family(kind)
+    check_family_names(workspace.settings.base_models, "[base_models]")
+    base = admit_base_model(workspace, kind)
     train = workspace.settings.train
     settings = GeneratorSettings(steps or generator.default_steps(train), train.batch_size, train.learning_rate,
-                                 train.crop_seconds, train.text_encoder, train.seed)
+                                 train.crop_seconds, train.text_encoder, train.seed,
+                                 base=None if base is None else BaseModel(
+                                     base.path, base.id, workspace.settings.base_models[kind].lora_rank,
+                                     workspace.settings.base_models[kind].learning_rate))
     data = training_data(workspace)
+    text_encoder = generator.text_encoder_id(settings)
+    start = starting_point(workspace, kind, data, text_encoder, base)
+    settings = dataclasses.replace(settings, init=start.init)
     directory = run_dir(workspace, kind, data, settings)
     result = generator.train(data, settings, directory, on_step)
     metrics = {"initial_loss": result.initial_loss, "final_loss": result.final_loss, "steps": result.total_steps,
                "device": result.device, **generator.baselines(data)}
     model = ModelRecord(sha256_file(directory / "model.safetensors")[:16], kind, str(directory), data.codec_id,
-                        tuple(sorted(data.shard_ids)), build_text_encoder(settings.text_encoder).encoder_id,
-                        result.total_steps, metrics, utc_now())
+                        tuple(sorted(data.shard_ids)), text_encoder, result.total_steps, metrics, utc_now(),
+                        parent=start.parent.id if start.parent is not None else None, predecessor=start.predecessor,
+                        base_model=base.id if base is not None else None, init_reason=start.reason)
     return TrainedModel(record_model(workspace, model, run_id))
 
 

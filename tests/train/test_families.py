@@ -15,7 +15,7 @@ from tests.conftest import run_cli
 
 
 def test_every_family_is_registered_under_its_own_name() -> None:
-    assert list(FAMILIES) == ["ar", "diffusion"]
+    assert list(FAMILIES) == ["ar", "diffusion", "musicgen"]
     assert all(registered.name == name for name, registered in FAMILIES.items())
     assert family("diffusion") is FAMILIES["diffusion"]
 
@@ -31,7 +31,8 @@ def test_an_unknown_name_is_refused_with_the_registered_ones() -> None:
 def test_the_train_command_refuses_an_unregistered_family_as_a_usage_error(tmp_path: Path, capsys) -> None:
     code, out, err = run_cli(["train", "gan", "-w", tmp_path / "ws"], capsys)
     assert code == 2 and out == ""
-    assert "unknown generator family 'gan'; registered: ar, diffusion" in " ".join(err.replace("│", " ").split())
+    message = " ".join(err.replace("│", " ").split())
+    assert "unknown generator family 'gan'; registered: ar, diffusion, musicgen" in message
 
 
 def test_a_family_added_to_the_table_is_known_everywhere_that_reads_it(tmp_path: Path, capsys,
@@ -47,5 +48,5 @@ def test_a_family_added_to_the_table_is_known_everywhere_that_reads_it(tmp_path:
         resolve_model(workspace, "ar-variant")
     check_family_names(["ar-variant"], "[pipeline] models")
     with pytest.raises(ValueError, match=r"no model 'gan' in the ledger; name a model id or a generator family "
-                                         r"\(ar, diffusion, ar-variant\)"):
+                                         r"\(ar, diffusion, musicgen, ar-variant\)"):
         resolve_model(workspace, "gan")
