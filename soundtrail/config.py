@@ -180,7 +180,6 @@ class Settings(_Section):
 
     ledger_url: str = "sqlite:///ledger.db"
     ray_address: str = ""
-    storage_uri: str = Field("", description="pyarrow.fs/fsspec URI for shards on a cluster; '' = the workspace")
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     licenses: LicenseSettings = Field(default_factory=LicenseSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -202,7 +201,6 @@ class Settings(_Section):
 ENVIRONMENT_OVERRIDES = {
     "SOUNDTRAIL_LEDGER_URL": "ledger_url",
     "SOUNDTRAIL_RAY_ADDRESS": "ray_address",
-    "SOUNDTRAIL_STORAGE_URI": "storage_uri",
 }
 
 
