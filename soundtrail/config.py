@@ -50,7 +50,8 @@ class LicenseSettings(_Section):
 
 
 class IngestSettings(_Section):
-    batch_size: int = Field(16, ge=1, description="files per Prefect task (a task costs ~20 ms)")
+    # Each Prefect task carries a fixed scheduling cost; a batch of files keeps it small beside the analysis.
+    batch_size: int = Field(16, ge=1, description="files per Prefect task")
     min_duration_s: float = Field(1.0, ge=0)
     max_duration_s: float = Field(1800.0, gt=0, description="longer files are quarantined, read from the header")
     max_decoded_mb: float = Field(4000.0, gt=0, description="files decoding to more float32 samples (frames x "
