@@ -50,7 +50,8 @@ class LicenseSettings(_Section):
 
 
 class IngestSettings(_Section):
-    batch_size: int = Field(16, ge=1, description="files per Prefect task (a task costs ~20 ms)")
+    # Each Prefect task carries a fixed scheduling cost; a batch of files keeps it small beside the analysis.
+    batch_size: int = Field(16, ge=1, description="files per Prefect task")
     min_duration_s: float = Field(1.0, ge=0)
     max_duration_s: float = Field(1800.0, gt=0, description="longer files are quarantined, read from the header")
     max_decoded_mb: float = Field(4000.0, gt=0, description="files decoding to more float32 samples (frames x "
@@ -182,7 +183,6 @@ class Settings(_Section):
 
     ledger_url: str = "sqlite:///ledger.db"
     ray_address: str = ""
-    storage_uri: str = Field("", description="pyarrow.fs/fsspec URI for shards on a cluster; '' = the workspace")
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     licenses: LicenseSettings = Field(default_factory=LicenseSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -204,7 +204,6 @@ class Settings(_Section):
 ENVIRONMENT_OVERRIDES = {
     "SOUNDTRAIL_LEDGER_URL": "ledger_url",
     "SOUNDTRAIL_RAY_ADDRESS": "ray_address",
-    "SOUNDTRAIL_STORAGE_URI": "storage_uri",
 }
 
 
