@@ -50,7 +50,8 @@ class LicenseSettings(_Section):
 
 
 class IngestSettings(_Section):
-    batch_size: int = Field(16, ge=1, description="files per Prefect task (a task costs ~20 ms)")
+    # Each Prefect task carries a fixed scheduling cost; a batch of files keeps it small beside the analysis.
+    batch_size: int = Field(16, ge=1, description="files per Prefect task")
     min_duration_s: float = Field(1.0, ge=0)
     max_duration_s: float = Field(1800.0, gt=0, description="longer files are quarantined, read from the header")
     max_decoded_mb: float = Field(4000.0, gt=0, description="files decoding to more float32 samples (frames x "
@@ -78,8 +79,10 @@ class CodecSettings(_Section):
 
 class TokenizeSettings(_Section):
     segment_s: float = Field(5.0, gt=0)
-    assets_per_shard: int = Field(8, ge=1, description="assets per shard, and per Ray encode task")
+    assets_per_shard: int = Field(8, ge=1, description="assets per shard, and per call to an encoder actor")
     batch_size: int = Field(16, ge=1)
+    workers: int = Field(0, ge=0, description="encoder actors of one CPU each when the cluster has no GPU (0: one "
+                                              "per CPU of the cluster); with GPUs, one actor per GPU")
 
 
 class TrainSettings(_Section):
@@ -191,7 +194,6 @@ class Settings(_Section):
 
     ledger_url: str = "sqlite:///ledger.db"
     ray_address: str = ""
-    storage_uri: str = Field("", description="pyarrow.fs/fsspec URI for shards on a cluster; '' = the workspace")
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     licenses: LicenseSettings = Field(default_factory=LicenseSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -213,7 +215,6 @@ class Settings(_Section):
 ENVIRONMENT_OVERRIDES = {
     "SOUNDTRAIL_LEDGER_URL": "ledger_url",
     "SOUNDTRAIL_RAY_ADDRESS": "ray_address",
-    "SOUNDTRAIL_STORAGE_URI": "storage_uri",
 }
 
 

@@ -21,7 +21,8 @@ k-means centroids of the first batch they see, and a code that wins no vector fo
 Quantizer dropout trains with a random number of active codebooks, so one model serves every
 bitrate from ``1`` to ``K`` codebooks (``encode(wav, n_q)``).
 
-Imports only torch: tasks/codec.py owns data, losses, training and checkpoints.
+Imports only torch: soundtrail/train/codec.py owns data, losses and training, soundtrail/checkpoint.py
+checkpoints.
 """
 
 from __future__ import annotations
