@@ -1,8 +1,10 @@
-"""Typed records of what the stages hand each other: a codec, a model and a base model, as the ledger holds them.
+"""Typed records of what the stages hand each other: an asset, a codec, a model and a base model, as the ledger
+holds them (an output travels as the release gate's ``ReleaseResult``).
 
 Small frozen dataclasses in the manner of lhotse's manifests: :meth:`from_row` reads a ledger projection row
 (``Ledger.get`` / ``Ledger.rows``), :meth:`to_dict` gives that row back, JSON-plain, and :meth:`fields` is the part
-a ledger write takes (everything but the ``id``). Columns a row leaves empty read as empty values, so a record
+a ledger write takes (everything but the ``id``). :class:`AssetRecord` is read only: ingest writes an asset's
+row, and the stages after it need only what it names. Columns a row leaves empty read as empty values, so a record
 written by an older version still loads. Sequences are tuples here and lists in the dicts, as JSON has them.
 
 A codec's and a model's ``status`` and ``takedowns`` are the governance state a takedown writes
@@ -19,6 +21,32 @@ from typing import Any
 
 CURRENT = "current"
 AFFECTED_BY_TAKEDOWN = "affected-by-takedown"
+
+
+def caption_for(row: Mapping[str, Any]) -> str:
+    """The conditioning text of an asset row: its description, else title and tags."""
+    if row.get("description"):
+        return str(row["description"])
+    parts = [row.get("title") or "", ", ".join(row.get("tags") or [])]
+    return ". ".join(part for part in parts if part)
+
+
+@dataclass(frozen=True)
+class AssetRecord:
+    """An admitted recording as tokenize and evaluation see it (ledger table ``assets``): where its audio is,
+    the caption it is conditioned on, and the terms every segment cut from it carries into a shard."""
+
+    id: str
+    path: str
+    caption: str = ""
+    tags: tuple[str, ...] = ()
+    license: str | None = None
+    rights_holder: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> AssetRecord:
+        return cls(id=row["id"], path=row["path"], caption=caption_for(row), tags=tuple(row.get("tags") or ()),
+                   license=row.get("license"), rights_holder=row.get("rights_holder"))
 
 
 @dataclass(frozen=True)
