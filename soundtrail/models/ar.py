@@ -79,6 +79,13 @@ class ARConfig:
         return cls(**{key: value for key, value in values.items() if key in known})
 
 
+def ar_small(cond_dim: int = 256, codebook_size: int = 256, n_codebooks: int = 4) -> ARConfig:
+    """Between the CPU default and MusicGen-small (about 30 M parameters): 8 layers, width 512, 8 heads; sized for
+    one GPU and a corpus of hours rather than weeks."""
+    return ARConfig(n_codebooks=n_codebooks, codebook_size=codebook_size, cond_dim=cond_dim, d_model=512,
+                    n_layers=8, n_heads=8)
+
+
 def musicgen_small(cond_dim: int = 768, codebook_size: int = 2048, n_codebooks: int = 4) -> ARConfig:
     """MusicGen-small's size (420 M parameters): 24 layers, width 1024, 16 heads, 4 codebooks of 2048."""
     return ARConfig(n_codebooks=n_codebooks, codebook_size=codebook_size, cond_dim=cond_dim, d_model=1024,

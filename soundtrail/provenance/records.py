@@ -24,16 +24,17 @@ class CodecRecord:
     assets: tuple[str, ...] = ()  # the accepted assets it trained on (none for a pretrained codec)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     created_at: str | None = None
+    training: Mapping[str, Any] = field(default_factory=dict)  # world_size, assets_by_rank (trained here only)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> CodecRecord:
         return cls(id=row["id"], kind=row["kind"], path=row["path"], config=dict(row.get("config") or {}),
                    assets=tuple(row.get("assets") or ()), metrics=dict(row.get("metrics") or {}),
-                   created_at=row.get("created_at"))
+                   created_at=row.get("created_at"), training=dict(row.get("training") or {}))
 
     def fields(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "config": dict(self.config), "assets": list(self.assets),
-                "metrics": dict(self.metrics), "created_at": self.created_at}
+                "metrics": dict(self.metrics), "created_at": self.created_at, "training": dict(self.training)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, **self.fields()}
@@ -52,17 +53,21 @@ class ModelRecord:
     steps: int | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
     created_at: str | None = None
+    # preset, config (the full architecture), world_size, batch_size (per rank), grad_accum, ema_decay,
+    # shards_by_rank (the sha256s each data-parallel rank read)
+    training: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ModelRecord:
         return cls(id=row["id"], kind=row["kind"], path=row["path"], codec_id=row["codec_id"],
                    shards=tuple(row.get("shards") or ()), text_encoder=row.get("text_encoder"),
-                   steps=row.get("steps"), metrics=dict(row.get("metrics") or {}), created_at=row.get("created_at"))
+                   steps=row.get("steps"), metrics=dict(row.get("metrics") or {}), created_at=row.get("created_at"),
+                   training=dict(row.get("training") or {}))
 
     def fields(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "codec_id": self.codec_id, "shards": list(self.shards),
                 "text_encoder": self.text_encoder, "steps": self.steps, "metrics": dict(self.metrics),
-                "created_at": self.created_at}
+                "created_at": self.created_at, "training": dict(self.training)}
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, **self.fields()}

@@ -143,6 +143,7 @@ class CodecRow(Projection):
     assets: Mapped[Any] = _json()
     metrics: Mapped[Any] = _json()
     created_at: Mapped[str | None] = _text()
+    training: Mapped[Any] = _json()  # how it was trained: world size, the assets each rank read
 
 
 class Shard(Projection):
@@ -170,6 +171,7 @@ class ModelRow(Projection):
     steps: Mapped[int | None] = _int()
     metrics: Mapped[Any] = _json()
     created_at: Mapped[str | None] = _text()
+    training: Mapped[Any] = _json()  # preset and full config, world size, the shards each rank read
 
 
 class Output(Projection):

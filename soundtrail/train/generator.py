@@ -2,9 +2,16 @@
 
 ::
 
-    family.train(data, settings, checkpoint_dir, on_step) -> TrainResult     trains through train/loop.py
+    family.presets: {name: config factory}                                    the sizes ``[model] <family>`` names
+    family.train(data, settings, checkpoint_dir, on_step, placement) -> TrainResult
+                                                                              one rank's training, through
+                                                                              train/loop.py
     family.load(checkpoint_dir, device) -> network                            in eval mode
     family.generate(network, codec, prompt, frames, seed, sampling) -> Sampled     audio (and codes, if tokens)
+
+``train`` runs once per data-parallel rank (``placement``: which rank of how many, its device, its checkpoint
+store); it builds the same model on every rank and reads the rank's own batches, and the loop and the unit do
+the rest. A family that starts from a pretrained model rather than a preset says so in its own settings.
 
 The registry (name -> family) is :mod:`soundtrail.train.families`; the stage code that picks the shards and
 records the model is :mod:`soundtrail.train.stage`. A family sees neither the workspace nor the ledger.
@@ -12,6 +19,7 @@ records the model is :mod:`soundtrail.train.stage`. A family sees neither the wo
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,10 +28,10 @@ import numpy as np
 import torch
 
 from soundtrail.codec.codecs import Codec
-from soundtrail.config import TrainSettings
+from soundtrail.config import ModelSettings, TrainSettings
 from soundtrail.data.dataset import ShardStream
 from soundtrail.data.shards import CodecInfo
-from soundtrail.train.loop import LoopConfig, StepCallback, TrainResult
+from soundtrail.train.loop import LoopConfig, Placement, StepCallback, TrainResult
 from soundtrail.train.unit import OptimizerConfig
 
 
@@ -40,14 +48,19 @@ class TrainingData:
 
 @dataclass(frozen=True)
 class GeneratorSettings:
-    """How one training run reads the shards and optimises (``[train]`` in soundtrail.toml; steps per family)."""
+    """How one training run reads the shards and optimises (``[train]`` in soundtrail.toml; steps per family) and
+    the model's size (its preset, ``[model]``)."""
 
     steps: int
-    batch_size: int
+    batch_size: int  # examples per optimizer step on each rank
     learning_rate: float
     crop_seconds: float
     text_encoder: str
     seed: int
+    preset: str = "tiny"
+    grad_accum: int = 1
+    ema_decay: float = 0.0
+    loader_workers: int = 0  # how the batches are read, not what they are: no part of the run's identity
 
     def loop(self) -> LoopConfig:
         return LoopConfig(steps=self.steps, checkpoint_every=max(25, self.steps // 4),
@@ -55,12 +68,29 @@ class GeneratorSettings:
 
     def optimizer(self) -> OptimizerConfig:
         return OptimizerConfig(lr=self.learning_rate, min_lr=self.learning_rate / 10,
-                               warmup_steps=min(50, self.steps // 10))
+                               warmup_steps=min(50, self.steps // 10), grad_accum=self.grad_accum,
+                               ema_decay=self.ema_decay)
 
-    def stream(self, data: TrainingData) -> ShardStream:
-        """Random crops of ``crop_seconds`` from the shard segments, the same for every family."""
-        frames = max(8, int(self.crop_seconds * data.codec.frame_rate))
-        return ShardStream(data.files, frames, seed=self.seed)
+    def stream(self, data: TrainingData, placement: Placement | None = None) -> ShardStream:
+        """Random crops of ``crop_seconds`` from the shard segments for ``placement``'s rank (default: the whole
+        stream of a single process), the same for every family."""
+        placement = placement or Placement()
+        return ShardStream(data.files, self.frames(data), self.batch_size, seed=self.seed, rank=placement.rank,
+                           world_size=placement.world_size)
+
+    def frames(self, data: TrainingData) -> int:
+        """Codec frames in one training crop."""
+        return max(8, int(self.crop_seconds * data.codec.frame_rate))
+
+    def batches(self, data: TrainingData, placement: Placement, start_step: int) -> Iterator[dict[str, Any]]:
+        """The rank's batches from ``start_step`` on, read by ``loader_workers`` DataLoader processes (or here)."""
+        return self.stream(data, placement).batches(start_step, self.loader_workers)
+
+    def shards_read(self, data: TrainingData, world_size: int) -> list[list[str]]:
+        """For each rank, the sha256s of the shards its batches came from over the whole run."""
+        ids = dict(zip(data.files, data.shard_ids, strict=True))
+        return [[ids[path] for path in self.stream(data, Placement(rank, world_size)).shards_read(self.steps)]
+                for rank in range(world_size)]
 
 
 @dataclass(frozen=True)
@@ -82,9 +112,14 @@ class GeneratorFamily(Protocol):
 
     name: str  # the registry key, the checkpoints' and the ledger's ``kind``
     sampling_steps: bool  # whether Sampling.steps trades speed for quality (what `eval compare` sweeps)
+    presets: Mapping[str, Callable[..., Any]]  # model sizes by name: what [model] may name for this family
 
     def default_steps(self, train: TrainSettings) -> int:
         """Training steps when the command names none (the family's key in ``[train]``)."""
+        ...
+
+    def preset(self, model: ModelSettings) -> str:
+        """The model size the workspace asks for (the family's key in ``[model]``)."""
         ...
 
     def baselines(self, data: TrainingData) -> dict[str, float]:
@@ -92,8 +127,9 @@ class GeneratorFamily(Protocol):
         ...
 
     def train(self, data: TrainingData, settings: GeneratorSettings, checkpoint_dir: Path,
-              on_step: StepCallback | None) -> TrainResult:
-        """Train (or resume, or find finished) a model in ``checkpoint_dir`` through the shared loop."""
+              on_step: StepCallback | None, placement: Placement) -> TrainResult:
+        """Train (or resume, or find finished) a model in ``checkpoint_dir`` through the shared loop, as
+        ``placement``'s rank."""
         ...
 
     def load(self, checkpoint_dir: Path, device: torch.device | str) -> Any:
