@@ -272,8 +272,9 @@ def read_span(path: str | Path, start: int, length: int, sample_rate: int) -> np
     """``length`` mono samples at ``sample_rate`` from sample ``start`` (at that rate) of ``path``, zeros past its
     end, decoding only that stretch of the file: a random crop without decoding the whole file.
 
-    At another rate the stretch is read with a few dozen samples of context on each side, so the resampling
-    filter sees the audio around the crop rather than silence; the crop starts within a sample of ``start``.
+    At another rate the stretch is read from an input sample that lands exactly on an output sample, with a few
+    milliseconds of context before and after, so the resampling filter sees the audio around the crop rather than
+    silence: the crop is what resampling the whole file gives there (to the filter's float32 rounding).
     """
     with sf.SoundFile(str(path)) as handle:
         rate = int(handle.samplerate)
@@ -281,12 +282,13 @@ def read_span(path: str | Path, start: int, length: int, sample_rate: int) -> np
             handle.seek(min(start, handle.frames))
             audio = mono_frames(handle.read(length, dtype="float32", always_2d=True))
         else:
-            margin = math.ceil(_SPAN_CONTEXT_S * rate)
-            first = max(0, start * rate // sample_rate - margin)
-            handle.seek(min(first, handle.frames))
-            count = math.ceil(length * rate / sample_rate) + 2 * margin
+            up, down = _ratio(rate, sample_rate)  # output sample k * up is input sample k * down
+            context = math.ceil(_SPAN_CONTEXT_S * sample_rate)
+            block = max(0, start - context) // up
+            skip = start - block * up
+            handle.seek(min(block * down, handle.frames))
+            count = math.ceil((skip + length + context) * down / up)
             audio = resample(mono_frames(handle.read(count, dtype="float32", always_2d=True)), rate, sample_rate)
-            skip = round(start - first * sample_rate / rate)
             audio = audio[skip:skip + length]
     out = np.zeros(length, dtype=np.float32)
     out[:len(audio)] = audio

@@ -14,8 +14,8 @@ from soundtrail import checkpoint
 from soundtrail.atomic import sha256_file
 from soundtrail.audio import write_wav
 from soundtrail.codec.codecs import SoundtrailCodec, load_codec
-from soundtrail.models.codec import CodecConfig
 from soundtrail.data.crops import sample_segments
+from soundtrail.models.codec import CodecConfig
 from soundtrail.train.codec import CodecTrainConfig, train_codec
 
 SR = 8000
