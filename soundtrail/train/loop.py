@@ -253,6 +253,9 @@ def _differences(stored: Any, wanted: Any, path: str) -> list[str]:
 
 def _check_same_run(directory: Path, identity: dict[str, Any]) -> None:
     document = checkpoint.read_config(directory)
+    if document.get("kind") != identity["kind"]:
+        raise ValueError(f"{directory} holds a {document.get('kind')!r} checkpoint, not {identity['kind']!r}; "
+                         "train into a new directory")
     differences = _differences({key: document.get(key) for key in identity}, identity, "")
     if differences:
         raise ValueError(f"{directory} holds a different run ({'; '.join(differences)}); train into a new "
