@@ -4,8 +4,10 @@ Contenders, for the AR and diffusion generators at the ``tiny`` preset and the c
 in-process loop (no Ray Train: what ``[scaling] workers = 1`` runs), one Ray Train worker, two Ray Train workers.
 Every worker holds one CPU and runs one torch thread (the in-process loop too), and each trains ``batch``
 examples per step (weak scaling: two workers take twice the examples per step). Examples per second are
-measured inside rank 0 from the end of the warm-up steps to the last step, so worker start-up (seconds) is left
-out; it is printed apart, as the launcher's wall time less the measured steps.
+examples per step over the median step time inside rank 0 after the warm-up steps (a median, so a burst from a
+neighbouring process moves it little), so worker start-up (seconds) is left out; it is printed apart, as the
+launcher's wall time less the training steps. The machine's load average is printed before and after: on a
+shared machine, data-parallel steps wait for the slowest worker, so load hurts two workers more than one.
 
 Data: shards of random codes of the default codec layout (16 kHz, 50 frames/s, 4 x 256; throughput does not
 depend on the values), an untrained ``cpu-16k`` codec for the diffusion latents, and synthetic melodies (44.1 kHz
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -72,7 +75,7 @@ def corpus(root: Path, shards: int, segments: int) -> tuple[TrainingData, list[s
         stereo = np.stack([tone, 0.9 * tone]).astype(np.float32)
         path = root / "audio" / f"melody-{index}.wav"
         path.parent.mkdir(parents=True, exist_ok=True)
-        write_wav(path, stereo.T, 44_100)
+        write_wav(path, stereo, 44_100)
         audio.append(str(path))
     return TrainingData(codec_id, str(codec_dir), info, files, ids), audio
 
@@ -106,9 +109,8 @@ def measure(train: Callable[[Path, Placement, StepCallback], TrainResult], launc
     launcher(work, folder, None)
     wall = time.perf_counter() - started
     ends = json.loads(times_file.read_text())
-    measured = ends[-1] - ends[warmup - 1]
-    examples = (len(ends) - warmup) * batch * launcher.world_size
-    return examples / measured, wall - (ends[-1] - ends[0])
+    step_seconds = float(np.median(np.diff(ends[warmup - 1:])))
+    return batch * launcher.world_size / step_seconds, wall - (ends[-1] - ends[0])
 
 
 def main() -> None:
@@ -129,7 +131,8 @@ def main() -> None:
         "2 workers": RayTrainLauncher(ScalingSettings(workers=2, gpus_per_worker=0, max_failures=0)),
     }
     print(f"CPU threads {torch.get_num_threads()} a worker, {args.batch} examples a step a worker, "
-          f"{args.steps} steps ({args.warmup} warm-up)")
+          f"{args.steps} steps ({args.warmup} warm-up); load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs")
     print(f"{'model':<10} {'in-process':>12} {'1 worker':>12} {'2 workers':>12} {'2w / 1w':>8} {'1w / in-proc':>13}"
           f" {'start-up 1w, 2w (s)':>20}")
     with tempfile.TemporaryDirectory() as folder:
@@ -145,6 +148,7 @@ def main() -> None:
                   f"{rates['2 workers'] / rates['1 worker']:>8.2f} {rates['1 worker'] / rates['in-process']:>13.2f} "
                   f"{overheads['1 worker']:>9.1f}, {overheads['2 workers']:.1f}")
     ray.shutdown()
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

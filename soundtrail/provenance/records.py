@@ -48,13 +48,13 @@ class ModelRecord:
     kind: str  # its generator family
     path: str  # its checkpoint folder
     codec_id: str
-    shards: tuple[str, ...] = ()  # sha256 of every shard it trained on
+    shards: tuple[str, ...] = ()  # sha256 of every shard of the set it trained on (its lineage: takedowns follow it)
     text_encoder: str | None = None
     steps: int | None = None
     metrics: Mapping[str, Any] = field(default_factory=dict)
     created_at: str | None = None
     # preset, config (the full architecture), world_size, batch_size (per rank), grad_accum, ema_decay,
-    # shards_by_rank (the sha256s each data-parallel rank read)
+    # shards_by_rank (the sha256s each data-parallel rank actually read over the run; within ``shards``)
     training: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod

@@ -285,7 +285,9 @@ def finished_result(checkpoint_dir: Path, start_step: int | None = None) -> Trai
     returns); ``start_step``: where the last call began, if known (else: nothing left to train)."""
     document = checkpoint.read_config(checkpoint_dir)
     total = int(document["step"])
-    state = torch.load(Path(checkpoint_dir) / checkpoint.TRAIN_STATE, map_location="cpu", weights_only=False)
+    # mmap: only the loss history is read, not the optimizer state beside it (gigabytes for a large model)
+    state = torch.load(Path(checkpoint_dir) / checkpoint.TRAIN_STATE, map_location="cpu", weights_only=False,
+                       mmap=True)
     losses = list(state["state"]["losses"])
     start = total if start_step is None else start_step
     initial, final = summarize(losses)
