@@ -18,12 +18,11 @@ import torch
 from safetensors.torch import load_file
 
 from soundtrail import checkpoint
-from soundtrail.config import ScalingSettings, Settings, TokenizeSettings, TrainSettings
+from soundtrail.config import ScalingSettings, TrainSettings
 from soundtrail.flows.distributed import RayTrainLauncher
 from soundtrail.models.ar import ARConfig
 from soundtrail.models.codec import CodecConfig
 from soundtrail.models.conditioning import LearnedTextConfig, LearnedTextEncoder
-from soundtrail.provenance.ledger import Ledger, utc_now
 from soundtrail.train.ar import ARBatch, train_ar
 from soundtrail.train.codec import CodecTrainConfig, run_codec
 from soundtrail.train.loop import LoopConfig, Placement, StepCallback, TrainResult
@@ -54,19 +53,10 @@ def local_ray() -> Iterator[None]:
 
 
 def test_two_workers_train_a_generator_and_the_ledger_names_each_ranks_shards(tmp_path: Path) -> None:
-    from tests.codec.test_tokenize import tiny_codec, tokenize
-    from tests.train.test_stage import workspace_with_assets
+    from tests.train.test_stage import workspace_with_shards
 
-    settings = Settings(tokenize=TokenizeSettings(segment_s=1.0),
-                        train=TrainSettings(ar_steps=20, batch_size=2, crop_seconds=0.25, text_encoder="learned",
-                                            learning_rate=3e-3))
-    workspace = workspace_with_assets(tmp_path / "ws", settings)
-    codec_path, codec_id = tiny_codec(tmp_path / "codec")
-    with Ledger(workspace.ledger_url) as ledger:
-        ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
-                      "codec.trained")
-        tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
-        shards = sorted(row["id"] for row in ledger.rows("shards", status="current"))
+    workspace, _, shards = workspace_with_shards(tmp_path, TrainSettings(
+        ar_steps=20, batch_size=2, crop_seconds=0.25, text_encoder="learned", learning_rate=3e-3))
 
     steps: list[int] = []
     trained = train_generator(workspace, "ar", on_step=lambda step, loss: steps.append(step),

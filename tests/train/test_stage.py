@@ -62,16 +62,20 @@ def test_changed_codec_training_settings_train_a_new_codec_beside_the_finished_o
     assert again.codec.config["preset"] is None, "an architecture given directly is no preset"
 
 
-def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: Path) -> None:
-    settings = Settings(tokenize=TokenizeSettings(segment_s=1.0),
-                        train=TrainSettings(ar_steps=3, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
-    workspace = workspace_with_assets(tmp_path / "ws", settings)
-    codec_path, codec_id = tiny_codec(tmp_path / "codec")
+def workspace_with_shards(root: Path, train: TrainSettings) -> tuple[Workspace, str, list[str]]:
+    """The three assets tokenized in 1 s segments by a tiny untrained codec: (workspace, codec id, shard ids)."""
+    workspace = workspace_with_assets(root / "ws", Settings(tokenize=TokenizeSettings(segment_s=1.0), train=train))
+    codec_path, codec_id = tiny_codec(root / "codec")
     with Ledger(workspace.ledger_url) as ledger:
         ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
                       "codec.trained")
         tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
-        shards = sorted(row["id"] for row in ledger.rows("shards", status="current"))
+        return workspace, codec_id, sorted(row["id"] for row in ledger.rows("shards", status="current"))
+
+
+def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: Path) -> None:
+    workspace, codec_id, shards = workspace_with_shards(
+        tmp_path, TrainSettings(ar_steps=3, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
 
     steps: list[int] = []
     trained = train_generator(workspace, "ar", on_step=lambda step, loss: steps.append(step))
