@@ -25,8 +25,10 @@ from soundtrail.models.codec import CodecConfig
 from soundtrail.models.conditioning import LearnedTextConfig, LearnedTextEncoder
 from soundtrail.train.ar import ARBatch, train_ar
 from soundtrail.train.codec import CodecTrainConfig, run_codec
+from soundtrail.train.diffusion import DiffusionFamily
+from soundtrail.train.generator import GeneratorSettings, TrainingData
 from soundtrail.train.loop import LoopConfig, Placement, StepCallback, TrainResult
-from soundtrail.train.stage import train_generator
+from soundtrail.train.stage import generator_settings, train_generator, training_data
 from soundtrail.train.unit import OptimizerConfig
 from tests.audio_fixtures import melody, write
 
@@ -116,18 +118,29 @@ def train_tiny_codec(directory: Path, files: list[str], batch_size: int, placeme
     return run_codec(files, directory, CODEC, 1, train, None, placement)
 
 
+def diffusion_on_shards(root: Path) -> tuple[TrainingData, GeneratorSettings]:
+    from tests.train.test_stage import workspace_with_shards
+
+    workspace, _, _ = workspace_with_shards(root, TrainSettings(diffusion_steps=3, batch_size=2, crop_seconds=0.25,
+                                                                text_encoder="learned", ema_decay=0.0))
+    return training_data(workspace), generator_settings(workspace, "diffusion")
+
+
 @pytest.fixture(scope="module")
 def two_worker_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """In one worker group: one step of AR and of the codec at 2 examples a rank, and 6 steps of an AR with
-    dropout (the reference the killed run must meet). A Ray Train run is one training, so the first two keep
-    their step checkpoints in their own folders (rank 0 writes them, as a single process would)."""
+    """In one worker group: one step of AR and of the codec at 2 examples a rank, 3 steps of the diffusion family
+    on shards, and 6 steps of an AR with dropout (the reference the killed run must meet). A Ray Train run is one
+    training, so all but the last keep their step checkpoints in their own folders (rank 0 writes them, as a
+    single process would)."""
     root = tmp_path_factory.mktemp("two-workers")
     files = codec_files(root / "audio")
+    data, diffusion = diffusion_on_shards(root / "shards")
 
     def work(placement: Placement, on_step: StepCallback | None) -> TrainResult:
         own_folder = dataclasses.replace(placement, store=None)
         train_tiny_codec(root / "codec", files, 2, own_folder)
         train_tiny_ar(root / "ar", 1, 2, own_folder)
+        DiffusionFamily().train(data, diffusion, root / "diffusion", None, own_folder)
         return train_tiny_ar(root / "reference", 6, 2, placement, dropout=0.1)
 
     RayTrainLauncher(TWO_CPU_WORKERS)(work, root / "reference", None)
@@ -151,6 +164,22 @@ def test_one_step_of_two_workers_is_one_step_of_one_with_twice_the_batch(two_wor
     assert_same_weights(two_worker_runs / "codec", tmp_path / "codec", rtol=1e-4, atol=1e-5)
     changed = load_file(str(two_worker_runs / "codec" / checkpoint.WEIGHTS))
     assert bool(changed["quantizer.codebooks.0.initialized"]), "the codebooks learned from the gathered batch"
+
+
+def test_the_diffusion_family_trains_on_two_workers_with_the_whole_streams_statistics(two_worker_runs: Path,
+                                                                                     tmp_path: Path) -> None:
+    """Every rank normalises latents by the same statistics, those of the whole stream: what one process uses."""
+    torch.set_num_threads(1)
+    data, settings = diffusion_on_shards(tmp_path)
+    alone = DiffusionFamily().train(data, dataclasses.replace(settings, steps=1), tmp_path / "alone", None,
+                                    Placement())
+    document = checkpoint.read_config(two_worker_runs / "diffusion")
+    assert document["train"]["world_size"] == 2 and document["step"] == 3
+    assert np.isfinite(document["final_loss"])
+    two = load_file(str(two_worker_runs / "diffusion" / checkpoint.WEIGHTS))
+    one = load_file(str(alone.checkpoint_dir / checkpoint.WEIGHTS))
+    for name in ("dit.latent_mean", "dit.latent_std"):
+        torch.testing.assert_close(two[name], one[name], msg=name)
 
 
 # --- a run killed between checkpoints ---------------------------------------------------------------------
