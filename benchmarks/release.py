@@ -1,7 +1,7 @@
 """Release gate: screening recall on planted copies, false positives on new music, and index latency.
 
 1. Recall. 5 s and 15 s excerpts of indexed corpus tracks are edited and planted at a random point of 30 s of
-   held-out music (never indexed), then screened with the default ``ScreenThresholds``; a copy counts as found
+   held-out music (never indexed), then screened with the declared thresholds; a copy counts as found
    when the verdict is flag or block and a match names the right asset within 2 s of where it was planted.
    Edits: none; MP3 128 kbps (ffmpeg); white noise at 20 dB SNR; gain -9 dB on the excerpt; "mix -6 dB": other
    music 6 dB below the copy; "under -6 dB": the copy 6 dB below other music (harder, shown for information);
@@ -129,15 +129,21 @@ def _found(result: ScreenResult, asset_id: str, at_s: float, method: str | None 
         for m in result.matches)
 
 
+def audio_methods(screener: Screener) -> list[str]:
+    """The registered methods that screen audio alone (the benchmark's queries have no codes), in registry order."""
+    return [name for name, method in screener.methods.items() if method.reads == "audio"]
+
+
 def recall_table(screener: Screener, corpus: list[np.ndarray], held_out: list[np.ndarray], trials: int,
                  seed: int) -> None:
     rng = np.random.default_rng(seed)
+    methods = audio_methods(screener)
     print(f"\n## Screening recall on planted copies ({trials} per cell, default thresholds)\n")
-    print(f"| edit | excerpt | recall (gate) | chromaprint | landmarks | target {TARGET_RECALL} |")
-    print("|---|---|---|---|---|---|")
+    print(f"| edit | excerpt | recall (gate) | {' | '.join(methods)} | target {TARGET_RECALL} |")
+    print("|---|---|---|" + "---|" * len(methods) + "---|")
     for seconds in (5.0, 15.0):
         for name, edit in EDITS.items():
-            hits = {"gate": 0, "chromaprint": 0, "landmarks": 0}
+            hits = dict.fromkeys(["gate", *methods], 0)
             for _ in range(trials):
                 k, at_s, query = planted_copy(corpus, held_out, seconds, edit, rng)
                 result = screener.screen(query, SR)
@@ -145,8 +151,8 @@ def recall_table(screener: Screener, corpus: list[np.ndarray], held_out: list[np
                     hits[method] += _found(result, f"asset-{k}", at_s, None if method == "gate" else method)
             recall = {method: count / trials for method, count in hits.items()}
             mark = "info" if name in INFO_ONLY else ("ok" if recall["gate"] >= TARGET_RECALL else "UNDER")
-            print(f"| {name} | {seconds:.0f} s | {recall['gate']:.2f} | {recall['chromaprint']:.2f} | "
-                  f"{recall['landmarks']:.2f} | {mark} |", flush=True)
+            print(f"| {name} | {seconds:.0f} s | {recall['gate']:.2f} | "
+                  f"{' | '.join(f'{recall[method]:.2f}' for method in methods)} | {mark} |", flush=True)
 
 
 def unrelated_queries(held_out: list[np.ndarray], count: int, seed: int) -> list[tuple[np.ndarray, tuple[int, int]]]:
@@ -171,30 +177,31 @@ def false_positive_table(screener: Screener, queries: list[tuple[np.ndarray, tup
     """
     twins = {i for i, spec in enumerate(held_out_specs) if any(same_arrangement(spec, s) for s in indexed_specs)}
     rows = {"unrelated": Counter(), "same arrangement": Counter()}
-    best = {"chromaprint": 0.0, "landmarks": 0.0}
+    methods = audio_methods(screener)
+    best = dict.fromkeys(methods, 0.0)
     for query, halves in queries:
         row = rows["same arrangement" if twins.intersection(halves) else "unrelated"]
         matches = screener.matches(query, SR)
         result = verdict_of(matches, screener.thresholds)
         row["queries"] += 1
         row["gate"] += result.verdict != "pass"
-        for method in ("chromaprint", "landmarks"):
+        for method in methods:
             row[method] += any(m.method == method for m in result.matches)
             if row is rows["unrelated"]:
                 best[method] = max([best[method]] + [m.score for m in matches if m.method == method])
     print(f"\n## False positives on {len(queries)} queries of new 30 s music, {source}\n")
     print(f"{len(twins)} of {len(held_out_specs)} held-out tracks have the arrangement of an indexed track "
           "(same genre, harmony voice and chord cycle, <= 2 semitones and 8 % tempo away).\n")
-    print("| queries | count | gate | chromaprint | landmarks | target <= 0.01 |")
-    print("|---|---|---|---|---|---|")
+    print(f"| queries | count | gate | {' | '.join(methods)} | target <= 0.01 |")
+    print("|---|---|---|" + "---|" * len(methods) + "---|")
     for name, row in rows.items():
         n = max(row["queries"], 1)
         mark = ("ok" if row["gate"] / n <= 0.01 else "OVER") if name == "unrelated" else "info"
-        print(f"| {name} | {row['queries']} | {row['gate'] / n:.3f} | {row['chromaprint'] / n:.3f} | "
-              f"{row['landmarks'] / n:.3f} | {mark} |")
-    t = screener.thresholds
-    print(f"\nHighest score on unrelated queries: chromaprint {best['chromaprint']:.3f} "
-          f"(flag at {t.chromaprint_flag}), landmarks {best['landmarks']:.3f} (flag at {t.landmarks_flag}).")
+        print(f"| {name} | {row['queries']} | {row['gate'] / n:.3f} | "
+              f"{' | '.join(f'{row[method] / n:.3f}' for method in methods)} | {mark} |")
+    highest = ", ".join(f"{method} {best[method]:.3f} (flag at {screener.thresholds.flag_at(method)})"
+                        for method in methods)
+    print(f"\nHighest score on unrelated queries: {highest}.")
 
 
 def synthetic_fingerprints(tracks: int, items: int, rng: np.random.Generator) -> np.ndarray:
@@ -244,7 +251,7 @@ def latency_table(sizes: list[int], repeats: int, seed: int) -> None:
             for _ in range(3):  # ~9 % of bits flipped: a heavy re-encode
                 noise |= (np.uint32(1) << rng.integers(0, 32, size=items, dtype=np.uint32)).astype(np.uint32)
             queries.append((k, fingerprints[k] ^ noise))
-        index_ms, correct = _median_query_ms(queries, index.query, lambda k, found: found[0].track_id == f"t{k}")
+        index_ms, correct = _median_query_ms(queries, index.query, lambda k, found: found[0].asset_id == f"t{k}")
         if brute_ms_per_track is None:
             k, query = queries[0]
             started = time.perf_counter()

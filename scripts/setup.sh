@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBIAN_PACKAGES=(libchromaprint1 libchromaprint-tools ffmpeg postgresql chromium)
+DEBIAN_PACKAGES=(libchromaprint1 libchromaprint-tools ffmpeg postgresql chromium openssl)
 missing=()
 for package in "${DEBIAN_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -7,12 +7,13 @@ shaped ``[channels, samples]``; tensors are made only where a model needs them.
 
 from __future__ import annotations
 
+import itertools
 import math
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -47,48 +48,139 @@ def probe(path: str | Path) -> AudioInfo:
         return _header(handle)
 
 
-class Decoded(NamedTuple):
-    """A decoded file: float32 frames ``[samples, channels]`` (libsndfile's interleaved layout), its header,
-    and the sum of its squared samples (the finiteness check computes it; the level check reuses it)."""
+@dataclass(frozen=True)
+class DecodeLimits:
+    """The most one file may decode to: longer or larger files are refused, from the header before any sample is
+    read, and again while decoding. Decoded size counts float32 samples (frames x channels x 4 bytes)."""
 
-    frames: np.ndarray
-    info: AudioInfo
-    energy: float
+    max_duration_s: float
+    max_decoded_mb: float
+
+
+class AudioLimitError(AudioError):
+    """A file over a :class:`DecodeLimits` bound; ``limit`` names the field it broke."""
+
+    def __init__(self, message: str, limit: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class AudioStream:
+    """One file opened once (header checked, and held to ``limits`` when given) and decoded block by block.
+
+    Memory stays that of one block whatever the file's length: :meth:`blocks` refills one buffer of
+    ``BLOCK_BYTES`` (whatever the channel count), and counts
+    frames, the sum of squared samples (for :attr:`level_dbfs`) and their finiteness as it goes; the end of the
+    stream is checked for truncation. libsndfile never decodes more frames than the header states (a lying
+    header means a shorter read, caught as truncation), so the header check bounds the work; the frame count is
+    held to the limits again while decoding, for a header that states no length.
+    """
+
+    # Each block costs a fixed overhead on its way (soundfile's position bookkeeping, the decimating filter's
+    # set-up, Chromaprint's feed), which blocks of a second or two turn into a large share of ingest's time;
+    # blocks of ~24 s of CD stereo make it noise while a worker's memory stays a few tens of MB (measured:
+    # benchmarks/RESULTS.md).
+    BLOCK_BYTES = 8 << 20
+
+    def __init__(self, path: str | Path, limits: DecodeLimits | None = None) -> None:
+        self.path = Path(path)
+        self.limits = limits
+        self._handle = _open_checked(self.path)
+        try:
+            self.info = _header(self._handle)
+            self._check_limits(self.info.frames, "the header states")
+        except BaseException:
+            self._handle.close()
+            raise
+        self.frames_read = 0
+        self.energy = 0.0
+
+    def __enter__(self) -> AudioStream:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._handle.close()
 
     @property
     def level_dbfs(self) -> float:
-        """Root-mean-square level in dB relative to full scale (-inf for digital silence)."""
-        return _dbfs(self.energy, self.frames.size)
+        """Root-mean-square level of what was decoded, in dB relative to full scale (-inf for digital silence)."""
+        return _dbfs(self.energy, self.frames_read * self.info.channels)
 
+    @property
+    def block_frames(self) -> int:
+        return max(1, self.BLOCK_BYTES // (4 * self.info.channels))
 
-def decode_frames(path: str | Path) -> Decoded:
-    """Decode a whole file, opening it once, in the layout libsndfile gives.
+    def blocks(self, block_frames: int | None = None) -> Iterator[np.ndarray]:
+        """float32 frames ``[n, channels]`` in file order. Each block is valid until the next: the buffer is reused."""
+        buffer = np.empty((block_frames or self.block_frames, self.info.channels), dtype=np.float32)
+        return self._decode(itertools.repeat(buffer))
 
-    Raises :class:`AudioError` for unreadable, truncated or non-finite audio. Ingest works on this layout as it
-    comes: every further full-size array (a transposed copy, a float64 square) costs page faults on a buffer of
-    megabytes, which for a WAV file costs more than decoding it.
-    """
-    with _open_checked(Path(path)) as handle:
-        info = _header(handle)
-        try:
-            data = handle.read(dtype="float32", always_2d=True)
-        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
-            raise AudioError(f"decoding failed: {_clean(exc)}") from exc
-    if data.shape[0] == 0:
-        raise AudioError("no audio frames could be decoded")
-    if info.frames and data.shape[0] < 0.98 * info.frames:
-        raise AudioError(f"truncated: decoded {data.shape[0]} of {info.frames} frames")
-    _check_not_truncated(Path(path), info, data.shape[0] / info.sample_rate)
-    energy = _sum_of_squares(data)
-    if not math.isfinite(energy):  # finite exactly when every sample is
-        raise AudioError("samples contain NaN or Inf")
-    return Decoded(data, info, energy)
+    def read_all(self) -> np.ndarray:
+        """The whole file as float32 frames ``[samples, channels]``, decoded into one array of the header's length."""
+        whole = np.empty((self.info.frames, self.info.channels), dtype=np.float32)
+        step = self.block_frames
+        for _block in self._decode(whole[start:start + step] for start in range(0, len(whole), step)):
+            pass
+        return whole[:self.frames_read]
+
+    def _decode(self, buffers: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+        for buffer in buffers:
+            try:
+                block = self._handle.read(out=buffer)
+            except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+                raise AudioError(f"decoding failed: {_clean(exc)}") from exc
+            if not len(block):
+                break
+            self.frames_read += len(block)
+            self._check_limits(self.frames_read, "decoding passed")
+            energy = _sum_of_squares(block)
+            if not math.isfinite(energy):  # finite exactly when every sample is
+                raise AudioError("samples contain NaN or Inf")
+            self.energy += energy
+            yield block
+            if len(block) < len(buffer):
+                break
+        self._check_complete()
+
+    def _check_limits(self, frames: int, stated: str) -> None:
+        if self.limits is None:
+            return
+        info, limits = self.info, self.limits
+        seconds = frames / info.sample_rate
+        if seconds > limits.max_duration_s:
+            raise AudioLimitError(f"too long: {stated} {_duration(seconds)}, over the limit of "
+                                  f"{_duration(limits.max_duration_s)}", "max_duration_s")
+        megabytes = frames * info.channels * 4 / 1e6
+        if megabytes > limits.max_decoded_mb:
+            raise AudioLimitError(f"too large: {stated} {megabytes:,.0f} MB of decoded samples ({info.channels} "
+                                  f"channels at {info.sample_rate} Hz), over the limit of "
+                                  f"{limits.max_decoded_mb:,.0f} MB", "max_decoded_mb")
+
+    def _check_complete(self) -> None:
+        if self.frames_read == 0:
+            raise AudioError("no audio frames could be decoded")
+        if self.info.frames and self.frames_read < 0.98 * self.info.frames:
+            raise AudioError(f"truncated: decoded {self.frames_read} of {self.info.frames} frames")
+        _check_not_truncated(self.path, self.info, self.frames_read / self.info.sample_rate)
 
 
 def decode(path: str | Path) -> tuple[np.ndarray, int]:
-    """Decode a whole file to float32 ``[channels, samples]`` and its sample rate (see :func:`decode_frames`)."""
-    decoded = decode_frames(path)
-    return np.ascontiguousarray(decoded.frames.T), decoded.info.sample_rate
+    """Decode a whole file to float32 ``[channels, samples]`` and its sample rate.
+
+    Raises :class:`AudioError` for unreadable, truncated or non-finite audio.
+    """
+    with AudioStream(path) as stream:
+        frames = stream.read_all()
+    return np.ascontiguousarray(frames.T), stream.info.sample_rate
+
+
+def _duration(seconds: float) -> str:
+    """``1 h 02 min 05 s`` style, with the plain seconds: a refusal must be readable at a glance and exact."""
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+    return f"{text} ({seconds:,.0f} s)"
 
 
 def _open_checked(path: Path) -> sf.SoundFile:
@@ -182,10 +274,11 @@ def resample(audio: np.ndarray, source_rate: int, target_rate: int) -> np.ndarra
 
     Why not ``resample_poly`` itself: its loop does only the ~55 multiply-adds an output needs, but one at a
     time; the same sums laid out as one matrix product (see ``_polyphase_kernel``) take ~9x more multiply-adds at
-    22.05 to 8 kHz and still run ~3x faster (2.7 against 8.0 ms for 30 s), and every screening query, watermark
-    check and landmark index build resamples first. Odd pairs of rates, whose kernel would be large (44,100 to
-    44,099 Hz), go through ``resample_poly``. The order of a product's sums, and so its last-bit rounding, may
-    differ between BLAS builds and CPUs: far less than any edit the screening methods are built to survive.
+    22.05 to 8 kHz and still run several times faster (measured: ``benchmarks/RESULTS.md``), and every screening
+    query, watermark check and landmark index build resamples first. Odd pairs of rates, whose kernel would be
+    large (44,100 to 44,099 Hz), go through ``resample_poly``. The order of a product's sums, and so its last-bit
+    rounding, may differ between BLAS builds and CPUs: far less than any edit the screening methods are built to
+    survive.
     """
     audio = np.asarray(audio, dtype=np.float32)
     if source_rate == target_rate:
@@ -319,12 +412,6 @@ def _sum_of_squares(audio: np.ndarray) -> float:
     if math.isfinite(energy):
         return energy
     return float(np.sum(np.square(flat, dtype=np.float64)))
-
-
-def peak_normalize(audio: np.ndarray, peak: float = 0.89) -> np.ndarray:
-    """Scale so the absolute peak is ``peak`` (about -1 dBFS); silence is returned unchanged."""
-    top = float(np.max(np.abs(audio))) if audio.size else 0.0
-    return audio if top == 0 else (audio * (peak / top)).astype(np.float32)
 
 
 def write_wav(path: str | Path, audio: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> None:

@@ -8,11 +8,13 @@ ignored, because the policy decides what may be trained on.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import InitErrorDetails
 
 from soundtrail.licenses import LicenseConfigError, LicensePolicy, validate_aliases
 
@@ -28,6 +30,16 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class LedgerSettings(_Section):
+    """Signed checkpoints of the ledger (``soundtrail ledger checkpoint``); paths are relative to the workspace."""
+
+    signing_key: str = Field("", description="Ed25519 private key (PEM); '' makes one in credentials/ on first use")
+    checkpoints: str = Field("reports/checkpoints", description="where checkpoints are written and looked for")
+    origin: str = Field("", description="the ledger's name in its checkpoints; '' = its URL without a password")
+    tsa_url: str = Field("", description="RFC 3161 timestamp authority; '' = checkpoints carry no timestamp")
+    tsa_roots: str = Field("", description="PEM file of the TSA root certificates trusted when checking tokens")
+
+
 class LicenseSettings(_Section):
     allow: list[str] = Field(default_factory=lambda: ["CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0"])
     deny: list[str] = Field(default_factory=lambda: ["CC-BY-NC-4.0", "CC-BY-NC-SA-4.0", "CC-BY-ND-4.0"])
@@ -37,6 +49,9 @@ class LicenseSettings(_Section):
 class IngestSettings(_Section):
     batch_size: int = Field(16, ge=1, description="files per Prefect task (a task costs ~20 ms)")
     min_duration_s: float = Field(1.0, ge=0)
+    max_duration_s: float = Field(1800.0, gt=0, description="longer files are quarantined, read from the header")
+    max_decoded_mb: float = Field(4000.0, gt=0, description="files decoding to more float32 samples (frames x "
+                                  "channels x 4 bytes) are quarantined: bounds the work one file may cost")
     silence_dbfs: float = Field(-70.0, description="files quieter than this RMS are digital silence")
     max_tag_bytes: int = Field(1_000_000, ge=1024)
     near_duplicate_ber: float = Field(0.2, gt=0, lt=0.5, description="Chromaprint BER below which two files are one")
@@ -102,17 +117,40 @@ class ScalingSettings(_Section):
     max_failures: int = Field(2, ge=0, description="times a killed worker group restarts from its checkpoint")
 
 
-class ScreeningSettings(_Section):
-    """Release-gate thresholds per method (scores in [0, 1]); the defaults come from benchmarks/release.py."""
+_METHOD_THRESHOLD = re.compile(r"\w+_(flag|block)")
 
-    min_match_s: float = Field(5.0, gt=0, description="shortest copied stretch that counts")
-    boundary_tolerance_s: float = Field(0.6, ge=0)
-    chromaprint_flag: float = 0.5  # bit error rate 0.25
-    chromaprint_block: float = 0.7  # bit error rate 0.15
-    tokens_flag: float = 0.3
-    tokens_block: float = 0.6
-    landmarks_flag: float = 0.43  # pitch/tempo-robust landmark triplets
-    landmarks_block: float = 0.7
+
+class ScreeningSettings(BaseModel):
+    """Overrides of the release screen's thresholds; a key left out keeps the value the screen declares.
+
+    The thresholds are declared once, with the screen (soundtrail.screening): ``min_match_s`` and
+    ``boundary_tolerance_s`` in ``screener.ScreenThresholds``, each method's score thresholds (in [0, 1])
+    ``<method>_flag`` and ``<method>_block`` on the method's class (``registry.METHODS`` lists them). Settings sit
+    below the stages and cannot list the methods, so here any other key must have one of those two forms, and the
+    screen rejects one naming no registered method when it reads the section.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    __pydantic_extra__: dict[str, float] = Field(init=False)  # the <method>_flag / <method>_block keys given
+
+    min_match_s: float | None = Field(None, gt=0, description="shortest copied stretch that counts")
+    boundary_tolerance_s: float | None = Field(None, ge=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_thresholds_only(cls, data: Any) -> Any:
+        """A key that is neither a field nor of a method threshold's form is unknown, as in every other section."""
+        if isinstance(data, dict):
+            unknown = [InitErrorDetails(type="extra_forbidden", loc=(key,), input=value) for key, value in data.items()
+                       if key not in cls.model_fields and not _METHOD_THRESHOLD.fullmatch(key)]
+            if unknown:
+                raise ValidationError.from_exception_data(cls.__name__, unknown)
+        return data
+
+    def overrides(self) -> dict[str, float]:
+        """Every threshold the section sets, by its flat name."""
+        shared = {"min_match_s": self.min_match_s, "boundary_tolerance_s": self.boundary_tolerance_s}
+        return {**{key: value for key, value in shared.items() if value is not None}, **(self.model_extra or {})}
 
 
 class WatermarkSettings(_Section):
@@ -152,6 +190,7 @@ class Settings(_Section):
     ledger_url: str = "sqlite:///ledger.db"
     ray_address: str = ""
     storage_uri: str = Field("", description="pyarrow.fs/fsspec URI for shards on a cluster; '' = the workspace")
+    ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     licenses: LicenseSettings = Field(default_factory=LicenseSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     codec: CodecSettings = Field(default_factory=CodecSettings)

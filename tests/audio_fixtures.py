@@ -54,3 +54,37 @@ def wav_with_header(path: Path, sample_rate: int, channels: int) -> Path:
     body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(data)) + data
     path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
     return path
+
+
+def sign_training_mining(source: Path, signed: Path, entries: dict[str, str], identity_dir: Path,
+                         label: str = "cawg.training-mining") -> Path:
+    """``source`` (WAV, FLAC or MP3) with signed Content Credentials carrying a training-and-data-mining assertion.
+
+    ``entries`` maps entry keys to their ``use`` (``{"cawg.ai_generative_training": "notAllowed"}``); the
+    signer is the workspace-style demo CA made in ``identity_dir``.
+    """
+    import c2pa
+
+    from soundtrail.provenance.credentials import ensure_signing_identity
+
+    identity = ensure_signing_identity(identity_dir)
+    mime = {".wav": "audio/wav", ".flac": "audio/flac", ".mp3": "audio/mpeg"}[source.suffix.lower()]
+    manifest = {
+        "claim_generator_info": [{"name": "soundtrail tests", "version": "1"}],
+        "title": signed.name,
+        "format": mime,
+        "assertions": [
+            {"label": "c2pa.actions", "data": {"actions": [{
+                "action": "c2pa.created",
+                "digitalSourceType": "http://cv.iptc.org/newscodes/digitalsourcetype/digitalCapture"}]}},
+            {"label": label, "data": {"entries": {
+                key: {"use": use, **({"constraint_info": "ask the label"} if use == "constrained" else {})}
+                for key, use in entries.items()}}},
+        ],
+    }
+    signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(
+        identity.alg.encode(), identity.cert_chain_pem_path.read_bytes(), identity.key_pem_path.read_bytes(), None))
+    with c2pa.Builder(manifest) as builder, open(source, "rb") as stream, open(signed, "w+b") as out:
+        builder.sign(signer, mime, stream, out)
+    signer.close()
+    return signed

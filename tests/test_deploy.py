@@ -51,9 +51,29 @@ def test_prefect_project_is_what_prefect_deploy_reads() -> None:
     assert {deployment.entrypoint for deployment in model.deployments} == ENTRYPOINTS
     for deployment in model.deployments:
         assert deployment.work_pool is not None and deployment.work_pool.name == WORK_POOL
-        assert deployment.parameters["workspace"] == "/workspace"
-    (step,) = model.pull
-    assert step["prefect.deployments.steps.set_working_directory"]["directory"] == "/opt/soundtrail"
+        # A plain checkout has no /workspace: runs take SOUNDTRAIL_WORKSPACE (or ./workspace) from the worker.
+        assert "workspace" not in deployment.parameters
+    # No pull step: `prefect deploy` records the folder it runs in (tests/flows/test_scheduled_deployment.py).
+    assert model.pull is None
+
+
+QUEUES = {"nightly-ingest": "cpu", "pipeline": "gpu", "nightly-tokenize": "gpu", "weekly-train": "gpu",
+          "generate": "gpu"}
+
+
+def _worker_queues(command: str) -> set[str]:
+    """The queues a `prefect worker start` command line serves."""
+    assert f"--pool {WORK_POOL}" in command, command
+    return set(re.findall(r"--work-queue (\S+)", command))
+
+
+def test_every_queue_has_a_worker_in_the_readme_and_on_kubernetes() -> None:
+    assert {name: d["work_pool"]["work_queue_name"] for name, d in DEPLOYMENTS.items()} == QUEUES
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^(?:\$ )?(prefect worker start [^\n#]*)", readme, flags=re.MULTILINE)
+    assert commands and all(_worker_queues(command) == set(QUEUES.values()) for command in commands), commands
+    assert _worker_queues(" ".join(WORKER["spec"]["template"]["spec"]["containers"][0]["args"])) == set(
+        QUEUES.values())
 
 
 def _fire_times(schedule: dict[str, Any], count: int = 3) -> list[dt.datetime]:
@@ -90,7 +110,9 @@ def test_nightly_ingest_then_tokenize_and_weekly_training_of_both_generators() -
     ingest_times, tokenize_times = _fire_times(ingest), _fire_times(tokenize)
     assert _gaps(ingest_times) == _gaps(tokenize_times) == {dt.timedelta(days=1)}
     assert ingest_times[0] < tokenize_times[0] < ingest_times[1], "tokenize follows the night's ingest"
-    assert DEPLOYMENTS["nightly-ingest"]["parameters"]["paths"] == ["/workspace/drop"]
+    assert DEPLOYMENTS["nightly-ingest"]["parameters"] == {}, "the workspace's configured drop folders"
+    for nightly in ("nightly-ingest", "nightly-tokenize"):  # a late night is skipped, not queued behind itself
+        assert DEPLOYMENTS[nightly]["concurrency_limit"] == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
 
     train = DEPLOYMENTS["weekly-train"]
     kinds = {}
@@ -218,6 +240,7 @@ RAY_JOB = {"type": "object", "required": ["apiVersion", "kind", "metadata", "spe
 
 CLUSTER = _load("k8s/raycluster.yaml")
 JOB = _load("k8s/rayjob.yaml")
+WORKER = _load("k8s/prefect-worker.yaml")
 
 
 def _containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -259,11 +282,57 @@ def test_kuberay_cluster_scales_gpu_workers_and_shares_ledger_and_storage() -> N
         assert env["SOUNDTRAIL_LEDGER_URL"]["valueFrom"]["secretKeyRef"] == {"name": "soundtrail-ledger", "key": "url"}
         assert env["SOUNDTRAIL_STORAGE_URI"]["value"].startswith("s3://")
         assert env["SOUNDTRAIL_RAY_ADDRESS"]["value"] == "auto"
+        _assert_ray_token_from_secret(env)
         assert {mount["mountPath"] for mount in container["volumeMounts"]} >= {"/workspace", "/dev/shm"}
     claims = {volume["persistentVolumeClaim"]["claimName"]
               for template in [spec["headGroupSpec"]["template"]] + [g["template"] for g in spec["workerGroupSpecs"]]
               for volume in template["spec"]["volumes"] if "persistentVolumeClaim" in volume}
     assert claims == {pvc["metadata"]["name"]}
+
+
+def _assert_ray_token_from_secret(env: dict[str, dict[str, Any]]) -> None:
+    """Ray's token mode, with the token from the soundtrail-ray-token Secret (Ray reads RAY_AUTH_TOKEN)."""
+    assert env["RAY_AUTH_MODE"]["value"] == "token"
+    assert env["RAY_AUTH_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "soundtrail-ray-token", "key": "auth_token"}
+
+
+def test_the_rayjob_submitter_carries_the_ray_token_too() -> None:
+    """`ray job submit` talks to the head's dashboard, which refuses a submitter without the token."""
+    (submitter, *_) = JOB["spec"]["submitterPodTemplate"]["spec"]["containers"]
+    _assert_ray_token_from_secret({item["name"]: item for item in submitter["env"]})
+    assert submitter["image"] == _image()
+
+
+K8S_DEPLOYMENT = {
+    "type": "object", "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {"apiVersion": {"const": "apps/v1"}, "kind": {"const": "Deployment"}, "metadata": _METADATA,
+                   "spec": {"type": "object", "required": ["selector", "template"], "properties": {
+                       "replicas": {"type": "integer", "minimum": 0},
+                       "selector": {"type": "object", "required": ["matchLabels"],
+                                    "properties": {"matchLabels": _STRING_MAP}},
+                       "template": _POD_TEMPLATE}}},
+}
+
+
+def test_kubernetes_prefect_worker_joins_the_cluster_with_its_settings() -> None:
+    jsonschema.validate(WORKER, K8S_DEPLOYMENT)
+    template = WORKER["spec"]["template"]
+    labels = template["metadata"]["labels"]
+    assert WORKER["spec"]["selector"]["matchLabels"].items() <= labels.items(), "the selector finds its pods"
+    (container,) = template["spec"]["containers"]
+    assert container["image"] == _image()
+    script = " ".join(container["args"])
+    # KubeRay names the head service <cluster>-head-svc; a node of the cluster lets flows join with "auto".
+    assert f"ray start --address={CLUSTER['metadata']['name']}-head-svc:6379" in script
+    assert "--num-cpus=0" in script and "--num-gpus=0" in script, "the worker pod takes no Ray work itself"
+    cluster_env = {item["name"]: item for item in _containers(CLUSTER["spec"])[0]["env"]}
+    env = {item["name"]: item for item in container["env"]}
+    assert {name: env.get(name) for name in cluster_env} == cluster_env, "the same settings as the Ray pods"
+    assert env["PREFECT_API_URL"]["valueFrom"]["secretKeyRef"]["key"] == "api-url"
+    claims = {volume["persistentVolumeClaim"]["claimName"] for volume in template["spec"]["volumes"]
+              if "persistentVolumeClaim" in volume}
+    assert claims == {_load("k8s/workspace-pvc.yaml")["metadata"]["name"]}
+    assert {mount["mountPath"] for mount in container["volumeMounts"]} >= {"/workspace", "/dev/shm"}
 
 
 def test_deployments_register_against_a_prefect_server(prefect_server: str) -> None:
@@ -286,6 +355,7 @@ def test_deployments_register_against_a_prefect_server(prefect_server: str) -> N
                 deployment_id = await client.create_deployment(
                     flow_id=flow_id, name=name, entrypoint=deployment["entrypoint"],
                     parameters=deployment.get("parameters", {}), work_pool_name=deployment["work_pool"]["name"],
+                    work_queue_name=deployment["work_pool"]["work_queue_name"],
                     schedules=[DeploymentScheduleCreate(**schedule) for schedule in schedules])
                 registered[name] = await client.read_deployment(deployment_id)
         return registered
@@ -295,3 +365,4 @@ def test_deployments_register_against_a_prefect_server(prefect_server: str) -> N
     for name, deployment in DEPLOYMENTS.items():
         crons = sorted(schedule.schedule.cron for schedule in registered[name].schedules)
         assert crons == sorted(s["cron"] for s in deployment["schedules"]), name
+        assert registered[name].work_queue_name == QUEUES[name]

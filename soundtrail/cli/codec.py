@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from soundtrail.cli import app
+from soundtrail.cli import app, prerequisites
 from soundtrail.cli.common import JsonOption, WorkspaceOption, console, emit_json, open_workspace
 from soundtrail.cli.progress import progress_bars
 
@@ -22,11 +22,12 @@ def codec_train(
 ) -> None:
     """Train the codec on accepted assets (resumes after a kill; records which assets it saw)."""
     from soundtrail.flows.codec import codec_train_flow
-    from soundtrail.flows.runtime import prefect_api, ray_task_runner
+    from soundtrail.flows.runtime import command_runtime
 
     ws = open_workspace(workspace)
-    with prefect_api():
-        trained = codec_train_flow.with_options(task_runner=ray_task_runner(ws))(str(ws.root), steps)
+    prerequisites.codec_training(ws)
+    with command_runtime(ws) as runner, progress_bars(not as_json):
+        trained = codec_train_flow.with_options(task_runner=runner)(str(ws.root), steps)
     if as_json:
         emit_json(trained.to_dict())
         return
@@ -66,12 +67,13 @@ def tokenize(
     as_json: JsonOption = False,
 ) -> None:
     """Encode every accepted asset into Parquet token shards (Ray; GPU when present)."""
-    from soundtrail.flows.runtime import prefect_api, ray_task_runner
+    from soundtrail.flows.runtime import command_runtime
     from soundtrail.flows.tokenize import tokenize_flow
 
     ws = open_workspace(workspace)
-    with prefect_api(), progress_bars(not as_json):
-        summary = tokenize_flow.with_options(task_runner=ray_task_runner(ws))(str(ws.root), codec)
+    prerequisites.tokenizing(ws, codec)
+    with command_runtime(ws) as runner, progress_bars(not as_json):
+        summary = tokenize_flow.with_options(task_runner=runner)(str(ws.root), codec)
     if as_json:
         emit_json(summary)
         return

@@ -41,25 +41,36 @@ def corpus_synth(
 
 @app.command("ingest")
 def ingest(
-    paths: Annotated[list[Path], typer.Argument(help="files or folders")],
-    manifest: Annotated[Path | None, typer.Option(help="JSONL or CSV manifest with licences and rights")] = None,
+    paths: Annotated[list[Path], typer.Argument(exists=True, help="files or folders")],
+    manifest: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
+                                                  help="JSONL or CSV manifest with licences and rights")] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Ingest licensed audio with provenance, licence and fingerprint checks (a Prefect flow on Ray)."""
     from soundtrail.flows.ingest import ingest_flow
-    from soundtrail.flows.runtime import prefect_api, ray_task_runner
+    from soundtrail.flows.runtime import command_runtime
 
-    ws = open_workspace(workspace)
-    if manifest is not None and not manifest.is_file():
-        raise CommandError(f"manifest not found: {manifest}")
-    with prefect_api(), progress_bars(not as_json):
-        flow = ingest_flow.with_options(task_runner=ray_task_runner(ws))
+    ws = open_workspace(workspace, create=True)
+    if manifest is not None:
+        _refuse_unusable_manifest(manifest)
+    with command_runtime(ws) as runner, progress_bars(not as_json):
+        flow = ingest_flow.with_options(task_runner=runner)
         summary = flow(str(ws.root), [str(path) for path in paths], str(manifest) if manifest else None)
     if as_json:
         emit_json(summary)
         return
     print_ingest_summary(summary)
+
+
+def _refuse_unusable_manifest(manifest: Path) -> None:
+    """A manifest the flow would refuse is refused here, as one line, before Prefect and Ray start."""
+    from soundtrail.ingest.manifest import ManifestError, read_manifest
+
+    try:
+        read_manifest(manifest)
+    except ManifestError as exc:
+        raise CommandError(str(exc)) from None
 
 
 def print_ingest_summary(summary: dict) -> None:
@@ -75,7 +86,7 @@ def print_ingest_summary(summary: dict) -> None:
 
 @blocklist_app.command("add")
 def blocklist_add(
-    paths: Annotated[list[Path], typer.Argument(help="reference recordings of protected works")],
+    paths: Annotated[list[Path], typer.Argument(exists=True, help="reference recordings of protected works")],
     reason: Annotated[str, typer.Option(help="why these works are protected")],
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
@@ -83,7 +94,7 @@ def blocklist_add(
     """Fingerprint protected works; later ingests mark copies and excerpts of them as blocked."""
     from soundtrail.ingest.blocklist import add_to_blocklist
 
-    ws = open_workspace(workspace)
+    ws = open_workspace(workspace, create=True)
     added = add_to_blocklist(ws, paths, reason)
     if as_json:
         emit_json({"added": added})

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from soundtrail.cli import app
+from soundtrail.cli import app, prerequisites
 from soundtrail.cli.common import JsonOption, WorkspaceOption, console, emit_json, open_workspace
 from soundtrail.cli.progress import progress_bars
 from soundtrail.config import CONFIG_NAME
@@ -35,16 +35,19 @@ crop_seconds = 1.0
 
 
 def run_pipeline(ws: Workspace, show_progress: bool) -> dict[str, Any]:
+    from soundtrail.flows.ingest import configured_inputs
     from soundtrail.flows.pipeline import pipeline_flow
-    from soundtrail.flows.runtime import prefect_api
+    from soundtrail.flows.runtime import command_runtime
 
-    with prefect_api(), progress_bars(show_progress):
+    prerequisites.pipeline(ws, configured_inputs)
+    with command_runtime(ws), progress_bars(show_progress):  # the pipeline starts its own Ray session once
         return pipeline_flow(str(ws.root))
 
 
 @app.command("run")
 def run(
-    config: Annotated[Path | None, typer.Option(help="a soundtrail.toml to use instead of the workspace's")] = None,
+    config: Annotated[Path | None, typer.Option(exists=True, dir_okay=False,
+                                                help="a soundtrail.toml to use instead of the workspace's")] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -69,7 +72,7 @@ def demo(
     from soundtrail.corpus.build import BLOCKLIST_REASON
     from soundtrail.ingest.blocklist import add_to_blocklist
 
-    ws = open_workspace(workspace)
+    ws = open_workspace(workspace, create=True)
     config_path = ws.root / CONFIG_NAME
     if not config_path.exists():
         config_path.write_text(DEMO_CONFIG.format(codec_steps=150, ar_steps=150, diffusion_steps=150))

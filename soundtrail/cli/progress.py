@@ -19,11 +19,15 @@ class RichReporter:
         self._tasks: dict[str, TaskID] = {}
 
     def start(self, stage: str, total: int) -> None:
-        self._tasks[stage] = self._progress.add_task(stage, total=total)
+        self._tasks[stage] = self._progress.add_task(stage, total=total, note="")
 
     def advance(self, stage: str, amount: int = 1) -> None:
         if stage in self._tasks:
             self._progress.advance(self._tasks[stage], amount)
+
+    def note(self, stage: str, text: str) -> None:
+        if stage in self._tasks:
+            self._progress.update(self._tasks[stage], note=text)
 
     def finish(self, stage: str) -> None:
         if stage in self._tasks:
@@ -38,6 +42,7 @@ def progress_bars(enabled: bool) -> Iterator[None]:
         with reporting(SilentReporter()):
             yield
         return
-    columns = (TextColumn("[bold]{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    columns = (TextColumn("[bold]{task.description:>10}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[note]}"))
     with Progress(*columns, console=console, transient=False) as progress, reporting(RichReporter(progress)):
         yield

@@ -6,8 +6,9 @@ from typing import Annotated
 
 import typer
 
-from soundtrail.cli import app
+from soundtrail.cli import app, prerequisites
 from soundtrail.cli.common import JsonOption, WorkspaceOption, console, emit_json, open_workspace
+from soundtrail.cli.progress import progress_bars
 
 
 def registered_family(name: str) -> str:
@@ -27,12 +28,13 @@ def train(
     as_json: JsonOption = False,
 ) -> None:
     """Train a generator on the shards; the checkpoint records which shards and codec it saw."""
-    from soundtrail.flows.runtime import prefect_api, ray_task_runner
+    from soundtrail.flows.runtime import command_runtime
     from soundtrail.flows.train import train_flow
 
     ws = open_workspace(workspace)
-    with prefect_api():
-        trained = train_flow.with_options(task_runner=ray_task_runner(ws))(str(ws.root), kind, steps)
+    prerequisites.training(ws)
+    with command_runtime(ws) as runner, progress_bars(not as_json):
+        trained = train_flow.with_options(task_runner=runner)(str(ws.root), kind, steps)
     if as_json:
         emit_json(trained.to_dict())
         return

@@ -49,6 +49,7 @@ class TokenizePlan:
     keep: list[dict[str, Any]]
     stale: list[dict[str, Any]]
     groups: list[list[dict[str, Any]]]
+    accepted: list[str]  # asset ids a stale shard may keep
 
     @property
     def nothing_to_do(self) -> bool:
@@ -84,9 +85,13 @@ def caption_for(asset: dict[str, Any]) -> str:
 
 def plan_tokenize(ledger: Ledger, shards_root: Path, codec_path: str, codec_id: str, segment_s: float,
                   assets_per_shard: int) -> TokenizePlan:
-    """Compare the ledger's accepted assets with the shard set's manifest."""
+    """Compare the ledger's accepted assets with the shard set's manifest.
+
+    An asset counts as accepted only when its own events say so: a row relabelled in the table alone
+    stops the plan with :class:`~soundtrail.provenance.ledger.ProjectionMismatch` naming it.
+    """
     set_dir = shard_set_dir(shards_root, codec_id, segment_s)
-    accepted = {row["id"]: row for row in ledger.rows("assets", status="accepted")}
+    accepted = {row["id"]: row for row in ledger.verified_rows("assets", status="accepted")}
     keep, stale, covered = [], [], set()
     for entry in manifest_entries(set_dir):
         if set(entry.asset_ids) <= set(accepted):
@@ -98,7 +103,7 @@ def plan_tokenize(ledger: Ledger, shards_root: Path, codec_path: str, codec_id: 
         covered.update(asset for asset in entry["asset_ids"] if asset in accepted)
     pending = [_asset_record(accepted[asset_id]) for asset_id in sorted(set(accepted) - covered)]
     groups = [pending[start:start + assets_per_shard] for start in range(0, len(pending), assets_per_shard)]
-    return TokenizePlan(str(set_dir), codec_path, codec_id, keep, stale, groups)
+    return TokenizePlan(str(set_dir), codec_path, codec_id, keep, stale, groups, sorted(accepted))
 
 
 def group_file_name(codec_id: str, asset_ids: list[str]) -> str:

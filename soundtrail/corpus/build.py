@@ -99,7 +99,6 @@ class CorpusTrack:
     license_in: str | None  # "manifest" | "tags" | None
     copy_of: str | None = None
     gain_db: float = 0.0
-    excerpt_start_s: float = 0.0
 
     @property
     def container(self) -> str:
@@ -113,7 +112,6 @@ class CorpusSummary:
     manifest_path: Path
     expected_path: Path
     protected_paths: list[Path]  # absolute; for ``soundtrail blocklist add``
-    protected_specs: list[TrackSpec]
 
     @property
     def expected_status(self) -> dict[str, str]:
@@ -167,8 +165,8 @@ def synthesize_corpus(out_dir: Path, tracks: int = 12, seconds: float = 8.0, see
         role="protected-copy", expected_status="blocked",
         purpose=f"{excerpt_s:g} s excerpt of {protected_path}, re-encoded, {config.protected_gain_db:+g} dB",
         title=f"{protected_spec.title} (excerpt)", rights_holder=_UPLOADER, license="CC-BY-4.0",
-        license_text="CC-BY-4.0", license_in="manifest", copy_of=protected_path, gain_db=config.protected_gain_db,
-        excerpt_start_s=start / SAMPLE_RATE), _with_gain(excerpt, config.protected_gain_db))
+        license_text="CC-BY-4.0", license_in="manifest", copy_of=protected_path, gain_db=config.protected_gain_db),
+        _with_gain(excerpt, config.protected_gain_db))
 
     original = out.tracks[0]
     container = next(ext for ext in ("mp3", "ogg", "flac") if ext in containers and ext != original.container)
@@ -241,8 +239,7 @@ class _Output:
         }
         _write_if_changed(expected_path, (json.dumps(expected, indent=2) + "\n").encode("utf-8"))
         return CorpusSummary(root=self.root, tracks=self.tracks, manifest_path=manifest_path,
-                             expected_path=expected_path, protected_paths=[self.root / p for p, _ in self.protected],
-                             protected_specs=[spec for _, spec in self.protected])
+                             expected_path=expected_path, protected_paths=[self.root / p for p, _ in self.protected])
 
     def _listed_files(self) -> set[str]:
         try:

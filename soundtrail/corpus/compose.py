@@ -120,10 +120,6 @@ class TrackSpec:
         return self.style.drums
 
     @property
-    def instruments(self) -> tuple[str, ...]:
-        return self.lead, self.harmony, self.bass, "drums"
-
-    @property
     def caption(self) -> str:
         """One sentence for text conditioning, every word of it taken from the spec."""
         style = self.style

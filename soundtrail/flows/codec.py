@@ -3,24 +3,34 @@
 
 from __future__ import annotations
 
-from prefect import flow, task
+from prefect import task
 
 from soundtrail.flows.distributed import training_launcher, training_task_options
+from soundtrail.flows.progress import RemoteSteps, step_callback
+from soundtrail.flows.stage import Stage, ledger_refs, loss_change, stage_flow, trained_model
 from soundtrail.train.stage import TrainedCodec, train_workspace_codec
 from soundtrail.workspace import Workspace
 
 
 @task(name="train-codec", retries=1)
-def train_codec_task(workspace_root: str, steps: int | None) -> TrainedCodec:
-    """Resumes from the newest checkpoint if a previous attempt was killed."""
+def train_codec_task(workspace_root: str, steps: int | None, progress: str | None = None) -> TrainedCodec:
+    """Resumes from the newest checkpoint if a previous attempt was killed; steps go to ``progress``."""
     workspace = Workspace(workspace_root)
-    return train_workspace_codec(workspace, steps, launcher=training_launcher(workspace.settings.scaling))
+    return train_workspace_codec(workspace, steps, on_step=step_callback(progress),
+                                 launcher=training_launcher(workspace.settings.scaling))
 
 
-@flow(name="codec-train")
-def codec_train_flow(workspace: str, steps: int | None = None) -> TrainedCodec:
+CODEC = Stage("codec", inputs=lambda ws, params: ledger_refs(ws, "assets", status="accepted"),
+              outputs=trained_model("codec_id"),
+              summary=lambda r: [f"- codec `{r['codec_id']}` ({len(r['assets'])} assets): {loss_change(r['metrics'])}"])
+
+
+@stage_flow(CODEC)
+def codec_train_flow(workspace: str | None = None, steps: int | None = None) -> TrainedCodec:
     from prefect_ray.context import remote_options
 
     ws = Workspace(workspace)
+    progress = RemoteSteps("codec", steps or ws.settings.codec.steps)
     with remote_options(**training_task_options(ws.settings.scaling, ws.settings.ingest.workers)):
-        return train_codec_task.submit(str(ws.root), steps).result()
+        future = train_codec_task.submit(str(ws.root), steps, progress.name)
+    return progress.wait(future)

@@ -9,17 +9,20 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.context import get_run_context
 from prefect.futures import as_completed
 
 from soundtrail.config import IngestSettings, LicenseSettings
 from soundtrail.flows.progress import reporter
 from soundtrail.flows.runtime import cluster_cpus
+from soundtrail.flows.stage import Params, Result, Stage, stage_flow
 from soundtrail.ingest.analyze import analyze_batch, manifest_problem_analyses
 from soundtrail.ingest.catalog import Catalog, IngestItem
+from soundtrail.ingest.expiry import apply_licence_terms
 from soundtrail.ingest.manifest import InputFile, read_manifest, resolve_inputs
 from soundtrail.provenance.ledger import Ledger
+from soundtrail.provenance.lineage_events import DatasetRef
 from soundtrail.workspace import Workspace
 
 
@@ -79,12 +82,43 @@ def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {**counts, "items": items}
 
 
-@flow(name="ingest")
-def ingest_flow(workspace: str, paths: list[str], manifest: str | None = None) -> dict[str, Any]:
-    """Ingest files and folders into the workspace's ledger; returns the summary object."""
+def configured_inputs(ws: Workspace) -> tuple[list[str], str | None]:
+    """The workspace's drop folders and manifest (``[pipeline] inputs`` and ``manifest``), resolved in it."""
+    settings = ws.settings.pipeline
+    paths = [str(ws.root / path) for path in settings.inputs]
+    manifest = ws.root / settings.manifest if settings.manifest else None
+    return paths, str(manifest) if manifest is not None and manifest.is_file() else None
+
+
+def _inputs(ws: Workspace, params: Params) -> list[DatasetRef]:
+    paths = params["paths"] if params["paths"] is not None else configured_inputs(ws)[0]
+    return [DatasetRef(f"inputs/{Path(path).name}") for path in paths]
+
+
+def _accepted(ws: Workspace, result: Result) -> list[DatasetRef]:
+    ids = {item["asset_id"] for item in result["items"] if item["status"] == "accepted"}
+    return [DatasetRef.of("assets", identifier) for identifier in sorted(ids)]
+
+
+INGEST = Stage(
+    "ingest", _inputs, _accepted,
+    summary=lambda r: [f"- ingest: {r['accepted']} accepted, {r['quarantined']} quarantined, "
+                       f"{r['duplicate']} duplicate, {r['blocked']} blocked"],
+    tables=lambda r: {"ingest-items": [{key: item[key] for key in ("path", "status", "reason")}
+                                       for item in r["items"]]},
+)
+
+
+@stage_flow(INGEST)
+def ingest_flow(workspace: str | None = None, paths: list[str] | None = None,
+                manifest: str | None = None) -> dict[str, Any]:
+    """Ingest files and folders (default: the workspace's configured inputs) into its ledger; returns the summary."""
     logger = get_run_logger()
     ws = Workspace(workspace)
     settings = ws.settings
+    if paths is None:
+        paths, configured_manifest = configured_inputs(ws)
+        manifest = manifest or configured_manifest
     manifest_result = read_manifest(Path(manifest)) if manifest else None
     inputs = resolve_inputs([Path(path) for path in paths], manifest_result)
     batches = split_batches(inputs, settings.ingest.batch_size, cluster_cpus(settings.ingest.workers))
@@ -100,6 +134,7 @@ def ingest_flow(workspace: str, paths: list[str], manifest: str | None = None) -
     progress.finish("analyse")
     flow_run_id = str(get_run_context().flow_run.id)
     items = record_assets(str(ws.root), analyses, flow_run_id)
+    apply_licence_terms(str(ws.root), analyses, flow_run_id)
     summary = summarize(items)
     logger.info("accepted %(accepted)d, quarantined %(quarantined)d, duplicate %(duplicate)d, blocked %(blocked)d",
                 summary)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import get_run_logger, task
 from prefect.context import get_run_context
 from prefect.futures import as_completed
 
@@ -16,6 +16,7 @@ from soundtrail.codec.stage import resolve_codec
 from soundtrail.codec.tokenize import encode_group, finalize_set, plan_tokenize, rewrite_without
 from soundtrail.flows.progress import reporter
 from soundtrail.flows.runtime import accelerator_options
+from soundtrail.flows.stage import Stage, ledger_refs, stage_flow
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.workspace import Workspace
 
@@ -27,8 +28,17 @@ def encode_group_task(set_dir: str, codec_path: str, assets: list[dict[str, Any]
     return {"entry": result.entry, "skipped": result.skipped}
 
 
-@flow(name="tokenize")
-def tokenize_flow(workspace: str, codec_id: str | None = None) -> dict[str, Any]:
+TOKENIZE = Stage(
+    "tokenize",
+    inputs=lambda ws, params: ledger_refs(ws, "assets", status="accepted"),
+    outputs=lambda ws, result: ledger_refs(ws, "shards", status="current"),
+    summary=lambda r: [f"- shard set `{r['shard_set']}`: {r['rows']} segments in {r['shards']} shards "
+                       f"({r['new_shards']} new, {r['superseded']} superseded)"],
+)
+
+
+@stage_flow(TOKENIZE)
+def tokenize_flow(workspace: str | None = None, codec_id: str | None = None) -> dict[str, Any]:
     """Encode every accepted asset not yet in a current shard; drop revoked ones from the set."""
     from prefect_ray.context import remote_options
 
@@ -39,11 +49,11 @@ def tokenize_flow(workspace: str, codec_id: str | None = None) -> dict[str, Any]
     with Ledger(ws.ledger_url) as ledger:
         plan = plan_tokenize(ledger, ws.path("shards"), codec.path, codec.id, settings.segment_s,
                              settings.assets_per_shard)
-        accepted = {row["id"] for row in ledger.rows("assets", status="accepted")}
     if plan.nothing_to_do and plan.keep:
         logger.info("shard set %s is up to date", Path(plan.set_dir).name)
         return {"shard_set": Path(plan.set_dir).name, "shards": len(plan.keep), "new_shards": 0, "superseded": 0,
                 "rows": sum(entry["rows"] for entry in plan.keep), "skipped": []}
+    accepted = set(plan.accepted)
     new_entries = [entry for entry in (rewrite_without(Path(plan.set_dir), stale, accepted) for stale in plan.stale)
                    if entry is not None]
     progress = reporter()

@@ -12,8 +12,10 @@ take the rest of the batch down with it.
 
 from __future__ import annotations
 
-import base64
+import datetime as dt
 import hashlib
+import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,20 @@ import numpy as np
 import xxhash
 
 from soundtrail.atomic import sha256_file
-from soundtrail.audio import AudioError, decode_frames, mono_frames
+from soundtrail.audio import AudioError, AudioLimitError, AudioStream, DecodeLimits, mono_frames
 from soundtrail.config import IngestSettings, LicenseSettings
-from soundtrail.ingest.manifest import InputFile, ManifestResult, unattached_problems
+from soundtrail.ingest.consent import (
+    ConsentError,
+    TrainingStatement,
+    embedded_training_statements,
+    expired,
+    training_refusal,
+    utc_today,
+)
+from soundtrail.ingest.manifest import InputFile, ManifestResult, display_path, unattached_problems
 from soundtrail.ingest.tags import read_tags
 from soundtrail.licenses import LicensePolicy, combine_licenses
-from soundtrail.screening.chromaprint import chromaprint
+from soundtrail.screening.chromaprint import chromaprint_blocks, encode_fingerprint
 
 
 @dataclass
@@ -38,7 +48,7 @@ class FileAnalysis:
     asset_id: str
     problem: str | None = None
     sha256: str | None = None
-    pcm_hash: str | None = None  # see pcm_hash()
+    pcm_hash: str | None = None  # see PcmHash
     duration_s: float | None = None
     sample_rate: int | None = None
     channels: int | None = None
@@ -57,6 +67,9 @@ class FileAnalysis:
     manifest: str | None = None
     manifest_line: int | None = None
     fingerprint: str | None = None
+    ai_training: str | None = None  # the strictest statement found (see soundtrail.ingest.consent)
+    ai_training_by: str | None = None  # who stated it: the manifest line, or the C2PA assertion and manifest
+    license_expires: str | None = None  # ISO date from the manifest row: the last day the licence holds
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,35 +81,35 @@ def asset_id_for(path: Path, sha256: str | None) -> str:
     An exact copy at another path gets its own id (and is then recorded as a duplicate);
     a file that could not be read is identified by its path alone.
     """
-    key = f"{sha256 or 'unreadable'}:{path}"
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+    key = f"{sha256 or 'unreadable'}:".encode() + os.fsencode(path)  # the name's bytes, valid UTF-8 or not
+    return hashlib.sha256(key).hexdigest()[:16]
 
 
-def pcm_hash(frames: np.ndarray) -> str:
+class PcmHash:
     """Identity of the decoded audio (float32 frames, interleaved), to catch the same PCM in another container.
 
-    XXH3-128 rather than SHA-256: it only has to tell identical sample data apart (a collision could at worst mark a
-    file a duplicate of another, never admit one), and SHA-256 over the decoded samples cost more than decoding a
-    WAV. The file's bytes, the identity an audit relies on, keep their SHA-256.
+    Fed block by block in file order, it equals the hash of the whole decoded array at once. XXH3-128 rather than
+    SHA-256: it only has to tell identical sample data apart (a collision could at worst mark a file a duplicate of
+    another, never admit one), and SHA-256 over the decoded samples cost more than decoding a WAV. The file's
+    bytes, the identity an audit relies on, keep their SHA-256.
     """
-    return "xxh3-128:" + xxhash.xxh3_128_hexdigest(memoryview(np.ascontiguousarray(frames)))
 
+    def __init__(self) -> None:
+        self._state = xxhash.xxh3_128()
 
-def encode_fingerprint(items: np.ndarray) -> str:
-    """Raw Chromaprint items as base64 of little-endian uint32: compact and JSON-plain."""
-    return base64.b64encode(np.ascontiguousarray(items, dtype="<u4").tobytes()).decode("ascii")
+    def update(self, frames: np.ndarray) -> None:
+        self._state.update(memoryview(np.ascontiguousarray(frames)))
 
-
-def decode_fingerprint(text: str) -> np.ndarray:
-    return np.frombuffer(base64.b64decode(text), dtype="<u4").astype(np.uint32)
+    def hexdigest(self) -> str:
+        return "xxh3-128:" + self._state.hexdigest()
 
 
 def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSettings, policy: LicensePolicy,
-                 manifest: str | None = None) -> FileAnalysis:
-    """Hash, probe, decode, check, tag-read, licence-check and fingerprint one file."""
+                 manifest: str | None = None, today: dt.date | None = None) -> FileAnalysis:
+    """Hash, probe, decode, check, tag-read, licence- and consent-check and fingerprint one file."""
     path = Path(item.path)
     entry = item.entry
-    analysis = FileAnalysis(path=str(path), asset_id=asset_id_for(path, None))
+    analysis = FileAnalysis(path=display_path(path), asset_id=asset_id_for(path, None))
     if entry is not None:
         analysis.rights_holder = entry.rights_holder
         analysis.attribution = entry.attribution
@@ -104,48 +117,66 @@ def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSetti
         analysis.title = entry.title
         analysis.description = entry.description
         analysis.tags = list(entry.tags)
-        analysis.manifest = manifest
+        analysis.manifest = display_path(manifest) if manifest else None
         analysis.manifest_line = entry.line
+        analysis.license_expires = entry.license_expires
+        if entry.ai_training:
+            analysis.ai_training = entry.ai_training
+            analysis.ai_training_by = manifest_row(analysis.manifest, entry.line)
     if item.problem:
         analysis.problem = item.problem
         return analysis
     try:
         _inspect_audio(path, analysis, ingest)
+    except AudioLimitError as exc:
+        analysis.problem = f"{exc} ([ingest] {exc.limit})"
+        return analysis
     except (AudioError, OSError) as exc:
         analysis.problem = str(exc)
         return analysis
     _check_license(analysis, entry.license if entry else None, licenses, policy)
+    _check_consent(path, analysis, today or utc_today())
     return analysis
 
 
 def _inspect_audio(path: Path, analysis: FileAnalysis, ingest: IngestSettings) -> None:
+    """Header (and its limits) first, so an oversized file costs nothing more; then bytes, tags, and one pass of
+    block decoding that hashes, measures and fingerprints every block as it comes."""
     size = path.stat().st_size
     if size == 0:
         raise AudioError("empty file (0 bytes)")
-    analysis.sha256 = sha256_file(path)
-    analysis.asset_id = asset_id_for(path, analysis.sha256)
-    file_tags = read_tags(path, max_tag_bytes=ingest.max_tag_bytes)
-    analysis.file_tags = dict(file_tags.raw)
-    if file_tags.notes:  # oversized or unreadable tag fields: kept as evidence beside the tags
-        analysis.file_tags["soundtrail:notes"] = "; ".join(file_tags.notes)[:1000]
-    analysis.tag_licenses = list(file_tags.license_candidates)
-    if file_tags.oversized:
-        raise AudioError(f"oversized tag block: {file_tags.oversized}")
-    analysis.title = analysis.title or file_tags.title
-    decoded = decode_frames(path)
-    frames, header = decoded.frames, decoded.info
-    sample_rate = header.sample_rate
-    analysis.sample_rate = sample_rate
-    analysis.channels = int(frames.shape[1])
-    analysis.duration_s = round(frames.shape[0] / sample_rate, 6)
+    with AudioStream(path, DecodeLimits(ingest.max_duration_s, ingest.max_decoded_mb)) as stream:
+        header = stream.info
+        analysis.sha256 = sha256_file(path)
+        analysis.asset_id = asset_id_for(path, analysis.sha256)
+        file_tags = read_tags(path, max_tag_bytes=ingest.max_tag_bytes)
+        analysis.file_tags = dict(file_tags.raw)
+        if file_tags.notes:  # oversized or unreadable tag fields: kept as evidence beside the tags
+            analysis.file_tags["soundtrail:notes"] = "; ".join(file_tags.notes)[:1000]
+        analysis.tag_licenses = list(file_tags.license_candidates)
+        if file_tags.oversized:
+            raise AudioError(f"oversized tag block: {file_tags.oversized}")
+        analysis.title = analysis.title or file_tags.title
+        pcm = PcmHash()
+        items = chromaprint_blocks(_hashed_mono_blocks(stream, pcm), header.sample_rate)
+    analysis.sample_rate = header.sample_rate
+    analysis.channels = header.channels
+    analysis.duration_s = round(stream.frames_read / header.sample_rate, 6)
     analysis.container, analysis.codec = header.container, header.codec
     if analysis.duration_s < ingest.min_duration_s:
         raise AudioError(f"too short: {analysis.duration_s:.2f} s is under the {ingest.min_duration_s:g} s minimum")
-    level = decoded.level_dbfs
+    level = stream.level_dbfs
     if level < ingest.silence_dbfs:
         raise AudioError("digital silence" if level == float("-inf") else f"silent: RMS {level:.1f} dBFS")
-    analysis.pcm_hash = pcm_hash(frames)
-    analysis.fingerprint = encode_fingerprint(chromaprint(mono_frames(frames), sample_rate))
+    analysis.pcm_hash = pcm.hexdigest()
+    analysis.fingerprint = encode_fingerprint(items)
+
+
+def _hashed_mono_blocks(stream: AudioStream, pcm: PcmHash) -> Iterator[np.ndarray]:
+    """The stream's blocks mixed down for Chromaprint, each fed to the PCM hash first."""
+    for block in stream.blocks():
+        pcm.update(block)
+        yield mono_frames(block)
 
 
 def _check_license(analysis: FileAnalysis, manifest_license: str | None, licenses: LicenseSettings,
@@ -156,16 +187,44 @@ def _check_license(analysis: FileAnalysis, manifest_license: str | None, license
     analysis.license_problem = None if decision.accepted else decision.reason
 
 
+def _check_consent(path: Path, analysis: FileAnalysis, today: dt.date) -> None:
+    """AI-training statements (the manifest row's, the file's C2PA assertions) and the licence's expiry: a refusal
+    or an expired licence is a licence problem, beside any the licence itself has."""
+    stated = [TrainingStatement(analysis.ai_training, analysis.ai_training_by or "")] if analysis.ai_training else []
+    problems = []
+    try:
+        stated += embedded_training_statements(path)
+    except ConsentError as exc:
+        problems.append(str(exc))
+    refusal = training_refusal(stated)
+    if stated:
+        shown = refusal or stated[0]
+        analysis.ai_training, analysis.ai_training_by = shown.use, shown.stated_by
+    if refusal:
+        problems.insert(0, refusal.reason())
+    if expired(analysis.license_expires, today):
+        where = manifest_row(analysis.manifest, analysis.manifest_line)
+        problems.append(f"licence expired on {analysis.license_expires} ({where})")
+    if problems:
+        analysis.license_problem = "; ".join(filter(None, [analysis.license_problem, *problems]))
+
+
+def manifest_row(manifest: str | None, line: int | None) -> str:
+    """Where a file's manifest statements come from, as reasons and consent records name it."""
+    return f"{manifest or 'manifest'} line {line}"
+
+
 def analyze_batch(items: list[InputFile], ingest: IngestSettings, licenses: LicenseSettings,
-                  manifest: str | None = None) -> list[dict[str, Any]]:
-    """One Prefect task's work: every file analysed, none able to stop the others."""
+                  manifest: str | None = None, today: dt.date | None = None) -> list[dict[str, Any]]:
+    """One Prefect task's work: every file analysed, none able to stop the others. ``today`` (UTC by default)
+    decides which licences have expired."""
     results = []
     policy = LicensePolicy(allow=licenses.allow, deny=licenses.deny)
     for item in items:
         try:
-            analysis = analyze_file(item, ingest, licenses, policy, manifest)
+            analysis = analyze_file(item, ingest, licenses, policy, manifest, today)
         except Exception as exc:  # noqa: BLE001 - an unexpected failure quarantines this file only
-            analysis = FileAnalysis(path=str(item.path), asset_id=asset_id_for(Path(item.path), None),
+            analysis = FileAnalysis(path=display_path(item.path), asset_id=asset_id_for(Path(item.path), None),
                                     problem=f"unexpected error while reading: {type(exc).__name__}: {exc}")
         results.append(analysis.as_dict())
     return results
@@ -177,8 +236,8 @@ def manifest_problem_analyses(manifest: ManifestResult, inputs: list[InputFile])
     for problem in unattached_problems(manifest, inputs):
         where = f"{manifest.path}:{problem.line}"
         path = Path(problem.path) if problem.path is not None else Path(where)
-        analysis = FileAnalysis(path=str(path), asset_id=asset_id_for(Path(where), None),
+        analysis = FileAnalysis(path=display_path(path), asset_id=asset_id_for(Path(where), None),
                                 problem=problem.reason,
-                                manifest=str(manifest.path), manifest_line=problem.line)
+                                manifest=display_path(manifest.path), manifest_line=problem.line)
         records.append(analysis.as_dict())
     return records

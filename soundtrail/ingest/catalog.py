@@ -22,10 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from soundtrail.config import IngestSettings, LicenseSettings
-from soundtrail.ingest.analyze import decode_fingerprint
 from soundtrail.licenses import LicensePolicy, license_name, requires_attribution
 from soundtrail.provenance.ledger import Ledger, LedgerWriter, utc_now
-from soundtrail.screening.chromaprint import FingerprintIndex, match_span_s
+from soundtrail.screening.chromaprint import FingerprintIndex, decode_fingerprint, match_span_s
 
 FINAL_STATUSES = ("accepted", "duplicate", "blocked", "revoked")
 MIN_NEAR_COPY_S = 0.5  # a near copy spans at least 3 Chromaprint items (96 bits) under the BER threshold
@@ -108,10 +107,10 @@ class Catalog:
                               max_ber=self.ingest.near_duplicate_ber)
         if not matches:
             return None
-        best = min(matches, key=lambda match: match.ber)
-        detail = (f"bit error rate {best.ber:.3f} over {best.duration_s:.1f} s "
-                  f"(query {best.query_offset_s:.1f} s, original {best.track_offset_s:.1f} s)")
-        return best.track_id, detail
+        best = min(matches, key=lambda match: match.details["ber"])
+        detail = (f"bit error rate {best.details['ber']:.3f} over {best.duration_s:.1f} s "
+                  f"(query {best.query_offset_s:.1f} s, original {best.asset_offset_s:.1f} s)")
+        return best.asset_id, detail
 
     @staticmethod
     def prefetch(analyses: list[dict[str, Any]], writer: LedgerWriter) -> None:

@@ -432,8 +432,9 @@ class NeuralCodec(nn.Module):
         """A codec whose weights are about to be replaced: its random initialisation leaves the global RNG as it
         was, so loading a codec does not change what a seeded run draws next.
 
-        Not built on the meta device: there weight norm runs through PyTorch's Python reference kernels, and the
-        first build in a process took 1.07 s (0.03 s on the CPU), paid by every ``screen`` and ``generate``.
+        Not built on the meta device: there weight norm runs through PyTorch's Python reference kernels, which
+        make a process's first build far slower than on the CPU (measured: ``benchmarks/RESULTS.md``), a cost
+        every ``screen`` and ``generate`` would pay.
         """
         with torch.random.fork_rng(devices=[]):
             return cls(config)

@@ -3,10 +3,17 @@
 A released WAV carries a signed C2PA manifest embedded in a ``C2PA`` RIFF chunk::
 
     c2pa.actions            c2pa.created, digitalSourceType = IPTC trainedAlgorithmicMedia,
-                            softwareAgent soundtrail, the model id
+                            softwareAgent soundtrail, the model id; c2pa.watermarked.bound when
+                            the audio carries a watermark that names this manifest's output
     org.soundtrail.training model_id, output_id, sha256 of the canonical JSON of the
                             training-data licence summary (the ledger can recompute it)
+    c2pa.soft-binding       the watermark: alg (its name and version), one block over the whole
+                            clip (scope.timespan in ms) whose value is the payload
     c2pa.hash.data          (added by the SDK) hash of every byte outside the manifest
+
+The soft binding is what lets credentials and mark find each other: stripped of its manifest, a
+file's watermark still names the output (and through the ledger its manifest); a file whose mark
+and manifest disagree was tampered with or re-marked.
 
 Validation has two independent halves, and :class:`CredentialReport` keeps them apart:
 
@@ -46,6 +53,9 @@ from soundtrail.provenance.ledger import canonical_json
 
 TRAINED_ALGORITHMIC_MEDIA = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 TRAINING_ASSERTION = "org.soundtrail.training"
+SOFT_BINDING_ASSERTION = "c2pa.soft-binding"
+WATERMARKED_ACTION = "c2pa.watermarked.bound"  # C2PA 2.2: a watermark that binds to this manifest was added
+DEMO_SIGNER = "soundtrail local signer"  # the common name of every workspace's demo signing certificate
 WAV_MIME = "audio/wav"
 # id-kp-documentSigning (RFC 9336), named by the C2PA 2.x trust model. c2pa-rs 0.91's default EKU
 # list still requires emailProtection, so the demo certificate carries both.
@@ -80,6 +90,35 @@ class SigningIdentity:
 
 
 @dataclass(frozen=True)
+class SoftBinding:
+    """A watermark as a manifest declares it: the algorithm's name and the payload over the whole clip."""
+
+    alg: str
+    value: str  # the payload as the algorithm writes it
+    duration_ms: int
+    name: str | None = None
+    alg_params: str | None = None
+
+    def assertion(self) -> dict[str, Any]:
+        """The ``c2pa.soft-binding`` assertion data (C2PA soft-binding-map: alg, blocks, name, alg_params, pad)."""
+        data: dict[str, Any] = {"alg": self.alg, "pad": [],
+                                "blocks": [{"scope": {"timespan": {"start": 0, "end": self.duration_ms}},
+                                            "value": self.value}]}
+        data.update({key: value for key, value in (("name", self.name), ("alg_params", self.alg_params)) if value})
+        return data
+
+    @classmethod
+    def from_assertion(cls, data: Mapping[str, Any]) -> SoftBinding | None:
+        """The first block of a read-back assertion; None when it names no algorithm or holds no block."""
+        blocks = data.get("blocks") or []
+        if not data.get("alg") or not blocks or not isinstance(blocks[0], Mapping):
+            return None
+        span = (blocks[0].get("scope") or {}).get("timespan") or {}
+        return cls(str(data["alg"]), str(blocks[0].get("value", "")), int(span.get("end", 0)), data.get("name"),
+                   data.get("alg_params"))
+
+
+@dataclass(frozen=True)
 class CredentialRecord:
     """What the ledger keeps about one signing: enough to find and re-verify the file."""
 
@@ -111,6 +150,14 @@ class CredentialReport:
     output_id: str | None = None
     training_digest: str | None = None
     digital_source_type: str | None = None
+    soft_binding: SoftBinding | None = None
+    signer: str | None = None  # the signing certificate's common name
+    issuer: str | None = None  # its issuer's organisation, as c2pa reports it
+
+    @property
+    def demo_signer(self) -> bool:
+        """Signed by a soundtrail workspace's local demo CA: valid, but trusted nowhere else."""
+        return self.signer == DEMO_SIGNER
 
     def assertion(self, label: str) -> dict[str, Any] | None:
         """The data of the first assertion with ``label`` (``c2pa.actions`` also finds ``.v2``)."""
@@ -147,11 +194,14 @@ def ensure_signing_identity(directory: Path, *, sign_cert: Path | None = None,
 
 
 def sign_wav(in_path: Path, out_path: Path, identity: SigningIdentity, *, model_id: str,
-             training_license_summary: Mapping[str, Any], output_id: str,
-             title: str | None = None) -> CredentialRecord:
-    """Write ``out_path``: ``in_path`` with an embedded, signed manifest (atomically; in place is fine)."""
+             training_license_summary: Mapping[str, Any], output_id: str, title: str | None = None,
+             soft_binding: SoftBinding | None = None) -> CredentialRecord:
+    """Write ``out_path``: ``in_path`` with an embedded, signed manifest (atomically; in place is fine).
+
+    ``soft_binding`` declares the watermark ``in_path`` already carries.
+    """
     digest = training_digest(training_license_summary)
-    manifest = _manifest(title or Path(out_path).name, model_id, output_id, digest)
+    manifest = _manifest(title or Path(out_path).name, model_id, output_id, digest, soft_binding)
     signer = _signer(identity)
     context = _context()
     try:
@@ -199,12 +249,16 @@ def read_credentials(path: Path, *, trust_anchors: Path | None = None) -> Creden
     actions = (_assertion(manifest, "c2pa.actions") or {}).get("actions", [])
     created = next((action for action in actions if action.get("action") == "c2pa.created"), {})
     integrity = [item for item in failures if item.get("code") not in TRUST_CODES]
+    binding = _assertion(manifest, SOFT_BINDING_ASSERTION)
+    signature = manifest.get("signature_info") or {}
     return CredentialReport(
         manifest=manifest, manifest_label=label, validation_state=state,
         validation_ok=not integrity and state != "Invalid", trusted=state == "Trusted", validation_errors=integrity,
         trust_errors=[item for item in failures if item.get("code") in TRUST_CODES],
         model_id=training.get("model_id"), output_id=training.get("output_id"),
-        training_digest=training.get("training_digest"), digital_source_type=created.get("digitalSourceType"))
+        training_digest=training.get("training_digest"), digital_source_type=created.get("digitalSourceType"),
+        soft_binding=SoftBinding.from_assertion(binding) if binding else None,
+        signer=signature.get("common_name"), issuer=signature.get("issuer"))
 
 
 def _assertion(manifest: Mapping[str, Any], label: str) -> dict[str, Any] | None:
@@ -214,27 +268,34 @@ def _assertion(manifest: Mapping[str, Any], label: str) -> dict[str, Any] | None
     return None
 
 
-def _manifest(title: str, model_id: str, output_id: str, digest: str) -> dict[str, Any]:
+def _manifest(title: str, model_id: str, output_id: str, digest: str,
+              soft_binding: SoftBinding | None) -> dict[str, Any]:
     agent = {"name": "soundtrail", "version": importlib.metadata.version("soundtrail")}
+    actions: list[dict[str, Any]] = [{
+        "action": "c2pa.created",
+        "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
+        "softwareAgent": agent,
+        "description": f"generated by soundtrail model {model_id}",
+        "parameters": {"model_id": model_id},
+    }]
+    assertions: list[dict[str, Any]] = [
+        {"label": "c2pa.actions", "data": {"actions": actions}},
+        {"label": TRAINING_ASSERTION, "data": {
+            "model_id": model_id,
+            "output_id": output_id,
+            "training_digest": digest,
+            "training_digest_alg": "sha256 of canonical JSON (sorted keys, compact separators, UTF-8)",
+        }},
+    ]
+    if soft_binding is not None:
+        actions.append({"action": WATERMARKED_ACTION, "softwareAgent": agent,
+                        "description": f"watermark {soft_binding.alg} carrying {soft_binding.value}"})
+        assertions.append({"label": SOFT_BINDING_ASSERTION, "data": soft_binding.assertion()})
     return {
         "claim_generator_info": [agent],
         "title": title,
         "format": WAV_MIME,
-        "assertions": [
-            {"label": "c2pa.actions", "data": {"actions": [{
-                "action": "c2pa.created",
-                "digitalSourceType": TRAINED_ALGORITHMIC_MEDIA,
-                "softwareAgent": agent,
-                "description": f"generated by soundtrail model {model_id}",
-                "parameters": {"model_id": model_id},
-            }]}},
-            {"label": TRAINING_ASSERTION, "data": {
-                "model_id": model_id,
-                "output_id": output_id,
-                "training_digest": digest,
-                "training_digest_alg": "sha256 of canonical JSON (sorted keys, compact separators, UTF-8)",
-            }},
-        ],
+        "assertions": assertions,
     }
 
 
@@ -311,7 +372,7 @@ def _issue_demo_identity(directory: Path, now: dt.datetime) -> None:
           .add_extension(_key_usage(key_cert_sign=True, crl_sign=True), critical=True)
           .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
-    leaf = (_certificate(_name("soundtrail local signer"), ca_name, signer_key.public_key(), now, SIGNER_YEARS)
+    leaf = (_certificate(_name(DEMO_SIGNER), ca_name, signer_key.public_key(), now, SIGNER_YEARS)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_key_usage(digital_signature=True), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION, DOCUMENT_SIGNING]),

@@ -9,7 +9,13 @@ ledger as it was, which is what makes every stage idempotent.
 Chain rule: ``event.hash = sha256(canonical_json({seq, kind, entity, entity_id, payload,
 run_id, created_at, prev_hash}))`` with ``prev_hash`` the previous event's hash (64 zeros for
 the first). :meth:`Ledger.verify` recomputes it and replays the payloads to check that every
-projection row still says what the chain says.
+projection row still says what the chain says. Stages that decide what may be trained on read
+through :meth:`Ledger.verified_rows`, which replays just the events of the rows it returns, so a
+row edited behind the chain's back is refused where it would be used, not only at the next audit.
+
+The chain shows a record changed in place; it cannot show a chain recomputed from some point on,
+cut short or emptied. Signed checkpoints of a Merkle tree over the chain hashes do
+(:mod:`soundtrail.provenance.checkpoints`).
 """
 
 from __future__ import annotations
@@ -26,15 +32,21 @@ from typing import Any
 from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Select
 
 from soundtrail.provenance.schema import PROJECTIONS, Base, Event, Projection
 
 GENESIS = "0" * 64
 _ADVISORY_LOCK_KEY = 0x50_0D_7A_11
+_IDS_PER_QUERY = 500  # bound parameters per IN list: far under SQLite's and PostgreSQL's limits
 
 
 class LedgerError(RuntimeError):
     """A ledger write or read that cannot proceed (unknown entity, bad value)."""
+
+
+class ProjectionMismatch(LedgerError):
+    """A projection row says something its own events do not: the table was edited behind the chain."""
 
 
 def canonical_json(value: Any) -> str:
@@ -202,6 +214,29 @@ class Ledger:
         with self._sessions() as session:
             return [row.as_dict() for row in session.scalars(query)]
 
+    def verified_rows(self, entity: str, ids: Iterable[str] | None = None, **equals: Any) -> list[dict[str, Any]]:
+        """Like :meth:`rows` (``ids`` narrows it further), each row checked against a replay of its own events.
+
+        Only those rows' events are read (one indexed query, or one per few hundred ``ids``), so a stage can
+        afford it on every run. Raises :class:`ProjectionMismatch` naming the row and column that disagree,
+        or an event whose hash no longer matches its content.
+        """
+        model = _projection(entity)
+        found: list[dict[str, Any]] = []
+        with self._sessions() as session:
+            if ids is None:
+                found += _verified_rows(session, entity, model, equals, None)
+            else:
+                wanted = sorted(set(ids))
+                for start in range(0, len(wanted), _IDS_PER_QUERY):
+                    found += _verified_rows(session, entity, model, equals, wanted[start:start + _IDS_PER_QUERY])
+        return sorted(found, key=lambda row: row["id"])
+
+    def chain_hashes(self) -> list[str]:
+        """Every event's chain hash in sequence order: the leaves of the ledger's Merkle tree."""
+        with self._sessions() as session:
+            return list(session.scalars(select(Event.hash).order_by(Event.seq)).yield_per(20_000))
+
     def events(self, entity: str | None = None, entity_id: str | None = None,
                kind: str | None = None) -> list[dict[str, Any]]:
         query = select(Event).order_by(Event.seq)
@@ -245,22 +280,57 @@ class Ledger:
             for row in session.scalars(select(model).order_by(model.id)):
                 rows += 1
                 seen.add(row.id)
-                if row.id not in replayed:
-                    return VerifyReport(False, events, rows, f"{name} row {row.id!r} has no event in the chain")
-                actual = row.as_dict()
-                for column, value in actual.items():
-                    if column != "id" and not _same(value, replayed[row.id].get(column)):
-                        return VerifyReport(
-                            False, events, rows,
-                            f"{name} row {row.id!r} column {column!r} is {value!r} but the chain says "
-                            f"{replayed[row.id].get(column)!r}",
-                            _last_seq_for(session, name, row.id),
-                        )
+                problem = _row_problem(name, row.as_dict(), replayed.get(row.id))
+                if problem:
+                    return VerifyReport(False, events, rows, problem,
+                                        _last_seq_for(session, name, row.id) if row.id in replayed else None)
             missing = sorted(set(replayed) - seen)
             if missing:
                 return VerifyReport(False, events, rows, f"{name} row {missing[0]!r} recorded in the chain is missing",
                                     _last_seq_for(session, name, missing[0]))
         return VerifyReport(True, events, rows)
+
+
+def _verified_rows(session: Session, entity: str, model: type[Projection], equals: Mapping[str, Any],
+                   ids: list[str] | None) -> list[dict[str, Any]]:
+    """One batch of :meth:`Ledger.verified_rows`."""
+    def narrowed(query: Select) -> Select:
+        for column, value in equals.items():
+            query = query.where(getattr(model, column) == value)
+        return query if ids is None else query.where(model.id.in_(ids))
+
+    rows = [row.as_dict() for row in session.scalars(narrowed(select(model)))]
+    if ids is None:  # the events of the rows found, whatever the filter
+        query = narrowed(select(Event).join(model, (Event.entity == entity) & (Event.entity_id == model.id)))
+    else:  # the events of every id asked for, so that a row deleted from the table shows too
+        query = select(Event).where(Event.entity == entity, Event.entity_id.in_(ids))
+    events = session.scalars(query.order_by(Event.entity_id, Event.seq))
+    replayed: dict[str, dict[str, Any]] = {}
+    for row in events:
+        record = _event_dict(row)
+        if event_hash(record) != row.hash or canonical_json(record["payload"]) != row.payload:
+            raise ProjectionMismatch(f"event {row.seq} ({entity} {row.entity_id!r}) was changed: its hash does "
+                                     "not match its content (see `soundtrail ledger verify`)")
+        replayed.setdefault(row.entity_id, {}).update(record["payload"])
+    problems = [_row_problem(entity, row, replayed.get(row["id"])) for row in rows]
+    if ids is not None and not equals:
+        problems += [f"{entity} row {missing!r} recorded in the chain is missing"
+                     for missing in sorted(set(replayed) - {row["id"] for row in rows})]
+    problem = next((problem for problem in problems if problem), None)
+    if problem:
+        raise ProjectionMismatch(f"{problem}: refusing to use it (see `soundtrail ledger verify`)")
+    return rows
+
+
+def _row_problem(entity: str, row: Mapping[str, Any], replayed: Mapping[str, Any] | None) -> str | None:
+    """How a projection row differs from the replay of its events, or None when they agree."""
+    if replayed is None:
+        return f"{entity} row {row['id']!r} has no event in the chain"
+    for column, value in row.items():
+        if column != "id" and not _same(value, replayed.get(column)):
+            return (f"{entity} row {row['id']!r} column {column!r} is {value!r} but the chain says "
+                    f"{replayed.get(column)!r}")
+    return None
 
 
 def _chain_problem(record: dict[str, Any], position: int, prev: str, payload_text: str) -> str | None:

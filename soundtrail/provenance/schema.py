@@ -111,6 +111,18 @@ class Asset(Projection):
     flow_run_id: Mapped[str | None] = _text()
 
 
+class Consent(Projection):
+    """What a rights holder stated beyond the licence id about one asset (``id`` is the asset id): AI training
+    (allowed, notAllowed, constrained) and who said so (a manifest line, a C2PA assertion), and the last day the
+    licence holds (an ISO date), after which the next ingest revokes the asset."""
+
+    __tablename__ = "consents"
+    ai_training: Mapped[str | None] = _text()
+    ai_training_by: Mapped[str | None] = _text()
+    license_expires: Mapped[str | None] = mapped_column(String(10), index=True, nullable=True)
+    license_expires_by: Mapped[str | None] = _text()
+
+
 class Fingerprint(Projection):
     """Chromaprint of an asset or of a blocklisted work (``id`` is the asset or block id)."""
 
@@ -134,7 +146,11 @@ class BlockedWork(Projection):
 
 
 class CodecRow(Projection):
-    """A trained or imported codec and the assets it saw."""
+    """A trained or imported codec and the assets it saw.
+
+    ``status`` and ``takedowns`` are written by takedowns only (``affected-by-takedown`` and the takedown ids),
+    never by the stage that records the codec, so recording it again cannot clear them; empty means current.
+    """
 
     __tablename__ = "codecs"
     kind: Mapped[str | None] = _text()
@@ -144,6 +160,8 @@ class CodecRow(Projection):
     metrics: Mapped[Any] = _json()
     created_at: Mapped[str | None] = _text()
     training: Mapped[Any] = _json()  # how it was trained: world size, the assets each rank read
+    status: Mapped[str | None] = _text()
+    takedowns: Mapped[Any] = _json()
 
 
 class Shard(Projection):
@@ -160,7 +178,10 @@ class Shard(Projection):
 
 
 class ModelRow(Projection):
-    """A trained generator: exactly which shards (by sha256) and which codec it saw."""
+    """A trained generator: exactly which shards (by sha256) and which codec it saw.
+
+    ``status`` and ``takedowns``: as for :class:`CodecRow`, written by takedowns only.
+    """
 
     __tablename__ = "models"
     kind: Mapped[str | None] = _text()
@@ -172,6 +193,8 @@ class ModelRow(Projection):
     metrics: Mapped[Any] = _json()
     created_at: Mapped[str | None] = _text()
     training: Mapped[Any] = _json()  # preset and full config, world size, the shards each rank read
+    status: Mapped[str | None] = _text()
+    takedowns: Mapped[Any] = _json()
 
 
 class Output(Projection):
@@ -202,7 +225,20 @@ class Takedown(Projection):
     created_at: Mapped[str | None] = _text()
 
 
+class Override(Projection):
+    """An operator's decision, on record, to pass a guard: generating with a model a takedown affects
+    (``kind`` "takedown"), or marking audio that already carries a watermark ("watermark")."""
+
+    __tablename__ = "overrides"
+    kind: Mapped[str | None] = _text()
+    by: Mapped[str | None] = _text()
+    reason: Mapped[str | None] = _text()
+    details: Mapped[Any] = _json()  # what was overridden: the model and takedowns, or both watermark payloads
+    created_at: Mapped[str | None] = _text()
+
+
 PROJECTIONS: dict[str, type[Projection]] = {
     cls.__tablename__: cls
-    for cls in (Source, Licence, Asset, Fingerprint, BlockedWork, CodecRow, Shard, ModelRow, Output, Takedown)
+    for cls in (Source, Licence, Asset, Consent, Fingerprint, BlockedWork, CodecRow, Shard, ModelRow, Output, Takedown,
+                Override)
 }

@@ -12,11 +12,9 @@ design, but it spends about 50 s of audio per 128-bit block. We keep its ingredi
 clips of a few seconds: 32 bits plus a CRC-16 instead of 128 bits, a block that repeats every 2 s so any 5 s
 excerpt holds every tile of it twice, small tiles (16 ms x 62.5 Hz) whose host energy is well predicted by
 their neighbours in time, and a mark that is relatively stronger in the quieter bands of each frame, where it
-costs little of the 30 dB signal-to-watermark budget. Measured by ``benchmarks/release_watermark.py`` (121
-clips of 10 s: 56 corpus-synthesizer tracks in seven styles, and 13 each of drum-machine music, speech-like
-syllables with pauses, pink noise, a sustained chord and a bare plucked melody): true-positive rate and
-payload bit accuracy 1.000 after every edit, 0 false positives in 847 unmarked trials, SWR 30.3 dB, 146x
-real time for embedding plus detection on one thread.
+costs little of the 30 dB signal-to-watermark budget. ``benchmarks/release_watermark.py`` measures what this
+achieves (detection and bit accuracy after each edit, false positives, the ratio, speed on one thread); its
+figures are in ``benchmarks/RESULTS.md``.
 
 Layout (working rate 16 kHz, STFT of 512 samples, hop 256 = one tile in time)::
 
@@ -41,34 +39,33 @@ its band stands over twice its noise floor and down-weights onsets; and folds th
 One FFT correlation over time gives, at all ``4 * 128 = 512`` alignments at once, the soft value of every
 coded bit; a Viterbi decoder finds the best codeword at each alignment, and its correlation with the clip,
 normalised by the clip's feature energy, is the alignment's score. The codeword itself synchronises: no tiles
-are spent on a separate sync pattern (giving the 15 % of tiles that once carried one to the data took speech
-under 20 dB noise from 0.92 to 0.96-1.00). The words of the best 8 alignments are CRC-checked; when none
-holds, each of them is list-decoded 8 deep (parallel list Viterbi) and the best CRC-valid word is taken: the
-remaining misses on speech under noise were maximum-likelihood errors with the sent word right behind.
+are spent on a separate sync pattern, so every tile carries data, which the sparsest hosts (speech under noise)
+need most. The words of the best 8 alignments are CRC-checked; when none holds, each of them is list-decoded
+8 deep (parallel list Viterbi) and the best CRC-valid word is taken: on weak marks the maximum-likelihood word
+can be wrong with the sent word right behind it.
 
 The p-value bounds the chance that audio *without this key's mark* yields a CRC-valid word scoring as well,
 whatever the audio: for one alignment and one codeword the score is a normalised sum of the key's independent
 random signs, so ``P(score >= t) <= exp(-t^2/2)`` (Hoeffding), and a union over the 512 alignments and the
 ``2^32`` codewords whose CRC holds gives ``p = 512 * 2^32 * exp(-score^2 / 2)``; a clip is marked when
-``p <= 1e-6`` (score >= 9.19; unmarked audio scores 8.3 on average; the highest of 847 benchmark trials, 9.27,
-was a word whose CRC failed).
+``p <= 1e-6``, i.e. score >= 9.19 (the scores unmarked audio reaches, just under that, are in
+``benchmarks/RESULTS.md``).
 The Hoeffding bound, not a Gaussian tail, is used because on sparse hosts the features are far from normal.
 Scoring the whole codeword instead of a pilot with the CRC as a 2^-16 factor costs 2^32 in the union but
-uses every tile: on sparse hosts it turned a pilot score just short of its threshold, with the payload
-already decoded right, into a detection.
+uses every tile, so a sparse host whose payload decodes right is not lost to a pilot score short of its own
+threshold.
 
 Known limits: the budget is fixed by the 30 dB ratio, so on very sparse hosts (a bare three-partial melody)
 and speech-like audio with pauses the mark lives in few tiles, and these are the clips closest to the
-threshold: 5 s crops of the bare melody score about 14 and speech under 20 dB of white noise about 13, against
-9.19. Beyond the benchmark, a stress run of 60 more clips of each (fresh seeds) detected every bare-melody
-crop and 59 of 60 speech clips under noise; the miss (a quiet clip, -32 dB RMS, mostly pauses) scores 8.4 even
-with the sent word known, so no decoder can recover it: only more mark energy could, which the 30 dB budget
-does not allow. Informed embedding (extra gain where the host's own residual opposes the tile's sign) was
-tried and measured no gain: the score is normalised by the host's feature energy, which the mark cannot
-reduce, so cancelling the host's correlation with the key (about one unit of score) buys little. Pitch shift
-and time stretch move the tiles off the key's grid and were not measured; nor were excerpts under 4.5 s.
-The detector's FFT correlation is a few small complex matrix products: multi-threaded OpenBLAS on a busy
-machine makes them, and the whole detection, about 4x slower than one pinned thread (45 ms per 10 s clip).
+threshold. A quiet clip that is mostly pauses, under 20 dB of noise, can hold too little mark to score 9.19
+even with the sent word known: no decoder can recover it, only more mark energy could, which the 30 dB budget
+does not allow (how often, in a stress run: ``benchmarks/RESULTS.md``). Informed embedding (extra gain where
+the host's own residual opposes the tile's sign) does not help: the score is normalised by the host's feature
+energy, which the mark cannot reduce, so cancelling the host's correlation with the key buys little. Pitch
+shift and time stretch move the tiles off the key's grid and are left out of the benchmark; so are excerpts
+under 4.5 s.
+The detector's FFT correlation is a few small complex matrix products, which multi-threaded OpenBLAS on a busy
+machine runs several times slower than one pinned thread (the benchmark pins one).
 """
 
 from __future__ import annotations
@@ -84,6 +81,9 @@ from soundtrail.audio import resample
 from soundtrail.release import watermark_code as code
 
 PAYLOAD_HEX_CHARS = code.PAYLOAD_BITS // 4
+# The name content credentials give this mark (a C2PA soft-binding ``alg``: reverse-domain and versioned; it is
+# not on C2PA's soft-binding algorithm list). Change the version when marks stop being readable by older code.
+ALGORITHM = "org.soundtrail.watermark.stft-tiles.1"
 
 
 @dataclass(frozen=True)

@@ -44,8 +44,8 @@ def sorted_unique(values: np.ndarray) -> np.ndarray:
     """``np.unique(values)``, found by sorting.
 
     NumPy 2.4's ``np.unique`` (without ``return_*``) collects distinct values in a hash table, which is slow once
-    they are many: 15.8 s against 1.0 s by sorting for the 14.5 million anchor keys of a 1,000-track landmark
-    index, and still ~5x slower for the few thousand values of one query's candidate cells.
+    they are many (the anchor keys of a landmark index) and still slower than a sort for the few thousand values
+    of one query's candidate cells (measured: ``benchmarks/RESULTS.md``).
     """
     ordered = np.sort(values)
     return ordered[np.concatenate([[True], ordered[1:] != ordered[:-1]])] if len(ordered) else ordered

@@ -15,13 +15,15 @@ n-grams that hit. A one-token difference removes ``n`` n-grams, so ``max_gap`` d
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from soundtrail.screening.arrays import expand_ranges
 from soundtrail.screening.index_file import IndexFile
+from soundtrail.screening.method import Content, IndexedMethod, Match
 
 _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant: a polynomial hash that wraps mod 2**64
 
@@ -34,18 +36,6 @@ class TokenNgramConfig:
     min_hits: int = 16  # hits at one offset before it is examined
     candidates: int = 16  # offsets examined per query, most hits first
     max_postings: int = 5_000  # an n-gram held this often (silence) says nothing
-
-
-@dataclass(frozen=True)
-class TokenMatch:
-    asset_id: str
-    query_offset_s: float
-    asset_offset_s: float
-    duration_s: float
-    score: float
-
-    def to_dict(self) -> dict[str, str | float]:
-        return asdict(self)
 
 
 def first_codebook(codes: np.ndarray) -> np.ndarray:
@@ -79,6 +69,10 @@ class TokenNgramIndex(IndexFile):
     def __len__(self) -> int:
         return len(self._asset_ids)
 
+    @property
+    def asset_ids(self) -> list[str]:
+        return list(self._asset_ids)
+
     def add(self, asset_id: str, codes: np.ndarray) -> None:
         """Index an asset's codes: ``[F]`` first-codebook codes or ``[K, F]`` (only the first row is used)."""
         if asset_id in self._known:
@@ -97,7 +91,7 @@ class TokenNgramIndex(IndexFile):
         self._keys, self._asset, self._frame = keys[order], asset[order], frame[order]
         self._pending = []
 
-    def query(self, codes: np.ndarray, min_duration_s: float = 5.0) -> list[TokenMatch]:
+    def query(self, codes: np.ndarray, min_duration_s: float = 5.0) -> list[Match]:
         """Runs of shared n-grams of at least ``min_duration_s``, best score first."""
         self._flush()
         cfg = self.config
@@ -121,7 +115,7 @@ class TokenNgramIndex(IndexFile):
             matches.extend(self._runs(frames, self._asset_ids[hit_asset], int(hit_offset), min_duration_s))
         return sorted(matches, key=lambda m: (-m.score, -m.duration_s))
 
-    def _runs(self, frames: np.ndarray, asset_id: str, offset: int, min_duration_s: float) -> list[TokenMatch]:
+    def _runs(self, frames: np.ndarray, asset_id: str, offset: int, min_duration_s: float) -> list[Match]:
         cfg = self.config
         breaks = np.flatnonzero(np.diff(frames) > cfg.max_gap)
         out = []
@@ -130,9 +124,10 @@ class TokenNgramIndex(IndexFile):
             duration_s = (last - first + cfg.n) / cfg.frame_rate
             if duration_s < min_duration_s:
                 continue
-            out.append(TokenMatch(asset_id, query_offset_s=round(first / cfg.frame_rate, 3),
-                                  asset_offset_s=round((first + offset) / cfg.frame_rate, 3),
-                                  duration_s=round(duration_s, 3), score=round(len(run) / (last - first + 1), 4)))
+            out.append(Match(asset_id, query_offset_s=round(first / cfg.frame_rate, 3),
+                             asset_offset_s=round((first + offset) / cfg.frame_rate, 3),
+                             duration_s=round(duration_s, 3), score=round(len(run) / (last - first + 1), 4),
+                             method=NAME))
         return out
 
     def to_bytes(self) -> bytes:
@@ -154,3 +149,28 @@ class TokenNgramIndex(IndexFile):
             index._known = set(index._asset_ids)
         return index
 
+
+NAME = "tokens"
+
+
+class TokensMethod(IndexedMethod):
+    """The screen's token method: a generator re-emitting memorised training tokens. It reads the first codebook
+    of the codes (the shards' for assets, the generator's or a re-encoding for a query). Score: the fraction of
+    the run's n-grams shared."""
+
+    name = NAME
+    reads = "codes"
+    flag = 0.3
+    block = 0.6
+    version = 1
+    index_path = "ngrams.npz"
+
+    def __init__(self, frame_rate: float | None = None) -> None:
+        self.index = TokenNgramIndex(TokenNgramConfig(frame_rate=frame_rate) if frame_rate else None)
+
+    def add(self, asset_id: str, content: Content) -> None:
+        self.index.add(asset_id, content.codes)
+
+    def query(self, content: Content, min_duration_s: float, min_score: float,
+              proposals: Sequence[Match] = ()) -> list[Match]:
+        return self.index.query(content.codes, min_duration_s)

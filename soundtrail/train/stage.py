@@ -75,8 +75,10 @@ def training_data(workspace: Workspace, codec_id: str | None = None) -> Training
     entries = manifest_entries(set_dir)
     if not entries:
         raise ValueError(f"no shards for codec {codec.id}: run `soundtrail tokenize` first")
-    with Ledger(workspace.ledger_url) as ledger:
-        current = {row["id"] for row in ledger.rows("shards", status="current", codec_id=codec.id)}
+    with Ledger(workspace.ledger_url) as ledger:  # shards and their assets as their own events say, not the tables
+        shards = ledger.verified_rows("shards", status="current", codec_id=codec.id)
+        ledger.verified_rows("assets", ids=[asset for shard in shards for asset in shard["asset_ids"] or []])
+        current = {row["id"] for row in shards}
     files, ids = [], []
     for entry in entries:
         path = set_dir / entry.file
@@ -186,7 +188,7 @@ def train_workspace_codec(workspace: Workspace, steps: int | None = None, config
     preset = None if config is not None else workspace.settings.model.codec
     config = config or PRESETS[workspace.settings.model.codec]()
     with Ledger(workspace.ledger_url) as ledger:
-        train_rows, held_rows = split_assets(ledger.rows("assets", status="accepted"))
+        train_rows, held_rows = split_assets(ledger.verified_rows("assets", status="accepted"))
     if not train_rows:
         raise ValueError("no accepted assets to train a codec on: run `soundtrail ingest` first")
     held_out = [row["id"] for row in held_rows]

@@ -6,16 +6,18 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 
 from soundtrail import checkpoint
 from soundtrail.codec.codecs import KIND, codec_id_of
 from soundtrail.codec.tokenize import encode_group, finalize_set, plan_tokenize
 from soundtrail.data.shards import iter_segments, read_manifest, shard_paths, verify_shards
 from soundtrail.models.codec import CodecConfig, NeuralCodec
-from soundtrail.provenance.ledger import Ledger
+from soundtrail.provenance.ledger import Ledger, ProjectionMismatch
 from tests.audio_fixtures import melody, write
 
 STATUSES = ("accepted", "quarantined", "duplicate", "blocked", "revoked")
@@ -32,8 +34,7 @@ def tokenize(ledger: Ledger, shards: Path, codec_path: str, codec_id: str) -> di
     plan = plan_tokenize(ledger, shards, codec_path, codec_id, segment_s=1.0, assets_per_shard=2)
     from soundtrail.codec.tokenize import rewrite_without
 
-    accepted = {row["id"] for row in ledger.rows("assets", status="accepted")}
-    entries = [e for e in (rewrite_without(Path(plan.set_dir), s, accepted) for s in plan.stale) if e]
+    entries = [e for e in (rewrite_without(Path(plan.set_dir), s, set(plan.accepted)) for s in plan.stale) if e]
     for group in plan.groups:
         result = encode_group(plan.set_dir, codec_path, group, 1.0, batch_size=4)
         if result.entry:
@@ -117,3 +118,25 @@ def test_a_shard_finished_before_a_kill_is_reused(tmp_path: Path) -> None:
     tokenize(ledger, tmp_path / "shards", codec_path, codec_id)
     assert (Path(plan.set_dir) / first.entry["file"]).stat().st_mtime_ns == mtime
     assert shard_assets(tmp_path / "shards") == {f"a{i}" for i in range(4)}
+
+
+def test_an_asset_relabelled_accepted_in_the_table_alone_is_refused(ledger_url: str, tmp_path: Path) -> None:
+    """The chain says quarantined (NC); an edit of the assets table says accepted: the asset never reaches a shard."""
+    ledger = Ledger(ledger_url)
+    codec_path, codec_id = tiny_codec(tmp_path / "codec")
+    for index, (status, spdx) in enumerate([("accepted", "CC0-1.0"), ("quarantined", "CC-BY-NC-4.0")]):
+        path = write(tmp_path / f"a{index}.wav", melody(index, seconds=1.5), rate=8000)
+        ledger.record("assets", f"a{index}", {"path": str(path), "status": status, "license": spdx}, "asset.test")
+    with ledger.engine.connect() as connection:
+        connection.execute(text("UPDATE assets SET status = 'accepted', reason = NULL WHERE id = 'a1'"))
+        connection.commit()
+    with pytest.raises(ProjectionMismatch, match="assets row 'a1' column 'status' is 'accepted' but the chain says "
+                                                 "'quarantined': refusing to use it"):
+        tokenize(ledger, tmp_path / "shards", codec_path, codec_id)
+    assert shard_assets(tmp_path / "shards") == set()
+    with ledger.engine.connect() as connection:  # the operator puts the row back: tokenize goes on
+        connection.execute(text("UPDATE assets SET status = 'quarantined' WHERE id = 'a1'"))
+        connection.commit()
+    tokenize(ledger, tmp_path / "shards", codec_path, codec_id)
+    assert shard_assets(tmp_path / "shards") == {"a0"}
+    ledger.close()

@@ -28,7 +28,7 @@ from tests.audio_fixtures import melody, write, write_manifest
 from tests.codec.test_tokenize import tokenize
 from tests.conftest import run_cli
 from tests.ingest.test_catalog import ingest
-from tests.release.test_gate import corpus_codec
+from tests.release.workspaces import corpus_codec
 
 # ---------------------------------------------------------------------------------------------------------------
 # Fréchet distance
@@ -190,6 +190,7 @@ def test_cli_prints_one_json_object_and_refuses_bad_step_lists(trained: Workspac
 
 
 def test_missing_models_are_named_with_the_command_that_makes_them(tmp_path: Path, capsys) -> None:
+    Ledger(Workspace(tmp_path / "empty").ledger_url).close()  # a workspace with nothing in it yet
     code, _, err = run_cli(["eval", "compare", "-w", tmp_path / "empty"], capsys)
     assert code == 1 and "run `soundtrail train ar`" in err
 

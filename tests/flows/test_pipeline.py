@@ -52,15 +52,40 @@ def pipeline_workspace(tmp_path_factory) -> Workspace:
     return ws
 
 
+class RecordingReporter:
+    """What a terminal's progress bars would have shown, per stage."""
+
+    def __init__(self) -> None:
+        self.totals: dict[str, int] = {}
+        self.shown: dict[str, int] = {}
+        self.notes: dict[str, list[str]] = {}
+
+    def start(self, stage: str, total: int) -> None:
+        self.totals[stage], self.shown[stage] = total, 0
+
+    def advance(self, stage: str, amount: int = 1) -> None:
+        self.shown[stage] += amount
+
+    def note(self, stage: str, text: str) -> None:
+        self.notes.setdefault(stage, []).append(text)
+
+    def finish(self, stage: str) -> None:
+        pass
+
+
 def test_pipeline_runs_every_stage_and_a_rerun_redoes_nothing(pipeline_workspace: Workspace, prefect_server) -> None:
     import ray
 
     from soundtrail.flows.pipeline import pipeline_flow
+    from soundtrail.flows.progress import reporting
 
     ws = pipeline_workspace
-    with mock.patch.object(ray, "init", wraps=ray.init) as ray_init:
+    with mock.patch.object(ray, "init", wraps=ray.init) as ray_init, reporting(RecordingReporter()) as progress:
         summary = pipeline_flow(str(ws.root))
     assert ray_init.call_count == 1, "every stage's subflow runs on the pipeline's one Ray session"
+    # Training runs in Ray tasks; its steps and losses reached the driver's reporter while it ran.
+    assert {"codec": 12, "train ar": 40, "train diffusion": 12}.items() <= progress.totals.items()
+    assert 0 < progress.shown["train ar"] <= 40 and progress.notes["train ar"][-1].startswith("loss ")
     assert not ray.is_initialized(), "the pipeline stops the Ray it started"
     ingest = summary["ingest"]
     assert (ingest["accepted"], ingest["quarantined"], ingest["duplicate"], ingest["blocked"]) == (4, 2, 1, 1)
@@ -87,6 +112,8 @@ def test_pipeline_runs_every_stage_and_a_rerun_redoes_nothing(pipeline_workspace
     events = [json.loads(line) for line in (ws.root / "reports" / "openlineage.jsonl").read_text().splitlines()]
     jobs = {event["job"]["name"] for event in events}
     assert {"ingest", "codec", "tokenize", "train-ar", "train-diffusion", "generate-ar", "generate-diffusion"} <= jobs
+    parents = {event["run"]["facets"]["parent"]["job"]["name"] for event in events}
+    assert parents == {"pipeline"}, "every stage run names the pipeline run as its parent"
     completes = [e for e in events if e["eventType"] == "COMPLETE" and e["job"]["name"] == "tokenize"]
     assert completes and all(out["name"].startswith("shards/") for out in completes[0]["outputs"])
 
@@ -95,19 +122,17 @@ def test_pipeline_leaves_prefect_artifacts(pipeline_workspace: Workspace, prefec
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    async def latest(key: str) -> list[dict]:
-        async with get_client() as client:  # the raw filter call: this client sends nulls the server refuses
-            query = {"artifacts": ArtifactFilter(key=ArtifactFilterKey(any_=[key])).model_dump(mode="json"),
-                     "limit": 10, "offset": 0, "sort": "CREATED_DESC"}
-            response = await client.request("POST", "/artifacts/filter", json=query)
-            return response.json()
+    async def latest(key: str) -> list:
+        async with get_client() as client:
+            return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
 
     import asyncio
 
     summary = asyncio.run(latest("pipeline-summary"))
-    assert summary and "soundtrail pipeline run" in summary[0]["data"]
-    releases = asyncio.run(latest("release-log"))
-    assert releases and "output_id" in str(releases[0]["data"])
+    assert summary and "soundtrail pipeline run" in str(summary[0].data)
+    assert "ar model" in str(summary[0].data) and "shard set" in str(summary[0].data)
+    releases = asyncio.run(latest("release-log"))  # published by each generate stage run
+    assert releases and "output_id" in str(releases[0].data)
 
 
 def _busy_ray_workers() -> list[int]:
@@ -159,3 +184,13 @@ def test_ingest_survives_a_ray_worker_killed_mid_task(tmp_path: Path, prefect_se
                 for status in ("accepted", "quarantined", "duplicate", "blocked")}
     assert {status: summary[status] for status in expected} == expected
     assert Ledger(ws.ledger_url).verify().ok
+
+
+def test_a_screening_key_naming_no_method_stops_the_pipeline_before_any_stage(tmp_path: Path) -> None:
+    from soundtrail.config import ConfigError
+    from soundtrail.flows.pipeline import pipeline_flow
+
+    (tmp_path / "soundtrail.toml").write_text(TINY_PIPELINE + "[screening]\nlandmark_flag = 0.5\n")
+    with pytest.raises(ConfigError, match="landmark_flag: unknown key"):
+        pipeline_flow.fn(str(tmp_path))
+    assert not (tmp_path / "ledger.db").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import os
 import subprocess
@@ -19,6 +20,7 @@ from soundtrail.flows.ingest import record_assets
 from soundtrail.ingest.analyze import analyze_batch, manifest_problem_analyses
 from soundtrail.ingest.blocklist import add_to_blocklist
 from soundtrail.ingest.catalog import Catalog, IngestItem
+from soundtrail.ingest.expiry import apply_licence_terms
 from soundtrail.ingest.manifest import read_manifest, resolve_inputs
 from soundtrail.provenance.ledger import Ledger, LedgerWriter
 from soundtrail.workspace import Workspace
@@ -30,19 +32,21 @@ class Killed(Exception):
 
 
 def ingest(workspace: Workspace, paths: list[Path], manifest: Path | None = None,
-           kill_at: int | None = None) -> dict[str, dict]:
-    """The ingest flow's two steps without Prefect/Ray: analyse, then the flow's own ``record_assets``.
+           kill_at: int | None = None, today: dt.date | None = None) -> dict[str, dict]:
+    """The ingest flow's steps without Prefect/Ray: analyse, the flow's own ``record_assets``, the licence terms.
 
-    ``kill_at`` makes the process "die" right after deciding the file at that position in curator order.
+    ``kill_at`` makes the process "die" right after deciding the file at that position in curator order;
+    ``today`` is the date the licence expiry is judged on (UTC today by default).
     """
     settings = workspace.settings
     manifest_result = read_manifest(manifest) if manifest else None
     inputs = resolve_inputs(paths, manifest_result)
-    analyses = analyze_batch(inputs, settings.ingest, settings.licenses, str(manifest) if manifest else None)
+    analyses = analyze_batch(inputs, settings.ingest, settings.licenses, str(manifest) if manifest else None, today)
     if manifest_result:
         analyses += manifest_problem_analyses(manifest_result, inputs)
     with mock.patch.object(Catalog, "admit", _dying_admit(kill_at)):
         items = record_assets.fn(str(workspace.root), analyses, "test-run")
+    apply_licence_terms(str(workspace.root), analyses, "test-run", today)
     return {Path(item["path"]).name: item for item in items}
 
 
@@ -97,7 +101,8 @@ def test_bad_inputs_are_quarantined_with_reasons_and_the_batch_goes_on(tmp_path:
              ("empty.wav", "text.wav", "truncated.ogg", "nan.wav", "inf.wav", "silence.wav", "short.wav",
               "zero_hz.wav", "many_channels.wav", "huge_tags.flac")]
     rows += [{"path": "../elsewhere.wav", "license": "CC0-1.0"}, {"path": "missing.wav", "license": "CC0-1.0"}]
-    manifest = write_manifest(corpus, rows, extra_lines=['{"path": "good.flac", "license": ', "[1, 2]"])
+    manifest = write_manifest(corpus, rows, extra_lines=['{"path": "gone.flac", "license": ',
+                                                         '{"path": "nul\\u0000.wav", "license": "CC0-1.0"}'])
 
     items = ingest(workspace, [corpus], manifest)
 
@@ -108,16 +113,17 @@ def test_bad_inputs_are_quarantined_with_reasons_and_the_batch_goes_on(tmp_path:
         "short.wav": "too short", "zero_hz.wav": "sample rate", "many_channels.wav": "channel",
         "huge_tags.flac": "oversized tag block", "link.wav": "symlink points outside the ingested folder",
         "elsewhere.wav": "outside the manifest folder", "missing.wav": "does not exist",
+        "gone.flac": f"{manifest} line {len(rows) + 1}: not valid JSON",
     }
     for name, reason in expected.items():
         assert items[name]["status"] == "quarantined", (name, items[name])
         assert reason in items[name]["reason"], (name, items[name]["reason"])
     line_items = [item for key, item in items.items() if key.startswith("manifest.jsonl:")]
-    assert sorted(item["reason"].split(": ")[0] for item in line_items) == [
-        f"{manifest} line {len(rows) + 1}", f"{manifest} line {len(rows) + 2}"]
+    assert [item["reason"] for item in line_items] == [f"{manifest} line {len(rows) + 2}: 'path' contains a NUL "
+                                                        "character"]
     ledger = Ledger(workspace.ledger_url)
     quarantined = ledger.rows("assets", status="quarantined")
-    assert len(quarantined) == len(expected) + 2 and all(row["reason"] for row in quarantined)
+    assert len(quarantined) == len(expected) + 1 and all(row["reason"] for row in quarantined)
     assert ledger.verify().ok
 
 

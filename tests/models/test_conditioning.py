@@ -35,6 +35,7 @@ def test_learned_encoder_shapes_mask_and_padding_independence() -> None:
     assert mask.tolist() == [[True] * 5, [True, True, False, False, False], [True, False, False, False, False]]
     assert torch.isfinite(emb).all()
     alone, alone_mask = encoder(CAPTIONS[1:2])
+    assert alone_mask.tolist() == [[True, True]]
     torch.testing.assert_close(alone[0], emb[1, :2], atol=1e-5, rtol=1e-5)  # batch padding changes nothing
     assert encoder.trainable and any(p.requires_grad for p in encoder.parameters())
 

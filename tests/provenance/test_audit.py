@@ -16,9 +16,13 @@ from markdown_it import MarkdownIt
 from soundtrail.atomic import sha256_file
 from soundtrail.audio import write_wav
 from soundtrail.provenance import credentials as cc
-from soundtrail.provenance.audit import AuditConfig, build_report, license_url, markdown_escape, write_report
+from soundtrail.provenance.audit import write_report
+from soundtrail.provenance.audit_render import AuditConfig, markdown_escape
+from soundtrail.provenance.audit_report import build_report, license_url
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.provenance.lineage import training_license_summary
+from soundtrail.provenance.overrides import Override, record_override
+from soundtrail.provenance.takedown import revoke, takedown_id_for
 from soundtrail.workspace import Workspace
 from tests.conftest import run_cli
 from tests.provenance.test_lineage import build_ledger
@@ -99,6 +103,36 @@ def test_report_content(workspace: Workspace) -> None:
     assert (processing["quarantined"], processing["duplicates"], processing["blocked"], processing["revoked"],
             processing["blocklist_works"]) == (1, 1, 1, 0, 1)
     assert "soundtrail takedown" in processing["takedown_procedure"]
+
+
+def test_figures_credits_signers_and_model_status_are_right(workspace: Workspace) -> None:
+    """Segments count each shard once however many models read it; a credit line that already names its title is
+    not wrapped in another; demo-CA signatures and takedown marks and overrides show."""
+    with Ledger(workspace.ledger_url) as ledger:
+        ledger.record("models", "m3", {"kind": "diffusion", "codec_id": "c1", "shards": ["sh1", "sh2"],
+                                       "path": "/ck/m3", "created_at": "2025-03-02T00:00:00"}, "model.trained")
+        ledger.record("assets", "a4", {"title": "Sleepy Garden",
+                                       "attribution": '"Sleepy Garden" by Dana Reyes, CC BY 4.0'}, "asset.edited")
+        revoke(ledger, "a3", "Label B request")
+        record_override(ledger, "takedown-o9", "takedown", Override("alice", "cleared with Label B"),
+                        {"model_id": "m1", "output_id": "o9", "takedowns": [takedown_id_for("a3")]})
+    report = _report(workspace)
+    assert report["training_data_summary"]["volume"]["segments"] == 16, "sh1 and sh2 counted once, not per model"
+    credits = {entry["asset_id"]: entry for entry in report["attribution"]}
+    assert credits["a4"]["credit"] == '"Sleepy Garden" by Dana Reyes, CC BY 4.0'
+    assert credits["a1"]["credit"] == '"Dawn" by Artist One' and credits["a1"]["credit_holder"] == "Label A"
+    markdown = write_report(workspace, "md").read_text()
+    assert markdown.count("Sleepy Garden") == 1 and "by \"Sleepy" not in markdown
+    releases = {row["id"]: row for row in report["releases"]}
+    assert releases["o1"]["demo_signer"] and not releases["o2"]["demo_signer"]
+    assert report["demo_signed_releases"] == 1 and "demo CA: untrusted outside this workspace" in markdown
+    models = {row["id"]: row for row in report["models"]}
+    assert (models["m1"]["status"], models["m1"]["takedowns"]) == ("affected-by-takedown", [takedown_id_for("a3")])
+    assert models["m2"]["status"] == "current"
+    assert [(row["kind"], row["by"]) for row in report["overrides"]] == [("takedown", "alice")]
+    assert report["outputs_check"]["ok"] and "holds exactly the 2 released file(s)" in markdown
+    html = write_report(workspace, "html").read_text()
+    assert "demo CA: untrusted outside this workspace" in html and "cleared with Label B" in html
 
 
 def test_changed_or_missing_release_files_are_flagged(workspace: Workspace) -> None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import multiprocessing
+import re
 
 import pytest
 from sqlalchemy import event, text
 
-from soundtrail.provenance.ledger import GENESIS, Ledger, LedgerError, event_hash
+from soundtrail.provenance.ledger import GENESIS, Ledger, LedgerError, ProjectionMismatch, event_hash
 
 
 def _fill(ledger: Ledger) -> None:
@@ -97,6 +98,52 @@ def test_verify_names_the_first_bad_record(ledger_url: str, tamper: str, expecte
     report = ledger.verify()
     assert not report.ok
     assert expected in report.problem
+
+
+def _tamper(ledger: Ledger, statement: str) -> None:
+    with ledger.engine.connect() as connection:
+        connection.execute(text(statement))
+        connection.commit()
+
+
+def test_verified_rows_agree_with_rows_on_an_untouched_ledger(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    _fill(ledger)
+    assert ledger.verified_rows("assets", status="accepted") == ledger.rows("assets", status="accepted")
+    assert [row["id"] for row in ledger.verified_rows("assets", ids=["a2", "a1", "nope"])] == ["a1", "a2"]
+    assert ledger.verified_rows("assets", ids=[]) == []
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expected"),
+    [
+        # A quarantined, NC asset relabelled accepted in the table: the chain says otherwise.
+        ("UPDATE assets SET status = 'accepted' WHERE id = 'a2'",
+         "assets row 'a2' column 'status' is 'accepted' but the chain says 'revoked'"),
+        ("INSERT INTO assets (id, status) VALUES ('a9', 'accepted')", "assets row 'a9' has no event in the chain"),
+        # Both the revoking event and the row edited, the event's hash left as it was.
+        ("UPDATE events SET payload = '{\"status\":\"accepted\"}' WHERE seq = 4;"
+         " UPDATE assets SET status = 'accepted', reason = NULL WHERE id = 'a2'", "event 4 (assets 'a2') was changed"),
+    ],
+)
+def test_verified_rows_refuse_a_row_its_events_disagree_with(ledger_url: str, tamper: str, expected: str) -> None:
+    ledger = Ledger(ledger_url)
+    _fill(ledger)
+    for statement in tamper.split(";"):
+        _tamper(ledger, statement)
+    for query in ({"status": "accepted"}, {"ids": ["a1", "a2", "a9"]}):
+        with pytest.raises(ProjectionMismatch, match=re.escape(expected)):
+            ledger.verified_rows("assets", **query)
+    assert ledger.verified_rows("assets", ids=["a1"])[0]["license"] == "CC0-1.0", "untouched rows still read"
+
+
+def test_verified_rows_by_id_see_a_row_deleted_from_the_table(ledger_url: str) -> None:
+    ledger = Ledger(ledger_url)
+    _fill(ledger)
+    _tamper(ledger, "DELETE FROM assets WHERE id = 'a2'")
+    assert [row["id"] for row in ledger.verified_rows("assets", status="accepted")] == ["a1"]
+    with pytest.raises(ProjectionMismatch, match="assets row 'a2' recorded in the chain is missing"):
+        ledger.verified_rows("assets", ids=["a1", "a2"])
 
 
 def test_reordered_events_are_caught(ledger_url: str) -> None:

@@ -93,14 +93,6 @@ def build_ledger(ledger: Ledger, output_dir: Path | None = None) -> None:
             "verdict": "block", "screening": block_verdict, "created_at": "2025-04-03T00:00:00"}, "output.blocked")
 
 
-@pytest.fixture
-def ledger(ledger_url: str) -> Ledger:
-    ledger = Ledger(ledger_url)
-    build_ledger(ledger)
-    yield ledger
-    ledger.close()
-
-
 def _ids(rows: list[dict]) -> list[str]:
     return [row["id"] for row in rows]
 

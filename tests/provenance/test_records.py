@@ -22,7 +22,8 @@ def test_records_round_trip_through_the_ledger(ledger_url: str) -> None:
         ledger.record("models", model.id, ModelRecord.from_row(ledger.get("models", model.id)).fields(),
                       "model.trained")
         assert ledger.head() == head, "a record read back and written again changes nothing"
-    assert json.loads(json.dumps(model.to_dict())) == {"id": "m0de1", **model.fields()}
+    assert json.loads(json.dumps(model.to_dict())) == {"id": "m0de1", **model.fields(), "status": "current",
+                                                        "takedowns": []}
 
 
 def test_a_row_with_empty_columns_reads_as_empty_values(ledger_url: str) -> None:

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from soundtrail.provenance.audit import write_report
 from soundtrail.provenance.ledger import Ledger
+from soundtrail.provenance.lineage import asset_descendants
+from soundtrail.provenance.records import AFFECTED_BY_TAKEDOWN, CURRENT, CodecRecord, ModelRecord
 from soundtrail.provenance.takedown import TakedownError, revoke, takedown_id_for
 from soundtrail.workspace import Workspace
 from tests.conftest import run_cli
 from tests.provenance.test_lineage import build_ledger
-
-
-@pytest.fixture
-def ledger(ledger_url: str) -> Iterator[Ledger]:
-    ledger = Ledger(ledger_url)
-    build_ledger(ledger)
-    yield ledger
-    ledger.close()
 
 
 def _ids(items: list[dict]) -> list[str]:
@@ -44,9 +37,45 @@ def test_revoke_records_everything_derived(ledger: Ledger) -> None:
     assert (row["asset_id"], row["reason"], row["affected"]) == ("a1", "Label A request 2025-17", affected)
     events = [event for event in ledger.events() if event["seq"] > seq_before]
     assert [(event["kind"], event["entity_id"], event["run_id"]) for event in events] == [
-        ("asset.revoked", "a1", "takedown-run"), ("takedown.recorded", result.takedown_id, "takedown-run")]
+        ("asset.revoked", "a1", "takedown-run"), ("takedown.recorded", result.takedown_id, "takedown-run"),
+        ("codec.affected-by-takedown", "c1", "takedown-run"), ("model.affected-by-takedown", "m1", "takedown-run")]
     assert ledger.verify().ok
     assert "a1" not in _ids(ledger.rows("assets", status="accepted")), "tokenize reads accepted assets only"
+
+
+def test_a_takedown_marks_the_codecs_and_models_trained_on_the_asset(ledger: Ledger) -> None:
+    """Both takedowns' ids accumulate on a model they both reach; models and codecs they do not reach stay current."""
+    assert {record.id: record.status for record in map(ModelRecord.from_row, ledger.rows("models"))} == {
+        "m1": CURRENT, "m2": CURRENT}
+    first = revoke(ledger, "a3", "Label B request")  # a3: in m1's superseded shard only, no codec
+    second = revoke(ledger, "a1", "Label A request")  # a1: codec c1 and m1's shards
+    models = {row["id"]: ModelRecord.from_row(row) for row in ledger.rows("models")}
+    codecs = {row["id"]: CodecRecord.from_row(row) for row in ledger.rows("codecs")}
+    assert (models["m1"].status, models["m1"].takedowns) == (
+        AFFECTED_BY_TAKEDOWN, tuple(sorted([first.takedown_id, second.takedown_id])))
+    assert (models["m2"].status, models["m2"].takedowns) == (CURRENT, ())
+    assert (codecs["c1"].status, codecs["c1"].takedowns) == (AFFECTED_BY_TAKEDOWN, (second.takedown_id,))
+    assert codecs["c2"].status == CURRENT
+    assert ledger.verify().ok, "the marks are events: verify replays them into the projections"
+
+    ledger.record("models", "m1", models["m1"].fields(), "model.trained")
+    assert ModelRecord.from_row(ledger.get("models", "m1")).status == AFFECTED_BY_TAKEDOWN, \
+        "recording the model again (a re-run of training) does not clear its mark"
+
+
+def test_a_takedown_recorded_before_models_were_marked_marks_them_when_repeated(ledger: Ledger) -> None:
+    affected = asset_descendants(ledger, "a2")
+    with ledger.writer() as writer:  # what a takedown wrote before models had a status
+        writer.record("assets", "a2", {"status": "revoked"}, "asset.revoked")
+        writer.record("takedowns", takedown_id_for("a2"), {"asset_id": "a2", "reason": "opt-out", "created_at": "t",
+                                                           "affected": affected}, "takedown.recorded")
+    again = revoke(ledger, "a2", "opt-out")
+    assert again.already_revoked
+    assert {row["id"]: row["status"] for row in ledger.rows("models")} == {"m1": AFFECTED_BY_TAKEDOWN,
+                                                                          "m2": AFFECTED_BY_TAKEDOWN}
+    head = ledger.head()
+    revoke(ledger, "a2", "opt-out")
+    assert ledger.head() == head
 
 
 def test_revoke_is_idempotent(ledger: Ledger) -> None:
@@ -113,4 +142,6 @@ def test_takedown_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     code, _, _ = run_cli(["takedown", "a1", *ws], capsys)
     assert code == 2, "--reason is required"
     code, out, _ = run_cli(["ledger", "verify", "--json", *ws], capsys)
-    assert code == 0 and json.loads(out)["ok"]
+    document = json.loads(out)
+    assert document["problem"] is None, "the chain and its projections agree after the takedowns"
+    assert code == 1 and document["outputs"]["missing"] == ["o1", "o2"], "this ledger's released files never existed"

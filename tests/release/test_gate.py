@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
-from soundtrail import checkpoint
 from soundtrail.atomic import sha256_file
-from soundtrail.audio import decode, load_mono
-from soundtrail.codec.codecs import KIND, codec_id_of
-from soundtrail.config import Settings
-from soundtrail.models.codec import NeuralCodec
+from soundtrail.audio import decode
 from soundtrail.provenance.credentials import TRAINED_ALGORITHMIC_MEDIA, read_credentials, training_digest
-from soundtrail.provenance.ledger import Ledger, utc_now
+from soundtrail.provenance.ledger import Ledger
 from soundtrail.provenance.lineage import training_license_summary
+from soundtrail.provenance.takedown import revoke
 from soundtrail.release.gate import ReleaseError, new_output_id, release, watermark_config
 from soundtrail.release.watermark import detect
 from soundtrail.screening import stage as screen_index
@@ -28,82 +23,9 @@ from soundtrail.screening.screener import ScreenThresholds
 from soundtrail.screening.stage import asset_codes, screen_file, screening_index
 from soundtrail.workspace import Workspace
 from tests.audio_fixtures import RATE, melody, write, write_manifest
-from tests.codec.test_tokenize import TINY, tokenize
 from tests.conftest import run_cli
 from tests.ingest.test_catalog import ingest
-
-MODEL = "ar-test-model"
-ASSET_SECONDS = 12.0
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace with three accepted assets, their token shards from a tiny codec, and a model trained on them."""
-    root = tmp_path_factory.mktemp("release")
-    corpus = root / "corpus"
-    rows = []
-    for seed in (11, 12, 13):
-        write(corpus / f"track{seed}.flac", melody(seed, ASSET_SECONDS))
-        rows.append({"path": f"track{seed}.flac", "license": "CC-BY-4.0", "rights_holder": f"Label {seed}"})
-    workspace = Workspace(root / "ws", Settings())
-    ingest(workspace, [corpus], write_manifest(corpus, rows))
-    ledger = Ledger(workspace.ledger_url)
-    codec_path, codec_id = corpus_codec(workspace.path("checkpoints") / "codec", sorted(corpus.glob("*.flac")))
-    ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
-                  "codec.trained")
-    tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
-    shards = [row["id"] for row in ledger.rows("shards", status="current")]
-    ledger.record("models", MODEL, {"kind": "ar", "codec_id": codec_id, "shards": shards, "created_at": utc_now()},
-                  "model.trained")
-    ledger.close()
-    return workspace.root
-
-
-def corpus_codec(folder: Path, paths: list[Path]) -> tuple[str, str]:
-    """The tokenize tests' tiny codec with codebooks k-means-initialised on the corpus, as its first training
-    step does: untrained codebooks map every frame to one code, and the token method needs varied codes."""
-    torch.manual_seed(0)
-    model = NeuralCodec(TINY).train()
-    audio = np.stack([load_mono(path, TINY.sample_rate) for path in paths])
-    with torch.no_grad():
-        model(torch.from_numpy(audio)[:, None])
-    checkpoint.save_weights(folder, model.eval(), KIND, TINY, step=0)
-    return str(folder), codec_id_of(folder / checkpoint.WEIGHTS)
-
-
-@pytest.fixture
-def workspace(base: Path, tmp_path: Path) -> Workspace:
-    """A private copy of the base workspace (corpus files are shared, read-only)."""
-    return Workspace(shutil.copytree(base, tmp_path / "ws"), Settings())
-
-
-def asset_ids(workspace: Workspace) -> dict[str, str]:
-    """File name -> accepted asset id."""
-    ledger = Ledger(workspace.ledger_url)
-    rows = ledger.rows("assets", status="accepted")
-    ledger.close()
-    return {Path(row["path"]).name: row["id"] for row in rows}
-
-
-def generated(audio: np.ndarray, path: Path) -> Path:
-    """Write ``audio`` with the quiet noise floor a codec's decoder leaves (-46 dBFS).
-
-    The bare synthetic melodies have bands of digital silence between notes, where the watermark has no host
-    energy to ride on; real generated audio never does.
-    """
-    floor = 0.005 * np.random.default_rng(len(audio)).standard_normal(len(audio)).astype(np.float32)
-    sf.write(str(path), audio + floor, RATE)
-    return path
-
-
-def copied_excerpt(tmp_path: Path, name: str = "copy.wav") -> Path:
-    """8 s of track12 (from its 2 s mark) inside 12 s of unrelated music."""
-    excerpt = melody(12, ASSET_SECONDS)[2 * RATE:10 * RATE]
-    return generated(np.concatenate([melody(101, 2.0), excerpt, melody(102, 2.0)]), tmp_path / name)
-
-
-def unrelated(tmp_path: Path, seed: int = 200, name: str = "new.wav") -> Path:
-    return generated(melody(seed, 10.0), tmp_path / name)
+from tests.release.workspaces import ASSET_SECONDS, MODEL, asset_ids, copied_excerpt, unrelated
 
 
 def gate(workspace: Workspace, candidate: Path, output_id: str):
@@ -125,7 +47,7 @@ def test_copied_excerpt_is_blocked_with_evidence_and_nothing_released(workspace:
     evidence = json.loads(result.evidence.read_text())
     assert evidence["output_id"] == "0badc0de" and evidence["verdict"] == "block"
     assert evidence["matches"] == result.matches and evidence["model_id"] == MODEL
-    assert evidence["methods"] == ["chromaprint", "tokens", "landmarks"]
+    assert evidence["methods"] == ["chromaprint", "landmarks", "tokens"]  # registry order
     ledger = Ledger(workspace.ledger_url)
     row = ledger.get("outputs", "0badc0de")
     assert (row["status"], row["verdict"], row["path"]) == ("blocked", "block", None)
@@ -183,7 +105,7 @@ def test_generator_codes_that_repeat_a_training_asset_are_blocked(workspace: Wor
 
 def test_a_flagged_clip_is_released_with_the_flag_recorded(workspace: Workspace, tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    never_block = ScreenThresholds(chromaprint_block=2.0, tokens_block=2.0, landmarks_block=2.0)
+    never_block = ScreenThresholds.declared(chromaprint_block=2.0, tokens_block=2.0, landmarks_block=2.0)
     monkeypatch.setattr(screen_index, "screen_thresholds", lambda _workspace: never_block)
     result = gate(workspace, copied_excerpt(tmp_path), "00f1a900")
     assert (result.status, result.verdict) == ("released", "flag") and result.matches
@@ -224,7 +146,7 @@ def test_index_is_cached_and_rebuilt_when_the_corpus_changes(workspace: Workspac
     monkeypatch.setattr(screen_index, "decode", lambda path: decoded.append(Path(path).name) or decode(path))
     first = screening_index(workspace)
     stamp = (first.directory / "screener.json").stat().st_mtime_ns
-    assert len(first.screener) == 3 and len(first.screener.tokens) == 3
+    assert len(first.screener) == 3 and len(first.screener.methods["tokens"]) == 3
     assert screening_index(workspace).directory == first.directory
     assert (first.directory / "screener.json").stat().st_mtime_ns == stamp  # loaded, not rebuilt
 
@@ -238,18 +160,28 @@ def test_index_is_cached_and_rebuilt_when_the_corpus_changes(workspace: Workspac
         {"path": newcomer.name, "license": "CC0-1.0", "rights_holder": "Label 14"}]))
     second = screening_index(workspace)
     assert second.directory != first.directory and not first.directory.exists()
-    assert len(second.screener) == 4 and len(second.screener.tokens) == 3  # not tokenized yet
+    assert len(second.screener) == 4 and len(second.screener.methods["tokens"]) == 3  # not tokenized yet
     assert decoded == ["track14.flac"]  # the previous index was extended, not rebuilt
     blocked = screen_file(workspace, excerpt)
     assert blocked.verdict == "block" and blocked.matches[0].asset_id == asset_ids(workspace)["track14.flac"]
 
-    ledger = Ledger(workspace.ledger_url)
-    ledger.record("assets", asset_ids(workspace)["track14.flac"], {"status": "revoked"}, "asset.revoked")
-    ledger.close()
+    track14 = asset_ids(workspace)["track14.flac"]
+    with Ledger(workspace.ledger_url) as ledger:  # neither accepted nor protected (say, held in a dispute)
+        ledger.record("assets", track14, {"status": "quarantined"}, "asset.quarantined")
     decoded.clear()
     third = screening_index(workspace)  # the corpus is the first one again: so is the key
     assert third.directory == first.directory and not second.directory.exists() and len(third.screener) == 3
-    assert sorted(decoded) == ["track11.flac", "track12.flac", "track13.flac"]  # rebuilt without the revoked one
+    assert sorted(decoded) == ["track11.flac", "track12.flac", "track13.flac"]  # rebuilt without it
+
+    with Ledger(workspace.ledger_url) as ledger:
+        takedown = revoke(ledger, track14, "Label 14 opted out")
+    decoded.clear()
+    fourth = screening_index(workspace)  # taken down: indexed again, as a protected work, by extending the last
+    assert fourth.directory != first.directory and len(fourth.screener) == 4 and decoded == ["track14.flac"]
+    screened = fourth.screen(excerpt)
+    assert screened.result.verdict == "block" and screened.result.matches[0].asset_id == track14
+    assert screened.protected == [{"work": track14, "protected_by": "takedown", "takedown_id": takedown.takedown_id,
+                                   "reason": "Label 14 opted out"}]
 
 
 def test_cli_screen_and_watermark_json(workspace: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -1,8 +1,9 @@
-"""Chromaprint items, alignment and the fingerprint index on synthetic music."""
+"""Chromaprint items and the fingerprint index on synthetic music."""
 
 from __future__ import annotations
 
 import io
+import itertools
 
 import acoustid
 import chromaprint as chromaprint_codec
@@ -15,12 +16,12 @@ from soundtrail.screening.chromaprint import (
     ITEM_SECONDS,
     NEAR_COPY_BER,
     FingerprintIndex,
-    ProposedStretch,
-    align,
     bit_errors,
     chromaprint,
+    chromaprint_blocks,
     match_score,
 )
+from soundtrail.screening.method import Match
 from tests.screening.test_signals import SAMPLE_RATE, synth_music
 
 SR = SAMPLE_RATE
@@ -78,6 +79,20 @@ def test_own_decimation_gives_the_items_chromaprints_resampler_gives(tracks, rat
     assert _ber(ours, reference) < 0.02
 
 
+@pytest.mark.parametrize("rate", [22_050, 44_100, 48_000])
+def test_blocks_give_the_items_of_the_whole(tracks, rate: int) -> None:
+    """Ingest fingerprints while it decodes: any split into blocks (empty and one-sample blocks included) gives the
+    items of the whole array, bit for bit, through the decimating filter (22.05/44.1 kHz) or without it (48 kHz)."""
+    audio = resample(tracks[2], SR, rate)
+    rng = np.random.default_rng(rate)
+    cuts = np.sort(np.concatenate([rng.integers(0, len(audio), 30), [0, 0, 1, 2, len(audio) - 1, len(audio)]]))
+    whole = chromaprint(audio, rate)
+    assert len(whole) > 100
+    assert np.array_equal(chromaprint_blocks((audio[a:b] for a, b in itertools.pairwise(cuts)), rate), whole)
+    assert np.array_equal(chromaprint_blocks(np.array_split(audio, 7), rate), whole)
+    assert len(chromaprint_blocks([audio[: SR // 2]], rate)) == 0 and len(chromaprint_blocks([], rate)) == 0
+
+
 def test_near_copies_have_low_ber_and_unrelated_music_about_half(tracks) -> None:
     original = chromaprint(tracks[0], SR)
     reencoded = chromaprint(_ogg_roundtrip(tracks[0]), 44_100)
@@ -88,29 +103,17 @@ def test_near_copies_have_low_ber_and_unrelated_music_about_half(tracks) -> None
     assert _ber(original, unrelated) > 0.35
 
 
-def test_align_finds_the_offset_of_an_excerpt_in_either_direction(tracks) -> None:
-    full = chromaprint(tracks[2], SR)
-    excerpt = chromaprint(_ogg_roundtrip(tracks[2][int(6.0 * SR):int(16.0 * SR)]), 44_100)
-    found = align(full, excerpt, min_overlap_items=40)
-    assert found is not None
-    assert abs(found.offset_s - 6.0) <= ITEM_SECONDS
-    assert found.ber < 0.15 and found.overlap_items == len(excerpt)
-    reverse = align(excerpt, full, min_overlap_items=40)
-    assert reverse is not None and abs(reverse.offset_s + 6.0) <= ITEM_SECONDS and reverse.ber < 0.15
-    unrelated = align(full, chromaprint(tracks[3], SR), min_overlap_items=40)
-    assert unrelated is not None and unrelated.ber > NEAR_COPY_BER
-
-
 def test_index_locates_a_planted_six_second_copy(tracks, index: FingerprintIndex) -> None:
     query = synth_music(25.0, 99)
     query[int(9.0 * SR):int(15.0 * SR)] = tracks[4][int(3.0 * SR):int(9.0 * SR)]
     matches = index.query(chromaprint(query, SR), min_duration_s=5.0)
-    assert [m.track_id for m in matches] == ["track-4"]
+    assert [m.asset_id for m in matches] == ["track-4"]
     match = matches[0]
     assert abs(match.query_offset_s - 9.0) < 1.0
-    assert abs(match.track_offset_s - 3.0) < 1.0
+    assert abs(match.asset_offset_s - 3.0) < 1.0
     assert abs(match.duration_s - 6.0) < 1.5
-    assert match.ber < 0.15 and match.score == pytest.approx(1 - 2 * match.ber, abs=1e-3)
+    ber = match.details["ber"]
+    assert ber < 0.15 and match.score == pytest.approx(1 - 2 * ber, abs=1e-3)
 
 
 def test_index_rejects_unrelated_music(index: FingerprintIndex) -> None:
@@ -121,11 +124,11 @@ def test_index_rejects_unrelated_music(index: FingerprintIndex) -> None:
 def test_index_round_trips_through_bytes_and_files(tmp_path, tracks, index: FingerprintIndex) -> None:
     query = chromaprint(_ogg_roundtrip(tracks[1][int(4.0 * SR):int(14.0 * SR)]), 44_100)
     expected = index.query(query)
-    assert expected and expected[0].track_id == "track-1"
+    assert expected and expected[0].asset_id == "track-1"
     assert FingerprintIndex.from_bytes(index.to_bytes()).query(query) == expected
     index.save(tmp_path / "fp.npz")
     reloaded = FingerprintIndex.load(tmp_path / "fp.npz")
-    assert reloaded.track_ids == index.track_ids
+    assert reloaded.asset_ids == index.asset_ids
     assert reloaded.query(query) == expected
 
 
@@ -135,7 +138,7 @@ def test_adding_after_queries_keeps_everything_findable(tracks) -> None:
         growing.add(f"t{i}", chromaprint(track, SR))
         growing.query(chromaprint(track, SR))  # forces a new segment each time, merged as they pile up
     for i, track in enumerate(tracks):
-        assert growing.query(chromaprint(track[int(5 * SR):int(15 * SR)], SR))[0].track_id == f"t{i}"
+        assert growing.query(chromaprint(track[int(5 * SR):int(15 * SR)], SR))[0].asset_id == f"t{i}"
     with pytest.raises(ValueError, match="already"):
         growing.add("t0", chromaprint(tracks[0], SR))
 
@@ -153,10 +156,15 @@ def test_a_proposed_stretch_is_confirmed_only_at_the_copy_it_names() -> None:
     index.add("unrelated", chromaprint(unrelated, SAMPLE_RATE))
     fingerprint = chromaprint(query, SAMPLE_RATE)
     assert index.query(fingerprint, 4.4) == []  # too few exactly equal items for the key votes
-    right = ProposedStretch("track", 7.1, 4.1, 5.8)
-    [match] = index.query(fingerprint, 4.4, proposals=[right])
-    assert (match.track_id, match.query_offset_s, match.track_offset_s, match.duration_s) == ("track", 7.1, 4.1, 5.8)
-    assert match.ber <= NEAR_COPY_BER and match.score == pytest.approx(match_score(match.ber), abs=1e-3)
-    for wrong in (ProposedStretch("track", 7.1, 1.1, 5.8), ProposedStretch("unrelated", 7.1, 4.1, 5.8),
-                  ProposedStretch("never-indexed", 7.1, 4.1, 5.8), ProposedStretch("track", 7.1, 4.1, 4.0)):
+
+    def proposed(asset_id: str, asset_offset_s: float, duration_s: float) -> Match:
+        return Match(asset_id, 7.1, asset_offset_s, duration_s, score=0.3, method="landmarks")
+
+    [match] = index.query(fingerprint, 4.4, proposals=[proposed("track", 4.1, 5.8)])
+    assert (match.asset_id, match.query_offset_s, match.asset_offset_s, match.duration_s) == ("track", 7.1, 4.1, 5.8)
+    ber = match.details["ber"]
+    assert match.method == "chromaprint" and ber <= NEAR_COPY_BER
+    assert match.score == pytest.approx(match_score(ber), abs=1e-3)
+    for wrong in (proposed("track", 1.1, 5.8), proposed("unrelated", 4.1, 5.8), proposed("never-indexed", 4.1, 5.8),
+                  proposed("track", 4.1, 4.0)):
         assert index.query(fingerprint, 4.4, proposals=[wrong]) == []

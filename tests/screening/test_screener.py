@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
 
 import numpy as np
 import pytest
 
-from soundtrail.config import ScreeningSettings
 from soundtrail.screening.chromaprint import FingerprintIndex, chromaprint
 from soundtrail.screening.landmarks.index import LandmarkIndex
-from soundtrail.screening.screener import Screener, ScreenMatch, ScreenResult, ScreenThresholds, verdict_of
-from soundtrail.screening.stage import screen_thresholds
+from soundtrail.screening.method import Match
+from soundtrail.screening.screener import Screener, ScreenResult, ScreenThresholds, verdict_of
 from soundtrail.screening.tokens import TokenNgramConfig, TokenNgramIndex
-from soundtrail.workspace import Workspace
 from tests.screening.test_signals import SAMPLE_RATE, pitch_shift, synth_music, time_stretch
 
 SR = SAMPLE_RATE
 FRAME_RATE = 50.0
+LANDMARKS_FLAG = ScreenThresholds.declared().flag_at("landmarks")
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +92,7 @@ def test_chromaprint_misses_a_pitch_shift_that_landmarks_find(tracks, landmarks)
     chroma = FingerprintIndex()
     for i, track in enumerate(tracks):
         chroma.add(f"a{i}", chromaprint(track, SR))
-    assert chroma.query(chromaprint(_plant(original, at_s=6.0), SR), min_duration_s=4.0)[0].track_id == "a2"
+    assert chroma.query(chromaprint(_plant(original, at_s=6.0), SR), min_duration_s=4.0)[0].asset_id == "a2"
     shifted = _plant(pitch_shift(original, 2.0), at_s=6.0)
     assert chroma.query(chromaprint(shifted, SR), min_duration_s=4.0) == []
     assert landmarks.query(shifted, SR, min_duration_s=4.0)[0].asset_id == "a2"
@@ -102,16 +100,16 @@ def test_chromaprint_misses_a_pitch_shift_that_landmarks_find(tracks, landmarks)
 
 def test_landmarks_ignore_unrelated_music(landmarks) -> None:
     for seed in (300, 301):
-        assert all(m.score < ScreenThresholds().landmarks_flag
+        assert all(m.score < LANDMARKS_FLAG
                    for m in landmarks.query(synth_music(20.0, seed), SR, min_duration_s=4.0))
 
 
 def test_verdict_uses_each_methods_thresholds() -> None:
-    thresholds = ScreenThresholds(chromaprint_flag=0.5, chromaprint_block=0.7, landmarks_flag=0.1,
-                                  landmarks_block=0.3, tokens_flag=0.3, tokens_block=0.6)
+    thresholds = ScreenThresholds.declared(chromaprint_flag=0.5, chromaprint_block=0.7, landmarks_flag=0.1,
+                                           landmarks_block=0.3, tokens_flag=0.3, tokens_block=0.6)
 
-    def match(score: float, method: str) -> ScreenMatch:
-        return ScreenMatch("a", 1.0, 2.0, 6.0, score, method)
+    def match(score: float, method: str) -> Match:
+        return Match("a", 1.0, 2.0, 6.0, score, method)
 
     assert verdict_of([], thresholds).verdict == "pass"
     assert verdict_of([match(0.4, "chromaprint"), match(0.05, "landmarks")], thresholds).to_dict() == {
@@ -128,7 +126,7 @@ def test_screener_blocks_copies_flags_edits_passes_new_music_and_reloads(tmp_pat
     codes = {}
     for i, track in enumerate(tracks[:3]):
         codes[f"a{i}"] = rng.integers(0, 256, size=(4, int(16 * FRAME_RATE)))
-        screener.add_asset(f"a{i}", track, SR, first_codebook_codes=codes[f"a{i}"])
+        screener.add_asset(f"a{i}", track, SR, codes=codes[f"a{i}"])
 
     copied = screener.screen(_plant(tracks[1][int(2 * SR):int(10 * SR)], at_s=5.0), SR)
     assert copied.verdict == "block"
@@ -175,7 +173,7 @@ def test_short_copies_under_other_music_or_shifted_are_found_inside_long_queries
     music mixed over a copy must not dilute its score (anchors are counted on the asset's side)."""
     excerpt = tracks[4][int(6.0 * SR):int(11.0 * SR)]
     other = synth_music(5.0, 88)
-    flag = ScreenThresholds().landmarks_flag
+    flag = LANDMARKS_FLAG
     for copy in (excerpt + 0.5 * other, pitch_shift(excerpt, -2.0)):
         found = [m for m in landmarks.query(_plant(copy, at_s=17.0, seconds=30.0), SR, min_duration_s=4.4)
                  if m.asset_id == "a4"]
@@ -193,26 +191,14 @@ def test_chromaprint_confirms_a_mixed_copy_where_landmarks_propose_it(tracks, as
     copy = tracks[asset][int(4.0 * SR):int(10.0 * SR)] + 0.5 * synth_music(6.0, other_seed)
     query = _plant(copy, at_s=7.0)
     thresholds = screener.thresholds
-    alone = screener.chromaprint.query(chromaprint(query, SR), thresholds.shortest_s)
-    assert not [m for m in alone if m.track_id == f"a{asset}"]
+    alone = screener.methods["chromaprint"].index.query(chromaprint(query, SR), thresholds.shortest_s)
+    assert not [m for m in alone if m.asset_id == f"a{asset}"]
     matches = [m for m in screener.matches(query, SR) if m.asset_id == f"a{asset}"]
     landmark = [m for m in matches if m.method == "landmarks"]
-    assert landmark and max(m.score for m in landmark) < thresholds.landmarks_flag
+    assert landmark and max(m.score for m in landmark) < thresholds.flag_at("landmarks")
     confirmed = [m for m in matches if m.method == "chromaprint"]
     assert confirmed and abs(confirmed[0].query_offset_s - 7.0) < 1.0
     assert (confirmed[0].query_offset_s, confirmed[0].duration_s) == (landmark[0].query_offset_s,
                                                                       landmark[0].duration_s)
     result = screener.screen(query, SR)
     assert result.verdict != "pass" and any(m.asset_id == f"a{asset}" for m in result.matches)
-
-
-def test_workspace_screening_keys_override_only_what_they_name(tmp_path) -> None:
-    (tmp_path / "soundtrail.toml").write_text("[screening]\nlandmarks_block = 0.9\n")
-    thresholds = screen_thresholds(Workspace(tmp_path))
-    assert thresholds.landmarks_block == 0.9
-    assert thresholds.landmarks_flag == ScreenThresholds().landmarks_flag
-
-
-def test_documented_workspace_defaults_are_the_screens_own() -> None:
-    """`soundtrail.toml`'s documented [screening] defaults must not drift from the thresholds the screen uses."""
-    assert ScreeningSettings().model_dump() == asdict(ScreenThresholds())

@@ -8,8 +8,8 @@ asset, one pitch shift and one delay. Counting hits per (asset, semitone, 1 s of
 assets of the strongest cells leaves ``candidate_assets`` assets for the triplet stage, whose cost then no longer
 grows with the index.
 
-Cells are counted in a hashed table rather than by sorting (a sort of the ~2.8 million hits at 100,000 tracks
-takes ~10x longer than one ``bincount``): two cells sharing a bucket only add chance counts to each other, and the
+Cells are counted in a hashed table rather than by sorting (a sort of the millions of hits at 100,000 tracks
+takes far longer than one ``bincount``): two cells sharing a bucket only add chance counts to each other, and the
 table has 1-2 buckets per hit (a larger one counts no better, and its random accesses miss the cache more).
 """
 
@@ -81,8 +81,7 @@ class QuadCandidates:
         first, counts = find_runs(self._distinct_keys, self._key_starts, probes)
         posting = expand_ranges(first, counts)
         # Millions of hits a query at 100,000 tracks: the arrays below are computed in place where they can be,
-        # and kept narrow, because each new one is fresh memory that must be zeroed. With fewer and narrower
-        # temporaries the stage's mean time there fell from 189 to 99 ms (median 110 to 77 ms, 15 queries).
+        # and kept narrow, because each new one is fresh memory that must be zeroed.
         shift = np.repeat(quads.f1[owner], counts)
         shift -= self._f1[posting]
         near = shift <= cfg.max_shift_bins
@@ -118,8 +117,7 @@ def _strongest_cells(asset: np.ndarray, semitone: np.ndarray, delay_cell: np.nda
     votes = np.bincount(bucket, minlength=buckets)
     buckets_with = np.cumsum(np.bincount(votes)[::-1])[::-1]  # [v]: buckets with at least v votes
     least = max(1, int(np.searchsorted(-buckets_with, -8 * count)))  # the ~8 * count fullest buckets' votes
-    # A table of booleans, not the votes themselves, is read back per hit: 8x smaller, it stays in cache (a
-    # gather of 3 million hits' votes took 30 ms at 100,000 tracks, of their flags 5 ms).
+    # A table of booleans, not the votes themselves, is read back per hit: 8x smaller, it stays in cache.
     cells = sorted_unique(cell[(votes >= least)[bucket]])
     support = votes[_bucket(cells, buckets)] + np.maximum(votes[_bucket(cells - 1, buckets)],
                                                           votes[_bucket(cells + 1, buckets)])

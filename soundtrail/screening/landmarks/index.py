@@ -21,8 +21,8 @@ key and tempo (which pitch and tempo search make look alike) reaches ~0.43: the 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -39,24 +39,7 @@ from soundtrail.screening.landmarks.hashes import (
     triplet_fine_values,
 )
 from soundtrail.screening.landmarks.lines import Stretches, cell_lines, long_stretches
-
-
-@dataclass(frozen=True)
-class LandmarkMatch:
-    """A stretch of the query whose triplets line up with an asset's at one pitch shift and tempo."""
-
-    asset_id: str
-    query_offset_s: float
-    asset_offset_s: float
-    duration_s: float
-    score: float
-    semitones: float
-    tempo: float  # query tempo / asset tempo: 1.05 when the copy plays 5 % faster
-    hits: int = 0  # query triplets on the line inside the stretch
-
-    def to_dict(self) -> dict[str, str | float]:
-        return asdict(self)
-
+from soundtrail.screening.method import Content, IndexedMethod, Match
 
 _MANIFEST = "landmarks.json"
 _PROBE_TABLE = 1 << 20  # entries of the table that screens stored triplets against a query's ~120,000 probes
@@ -84,6 +67,10 @@ class LandmarkIndex:
 
     def __len__(self) -> int:
         return len(self._asset_ids)
+
+    @property
+    def asset_ids(self) -> list[str]:
+        return list(self._asset_ids)
 
     @property
     def entries(self) -> int:
@@ -144,7 +131,7 @@ class LandmarkIndex:
         first, counts = find_runs(*key_runs(probes), self._hashes[entries])  # probes repeat: search each once
         return owner[expand_ranges(first, counts)], np.repeat(entries, counts)
 
-    def query(self, audio_mono: np.ndarray, sample_rate: int, min_duration_s: float = 5.0) -> list[LandmarkMatch]:
+    def query(self, audio_mono: np.ndarray, sample_rate: int, min_duration_s: float = 5.0) -> list[Match]:
         """Copied stretches of at least ``min_duration_s``, best score first."""
         self._flush()
         cfg = self.config
@@ -173,7 +160,7 @@ class LandmarkIndex:
         return _distinct(matches)
 
     def _scored(self, stretches: Stretches, cell: int, asset: int, query_idx: np.ndarray, posting: np.ndarray,
-                shift: np.ndarray, slope: float, offset: float, query_t1: np.ndarray) -> list[LandmarkMatch]:
+                shift: np.ndarray, slope: float, offset: float, query_t1: np.ndarray) -> list[Match]:
         """A match for each of the cell's long stretches, scored by the asset's anchor peaks found on its line
         (``query_idx``, ``posting`` and ``shift`` are the cell's on-line hits)."""
         cfg = self.config
@@ -192,11 +179,12 @@ class LandmarkIndex:
             in_stretch = (hit_t1 >= start) & (hit_t1 <= last)
             found_anchors = np.count_nonzero(np.isin(self._anchors[lo:hi], hit_anchor[in_stretch]))
             score = _score(found_anchors, int(hi - lo), duration_s, cfg)
-            out.append(LandmarkMatch(
+            out.append(Match(
                 asset_id=self._asset_ids[asset], query_offset_s=round(start * seconds_per_frame, 3),
                 asset_offset_s=round((start - offset) / slope * seconds_per_frame, 3),
-                duration_s=round(duration_s, 3), score=round(score, 4),
-                semitones=round(semitones, 2), tempo=round(1.0 / slope, 4), hits=int(stretches.hits[i]),
+                duration_s=round(duration_s, 3), score=round(score, 4), method=NAME,
+                semitones=round(semitones, 2), tempo=round(1.0 / slope, 4),
+                details={"hits": int(stretches.hits[i])},  # query triplets on the line inside the stretch
             ))
         return out
 
@@ -265,9 +253,9 @@ def _score(found: int, anchors: int, duration_s: float, cfg: LandmarkConfig) -> 
     return min(1.0, found / anchors * float(np.sqrt(max(duration_s, 0.0) / cfg.score_reference_s)))
 
 
-def _distinct(matches: list[LandmarkMatch]) -> list[LandmarkMatch]:
+def _distinct(matches: list[Match]) -> list[Match]:
     """Neighbouring candidate cells find the same stretch again: keep the best-scoring one, best first."""
-    kept: list[LandmarkMatch] = []
+    kept: list[Match] = []
     for m in sorted(matches, key=lambda m: (-m.score, -m.duration_s)):
         if not any(k.asset_id == m.asset_id and m.query_offset_s < k.query_offset_s + k.duration_s
                    and k.query_offset_s < m.query_offset_s + m.duration_s
@@ -351,3 +339,27 @@ def _strongest_first(support: np.ndarray, min_support: int, first: int) -> Itera
         yield from strongest[np.argsort(-support[strongest], kind="stable")].tolist()
         eligible = eligible[support[eligible] < cut]
     yield from eligible[np.argsort(-support[eligible], kind="stable")].tolist()
+
+
+NAME = "landmarks"
+
+
+class LandmarksMethod(IndexedMethod):
+    """The screen's landmark method: copies after a pitch shift (+-2.5 semitones) or tempo change (+-8 %), which
+    Chromaprint misses. Its matches say the shift and tempo found. Score: see ``_score``."""
+
+    name = NAME
+    reads = "audio"
+    flag = 0.43  # unrelated tracks sharing a progression and groove reach ~0.425
+    block = 0.7  # 5 s copies after pitch/tempo edits score ~0.5-0.8, longer ones more
+    version = 1
+
+    def __init__(self, frame_rate: float | None = None) -> None:
+        self.index = LandmarkIndex()
+
+    def add(self, asset_id: str, content: Content) -> None:
+        self.index.add(asset_id, content.audio, content.sample_rate)
+
+    def query(self, content: Content, min_duration_s: float, min_score: float,
+              proposals: Sequence[Match] = ()) -> list[Match]:
+        return self.index.query(content.audio, content.sample_rate, min_duration_s)

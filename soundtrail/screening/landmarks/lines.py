@@ -1,13 +1,12 @@
 """Step 3 of a landmark query, for every candidate cell at once: the line each cell's hits lie on, and its inliers.
 
-A query examines ~80 (asset, pitch shift, delay) cells of ~20-3,000 hits each. Fitting them one by one cost
-~30 ms a query, most of it NumPy call overhead on small arrays. Here hits are laid out grouped by cell and each
+A query examines ~80 (asset, pitch shift, delay) cells of ~20-3,000 hits each. Fitting them one by one spends
+most of a query's time in NumPy's per-call overhead on small arrays. Here hits are laid out grouped by cell and each
 step runs once over all of them: per-cell medians by one sort, the Hough votes of all cells in one ``bincount``
 over their grids laid end to end, the least-squares refit from per-cell sums.
 
 Each cell's result is what fitting it alone gives (tested): the same hits, Hough grid, medians and tie-breaking;
-only the least-squares refit sums in another order than ``np.polyfit`` did, and matches came out identical on the
-release benchmark's queries at 30 and 1,000 tracks.
+only the least-squares refit sums in another order than ``np.polyfit`` would.
 """
 
 from __future__ import annotations
