@@ -46,7 +46,17 @@ def _global_options(
 
 def _register() -> None:
     """Attach the stage command modules (imported here so each stays one small file)."""
-    from soundtrail.cli import audit, codec, evaluate, generate, ingest, pipeline, release, train  # noqa: F401
+    from soundtrail.cli import (  # noqa: F401
+        audit,
+        codec,
+        evaluate,
+        generate,
+        ingest,
+        pipeline,
+        release,
+        review,
+        train,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

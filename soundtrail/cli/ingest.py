@@ -81,7 +81,9 @@ def print_ingest_summary(summary: dict) -> None:
     if table.rows:
         console.print(table)
     console.print(f"accepted {summary['accepted']}, quarantined {summary['quarantined']}, "
-                  f"duplicate {summary['duplicate']}, blocked {summary['blocked']}")
+                  f"duplicate {summary['duplicate']}, blocked {summary['blocked']}, disputed {summary['disputed']}")
+    if summary["disputed"]:
+        console.print("copies with conflicting claims are held: see `soundtrail review list`")
 
 
 @blocklist_app.command("add")

@@ -31,7 +31,7 @@ ledger_app = typer.Typer(help="Check the ledger's hash chain and projections; si
                               "checkpoints.", no_args_is_help=True)
 assets_app = typer.Typer(help="The corpus as the ledger sees it.", no_args_is_help=True)
 
-ASSET_STATUSES = ("accepted", "quarantined", "duplicate", "blocked", "revoked")
+ASSET_STATUSES = ("accepted", "quarantined", "duplicate", "blocked", "disputed", "rejected", "revoked")
 
 KeyIdOption = Annotated[str | None, typer.Option(
     "--key-id", help="the signer key id (sha256:...) an auditor kept: a checkpoint signed by another key fails")]

@@ -1,84 +1,74 @@
-"""The ingest flow: analyse batches of files on Ray, then decide and record them in order.
+"""The ingest flow: analyse batches of files on Ray, and decide and record them in curator order as they arrive.
 
-    inputs ──batches──▶ analyze_files (Ray, parallel) ──records──▶ record_assets (ledger, in path order)
+    inputs ──plan──▶ batches ──▶ analyze_files (Ray, a window of batches in flight) ──in order──▶ ledger
+
+The driver is stage code (:func:`soundtrail.ingest.stage.ingest_inputs`); this flow gives it an analyser that runs
+each batch as a Prefect task on Ray.
 """
 
 from __future__ import annotations
 
-import itertools
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger, task
 from prefect.context import get_run_context
-from prefect.futures import as_completed
 
 from soundtrail.config import IngestSettings, LicenseSettings
 from soundtrail.flows.progress import reporter
 from soundtrail.flows.runtime import cluster_cpus
 from soundtrail.flows.stage import Params, Result, Stage, stage_flow
-from soundtrail.ingest.analyze import analyze_batch, manifest_problem_analyses
-from soundtrail.ingest.catalog import Catalog, IngestItem
-from soundtrail.ingest.expiry import apply_licence_terms
-from soundtrail.ingest.manifest import InputFile, read_manifest, resolve_inputs
-from soundtrail.provenance.ledger import Ledger
+from soundtrail.ingest.analyze import analyze_batch
+from soundtrail.ingest.stage import Analyser, AnalysisBatch, ingest_inputs
 from soundtrail.provenance.lineage_events import DatasetRef
 from soundtrail.workspace import Workspace
 
+BATCHES_IN_FLIGHT_PER_CPU = 4  # enough to keep every CPU busy while the driver records; bounds what it holds
+
 
 @task(name="analyze-files", retries=2, retry_delay_seconds=2)
-def analyze_files(items: list[InputFile], ingest: IngestSettings, licenses: LicenseSettings,
+def analyze_files(batch: AnalysisBatch, ingest: IngestSettings, licenses: LicenseSettings,
                   manifest: str | None) -> list[dict[str, Any]]:
     """Hash, decode, check, tag-read and fingerprint one batch (runs on a Ray worker)."""
-    return analyze_batch(items, ingest, licenses, manifest)
+    return analyze_batch(batch.items, ingest, licenses, manifest, known=batch.known)
 
 
-@task(name="record-assets")
-def record_assets(workspace_root: str, analyses: list[dict[str, Any]], flow_run_id: str | None) -> list[dict]:
-    """Decide each file's status in curator order and append it to the ledger.
+def ray_analyser(ingest: IngestSettings, licenses: LicenseSettings, manifest: str | None, window: int) -> Analyser:
+    """Submit ``window`` batches at once, then one more as each result is taken, in order."""
 
-    One transaction per ``batch_size`` files: each commit is a disk sync, which per file cost as much as all the
-    other ledger work. A kill loses at most the open transaction, and the re-run decides those files again.
-    """
-    workspace = Workspace(workspace_root)
-    ordered = sorted(analyses, key=_curator_order)
-    size = workspace.settings.ingest.batch_size
-    items: list[IngestItem] = []
-    with Ledger(workspace.ledger_url) as ledger:
-        catalog = Catalog(ledger, workspace.settings.ingest, workspace.settings.licenses)
-        for start in range(0, len(ordered), size):
-            batch = ordered[start:start + size]
-            with ledger.writer(run_id=flow_run_id) as writer:
-                catalog.prefetch(batch, writer)
-                items.extend(catalog.admit(analysis, writer, flow_run_id) for analysis in batch)
-    return [item.as_dict() for item in items]
+    def analyse(batches: list[AnalysisBatch]) -> Iterator[list[dict[str, Any]]]:
+        progress = reporter()
+        progress.start("analyse", sum(len(batch.items) for batch in batches))
+        upcoming = iter(batches)
+        in_flight: deque = deque()
 
+        def submit_next() -> None:
+            batch = next(upcoming, None)
+            if batch is not None:
+                in_flight.append(analyze_files.submit(batch, ingest, licenses, manifest))
 
-def split_batches(inputs: list[InputFile], batch_size: int, cpus: int) -> list[list[InputFile]]:
-    """Batches of at most ``batch_size`` files, at least two per CPU while the files last, sizes within one.
+        for _ in range(window):
+            submit_next()
 
-    A task costs a few Prefect API calls, so files travel in batches; but a fixed batch size would leave most
-    of a cluster idle on a small ingest (28 files in batches of 16 keep two CPUs busy, whatever the cluster),
-    and a short last batch leaves its CPU's neighbours waiting at the end.
-    """
-    if not inputs:
-        return []
-    count = min(len(inputs), max(-(-len(inputs) // batch_size), 2 * cpus))
-    size, larger = divmod(len(inputs), count)
-    bounds = [index * size + min(index, larger) for index in range(count + 1)]
-    return [inputs[start:stop] for start, stop in itertools.pairwise(bounds)]
+        def results() -> Iterator[list[dict[str, Any]]]:
+            while in_flight:
+                records = in_flight.popleft().result()
+                submit_next()
+                progress.advance("analyse", len(records))
+                yield records
+            progress.finish("analyse")
 
+        return results()
 
-def _curator_order(record: dict[str, Any]) -> tuple[int, str, str]:
-    """Manifest order first (the curator's order decides which of two copies is the original), then path."""
-    line = record["manifest_line"] if record["manifest_line"] is not None else 1 << 30
-    return line, record["path"], record["asset_id"]
+    return analyse
 
 
 def summarize(items: list[dict[str, Any]]) -> dict[str, Any]:
     """The ingest contract's summary object."""
     counts = {status: sum(item["status"] == status for item in items)
-              for status in ("accepted", "quarantined", "duplicate", "blocked")}
+              for status in ("accepted", "quarantined", "duplicate", "blocked", "disputed")}
     return {**counts, "items": items}
 
 
@@ -103,7 +93,7 @@ def _accepted(ws: Workspace, result: Result) -> list[DatasetRef]:
 INGEST = Stage(
     "ingest", _inputs, _accepted,
     summary=lambda r: [f"- ingest: {r['accepted']} accepted, {r['quarantined']} quarantined, "
-                       f"{r['duplicate']} duplicate, {r['blocked']} blocked"],
+                       f"{r['duplicate']} duplicate, {r['blocked']} blocked, {r['disputed']} disputed"],
     tables=lambda r: {"ingest-items": [{key: item[key] for key in ("path", "status", "reason")}
                                        for item in r["items"]]},
 )
@@ -119,23 +109,11 @@ def ingest_flow(workspace: str | None = None, paths: list[str] | None = None,
     if paths is None:
         paths, configured_manifest = configured_inputs(ws)
         manifest = manifest or configured_manifest
-    manifest_result = read_manifest(Path(manifest)) if manifest else None
-    inputs = resolve_inputs([Path(path) for path in paths], manifest_result)
-    batches = split_batches(inputs, settings.ingest.batch_size, cluster_cpus(settings.ingest.workers))
-    logger.info("ingesting %d files in %d batches", len(inputs), len(batches))
-    progress = reporter()
-    progress.start("analyse", len(inputs))
-    futures = [analyze_files.submit(batch, settings.ingest, settings.licenses, manifest) for batch in batches]
-    analyses = manifest_problem_analyses(manifest_result, inputs) if manifest_result else []
-    for future in as_completed(futures):
-        batch_result = future.result()
-        analyses.extend(batch_result)
-        progress.advance("analyse", len(batch_result))
-    progress.finish("analyse")
+    cpus = cluster_cpus(settings.ingest.workers)
+    analyser = ray_analyser(settings.ingest, settings.licenses, manifest, BATCHES_IN_FLIGHT_PER_CPU * cpus)
     flow_run_id = str(get_run_context().flow_run.id)
-    items = record_assets(str(ws.root), analyses, flow_run_id)
-    apply_licence_terms(str(ws.root), analyses, flow_run_id)
-    summary = summarize(items)
-    logger.info("accepted %(accepted)d, quarantined %(quarantined)d, duplicate %(duplicate)d, blocked %(blocked)d",
-                summary)
+    items = ingest_inputs(ws, paths, manifest, analyser, flow_run_id, cpus)
+    summary = summarize([item.as_dict() for item in items])
+    logger.info("accepted %(accepted)d, quarantined %(quarantined)d, duplicate %(duplicate)d, blocked %(blocked)d, "
+                "disputed %(disputed)d", summary)
     return summary

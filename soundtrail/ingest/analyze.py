@@ -15,7 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,9 @@ class FileAnalysis:
     ai_training: str | None = None  # the strictest statement found (see soundtrail.ingest.consent)
     ai_training_by: str | None = None  # who stated it: the manifest line, or the C2PA assertion and manifest
     license_expires: str | None = None  # ISO date from the manifest row: the last day the licence holds
+    size_bytes: int | None = None
+    mtime_ns: int | None = None
+    known: bool = False  # the bytes hashed to one the ledger already decided at this path: not decoded
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,8 +108,12 @@ class PcmHash:
 
 
 def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSettings, policy: LicensePolicy,
-                 manifest: str | None = None, today: dt.date | None = None) -> FileAnalysis:
-    """Hash, probe, decode, check, tag-read, licence- and consent-check and fingerprint one file."""
+                 manifest: str | None = None, today: dt.date | None = None,
+                 known_sha256: Collection[str] = ()) -> FileAnalysis:
+    """Hash, probe, decode, check, tag-read, licence- and consent-check and fingerprint one file.
+
+    A file whose bytes hash to one of ``known_sha256`` (the ledger's standing decisions at this path) stops there.
+    """
     path = Path(item.path)
     entry = item.entry
     analysis = FileAnalysis(path=display_path(path), asset_id=asset_id_for(path, None))
@@ -127,28 +134,34 @@ def analyze_file(item: InputFile, ingest: IngestSettings, licenses: LicenseSetti
         analysis.problem = item.problem
         return analysis
     try:
-        _inspect_audio(path, analysis, ingest)
+        _inspect_audio(path, analysis, ingest, known_sha256)
     except AudioLimitError as exc:
         analysis.problem = f"{exc} ([ingest] {exc.limit})"
         return analysis
     except (AudioError, OSError) as exc:
         analysis.problem = str(exc)
         return analysis
+    if analysis.known:
+        return analysis
     _check_license(analysis, entry.license if entry else None, licenses, policy)
     _check_consent(path, analysis, today or utc_today())
     return analysis
 
 
-def _inspect_audio(path: Path, analysis: FileAnalysis, ingest: IngestSettings) -> None:
+def _inspect_audio(path: Path, analysis: FileAnalysis, ingest: IngestSettings, known_sha256: Collection[str]) -> None:
     """Header (and its limits) first, so an oversized file costs nothing more; then bytes, tags, and one pass of
     block decoding that hashes, measures and fingerprints every block as it comes."""
-    size = path.stat().st_size
-    if size == 0:
+    stat = path.stat()
+    analysis.size_bytes, analysis.mtime_ns = stat.st_size, stat.st_mtime_ns
+    if stat.st_size == 0:
         raise AudioError("empty file (0 bytes)")
     with AudioStream(path, DecodeLimits(ingest.max_duration_s, ingest.max_decoded_mb)) as stream:
         header = stream.info
         analysis.sha256 = sha256_file(path)
         analysis.asset_id = asset_id_for(path, analysis.sha256)
+        if analysis.sha256 in known_sha256:
+            analysis.known = True
+            return
         file_tags = read_tags(path, max_tag_bytes=ingest.max_tag_bytes)
         analysis.file_tags = dict(file_tags.raw)
         if file_tags.notes:  # oversized or unreadable tag fields: kept as evidence beside the tags
@@ -215,14 +228,17 @@ def manifest_row(manifest: str | None, line: int | None) -> str:
 
 
 def analyze_batch(items: list[InputFile], ingest: IngestSettings, licenses: LicenseSettings,
-                  manifest: str | None = None, today: dt.date | None = None) -> list[dict[str, Any]]:
+                  manifest: str | None = None, today: dt.date | None = None,
+                  known: Mapping[str, Collection[str]] | None = None) -> list[dict[str, Any]]:
     """One Prefect task's work: every file analysed, none able to stop the others. ``today`` (UTC by default)
-    decides which licences have expired."""
+    decides which licences have expired; ``known`` maps a path to the sha256 values whose ledger decision at that
+    path still stands."""
     results = []
     policy = LicensePolicy(allow=licenses.allow, deny=licenses.deny)
+    known = known or {}
     for item in items:
         try:
-            analysis = analyze_file(item, ingest, licenses, policy, manifest, today)
+            analysis = analyze_file(item, ingest, licenses, policy, manifest, today, known.get(str(item.path), ()))
         except Exception as exc:  # noqa: BLE001 - an unexpected failure quarantines this file only
             analysis = FileAnalysis(path=display_path(item.path), asset_id=asset_id_for(Path(item.path), None),
                                     problem=f"unexpected error while reading: {type(exc).__name__}: {exc}")

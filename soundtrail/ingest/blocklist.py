@@ -20,7 +20,7 @@ def add_to_blocklist(workspace: Workspace, paths: list[Path], reason: str) -> li
     with Ledger(workspace.ledger_url) as ledger:
         catalog = Catalog(ledger, settings.ingest, settings.licenses)
         for analysis in analyze_batch(inputs, settings.ingest, settings.licenses):
-            with ledger.writer() as writer:
+            with catalog.transaction() as writer:
                 work_id = catalog.block(analysis, reason, writer)
             added.append({"id": work_id, "path": analysis["path"]})
     return added

@@ -9,7 +9,8 @@ now refuse AI training (a later row withdrew consent for an asset accepted earli
 codecs, models and outputs derived from it) as a rights holder's takedown, so the next ``tokenize`` leaves it
 out and the audit names what was made while the licence held.
 
-It runs at the end of every ingest, over every asset with recorded terms, so the first run after the date
+The ingest driver (:mod:`soundtrail.ingest.stage`) records each batch's terms after deciding it, and revokes at
+the end of every ingest, over every asset with recorded terms, so the first run after the date
 revokes the asset whatever that run's inputs are: terms stated once stay in force until a later row for the
 same file replaces them. A file analysed without a row (and without credentials saying anything) leaves its
 recorded terms as they are.
@@ -24,18 +25,8 @@ from soundtrail.ingest.analyze import manifest_row
 from soundtrail.ingest.consent import ALLOWED, TrainingStatement, expired, utc_today
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.provenance.takedown import TakedownResult, revoke
-from soundtrail.workspace import Workspace
 
 STILL_USABLE = ("accepted", "disputed")  # statuses that may reach a training set
-
-
-def apply_licence_terms(workspace_root: str, analyses: list[dict[str, Any]], run_id: str | None,
-                        today: dt.date | None = None) -> list[TakedownResult]:
-    """Record the consent terms of ``analyses`` (already admitted), then revoke the assets whose terms no longer
-    allow training; returns those revoked by this call."""
-    with Ledger(Workspace(workspace_root).ledger_url) as ledger:
-        record_terms(ledger, analyses, run_id)
-        return revoke_withdrawn(ledger, today or utc_today(), run_id)
 
 
 def record_terms(ledger: Ledger, analyses: list[dict[str, Any]], run_id: str | None) -> int:
@@ -61,8 +52,10 @@ def record_terms(ledger: Ledger, analyses: list[dict[str, Any]], run_id: str | N
     return written
 
 
-def revoke_withdrawn(ledger: Ledger, today: dt.date, run_id: str | None) -> list[TakedownResult]:
-    """Revoke every still-usable asset whose licence's last day is before ``today`` or whose terms refuse training."""
+def revoke_withdrawn(ledger: Ledger, today: dt.date | None, run_id: str | None) -> list[TakedownResult]:
+    """Revoke every still-usable asset whose licence's last day is before ``today`` (UTC today by default) or whose
+    terms refuse training."""
+    today = today or utc_today()
     revoked = []
     for terms in ledger.rows("consents"):
         reason = withdrawal(terms, today)

@@ -1,7 +1,8 @@
 """The audit report's content: one JSON-plain dict built from the ledger (and ``outputs/``), for every rendering.
 
 Sections: the licence table; the credits list the CC BY family requires; the assets that did not make it into
-training (quarantined, duplicate, blocked, revoked) with their reasons; takedowns and the overrides operators
+training (quarantined, duplicate, blocked, disputed, rejected, revoked) with their reasons; disputes (copies of
+one recording with conflicting claims), open and resolved by a person; takedowns and the overrides operators
 recorded; every codec and model with its status, shards, assets and licences; the release log with screening
 verdicts, watermark payloads, signers (outputs signed by a workspace's demo CA are flagged) and the state of each
 released file; ``outputs/`` compared with the ledger; and a summary of the training content shaped after the EU
@@ -28,10 +29,11 @@ from soundtrail.provenance.lineage import (
 )
 from soundtrail.provenance.outputs import OutputsCheck, check_outputs
 from soundtrail.provenance.records import CURRENT
+from soundtrail.provenance.review import open_disputes, resolved_disputes
 from soundtrail.workspace import Workspace
 
 DERIVED_KINDS = ("shards", "codecs", "models", "outputs")
-EXCLUDED_STATUSES = ("quarantined", "duplicate", "blocked", "revoked")
+EXCLUDED_STATUSES = ("quarantined", "duplicate", "blocked", "disputed", "rejected", "revoked")
 ASSET_FIELDS = ("id", "path", "status", "reason", "license", "rights_holder", "attribution", "title", "duration_s",
                 "duplicate_of", "source_id", "ingested_at")
 MATCH_FIELDS = ("asset_id", "method", "score", "query_offset_s", "asset_offset_s", "duration_s")
@@ -123,6 +125,8 @@ def build_report(workspace: Workspace, ledger: Ledger) -> dict[str, Any]:
         "attribution": _attribution(corpus, trained_on),
         "excluded": [pick(row, ASSET_FIELDS) for row in corpus.assets.values() if row["status"] in EXCLUDED_STATUSES],
         "blocklist": blocklist,
+        "disputes": {"open": [dispute.as_dict() for dispute in open_disputes(ledger)],
+                     "resolved": resolved_disputes(ledger)},
         "takedowns": [_takedown_row(row) for row in ledger.rows("takedowns")],
         "overrides": [pick(row, ("id", "kind", "by", "reason", "details", "created_at"))
                       for row in sorted(ledger.rows("overrides"), key=lambda row: row.get("created_at") or "")],
@@ -286,12 +290,15 @@ def _training_data_summary(workspace: Workspace, corpus: _Corpus, trained_on: Tr
                 "an SPDX id; only licences on the allow list are trained on. Missing, unknown, ambiguous or "
                 "conflicting licences, and licence strings with a word the reading does not account for (a "
                 "restriction beside a licence name), are quarantined, never guessed. Reference fingerprints of "
-                "protected works (the blocklist) block matching files and excerpts; near-copies of accepted files "
-                "are kept out as duplicates."),
+                "protected works (the blocklist) block matching files and excerpts; copies of a known recording are "
+                "kept out as duplicates, refused with it when it was refused, and held for a person's review when "
+                "their licence or rights holder differs from the recording's."),
             "quarantined": statuses.get("quarantined", 0),
             "duplicates": statuses.get("duplicate", 0),
             "blocked": statuses.get("blocked", 0),
             "revoked": statuses.get("revoked", 0),
+            "disputed": statuses.get("disputed", 0),
+            "rejected": statuses.get("rejected", 0),
             "blocklist_works": blocklist_works,
             "takedown_procedure": (
                 "A rights holder's opt-out or takedown request is executed with the command \"soundtrail "

@@ -2,7 +2,9 @@
 
 Writes go through :meth:`Ledger.writer`, a transaction that holds the ledger's write lock
 (SQLite ``BEGIN IMMEDIATE``; a PostgreSQL transaction-scoped advisory lock), so several Ray
-workers or processes appending at once still produce one unbroken chain. A write that would
+workers or processes appending at once still produce one unbroken chain. Reads take no lock:
+SQLite's WAL journal gives a reader the last committed state while a writer works, so
+``assets list`` or an audit never waits behind a long ingest transaction. A write that would
 not change the projected row appends nothing: recording the same facts twice leaves the
 ledger as it was, which is what makes every stage idempotent.
 
@@ -29,8 +31,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import create_engine, event, select, text
+from sqlalchemy import create_engine, event, inspect, select, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Select
 
@@ -38,6 +41,7 @@ from soundtrail.provenance.schema import PROJECTIONS, Base, Event, Projection
 
 GENESIS = "0" * 64
 _ADVISORY_LOCK_KEY = 0x50_0D_7A_11
+_WRITE = "soundtrail_ledger_write"  # connection execution option: this transaction appends (takes the lock)
 _IDS_PER_QUERY = 500  # bound parameters per IN list: far under SQLite's and PostgreSQL's limits
 
 
@@ -97,6 +101,24 @@ class LedgerWriter:
         self._seq, self._prev = (head[0], head[1]) if head else (0, GENESIS)
         self._known: dict[tuple[type, str], Any] = {}  # rows created, prefetched, or known absent (None)
         self.appended = 0
+
+    @property
+    def seq(self) -> int:
+        """The chain's head as this transaction sees it (its own appends included)."""
+        return self._seq
+
+    def changed_since(self, seq: int, entities: Iterable[str]) -> dict[str, set[str]]:
+        """Ids of the rows of ``entities`` that events after ``seq`` wrote, committed before this lock was taken.
+
+        Lets a caller that loaded rows before taking the lock bring them up to date under it.
+        """
+        query = (select(Event.entity, Event.entity_id).distinct()
+                 .where(Event.seq > seq, Event.entity.in_(list(entities))))
+        changed: dict[str, set[str]] = {entity: set() for entity in entities}
+        with self._session.no_autoflush:
+            for entity, entity_id in self._session.execute(query):
+                changed[entity].add(entity_id)
+        return changed
 
     def get(self, entity: str, entity_id: str) -> dict[str, Any] | None:
         """A projection row as this transaction sees it (including its own earlier writes)."""
@@ -175,6 +197,7 @@ class Ledger:
         self.url = url
         self.engine = _make_engine(url)
         Base.metadata.create_all(self.engine)
+        _add_missing_columns(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def close(self) -> None:
@@ -190,6 +213,7 @@ class Ledger:
     def writer(self, run_id: str | None = None) -> Iterator[LedgerWriter]:
         """One atomic, serialised batch of appends: all of them land, or none does."""
         with self._sessions() as session, session.begin():
+            session.connection(execution_options={_WRITE: True})
             if self.engine.dialect.name == "postgresql":
                 session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
             yield LedgerWriter(session, run_id)
@@ -204,6 +228,13 @@ class Ledger:
         with self._sessions() as session:
             row = session.get(_projection(entity), entity_id)
             return row.as_dict() if row is not None else None
+
+    def scan(self, entity: str, columns: tuple[str, ...], batch: int = 2000) -> Iterator[tuple[Any, ...]]:
+        """Stream ``columns`` of every row of ``entity``, ``batch`` rows in memory at a time."""
+        model = _projection(entity)
+        query = select(*(getattr(model, column) for column in columns))
+        with self._sessions() as session:
+            yield from (tuple(row) for row in session.execute(query.execution_options(yield_per=batch)))
 
     def rows(self, entity: str, **equals: Any) -> list[dict[str, Any]]:
         """Rows of a projection whose columns equal ``equals``, ordered by id."""
@@ -365,6 +396,25 @@ def _projection(entity: str) -> type[Projection]:
         raise LedgerError(f"unknown ledger entity {entity!r}; known: {sorted(PROJECTIONS)}") from None
 
 
+def _add_missing_columns(engine: Engine) -> None:
+    """Give a ledger written by an older soundtrail the projection columns added since (``create_all`` makes
+    missing tables only). They are nullable: every existing row reads NULL, which is what replaying its events,
+    none of which names the column, gives, so ``verify`` still holds."""
+    inspector = inspect(engine)
+    for name, model in PROJECTIONS.items():
+        present = {column["name"] for column in inspector.get_columns(name)}
+        for column in model.__table__.columns:
+            if column.name in present:
+                continue
+            column_type = column.type.compile(dialect=engine.dialect)
+            try:
+                with engine.begin() as connection:
+                    connection.execute(text(f"ALTER TABLE {name} ADD COLUMN {column.name} {column_type}"))
+            except DBAPIError:  # another process added it first
+                if column.name not in {found["name"] for found in inspect(engine).get_columns(name)}:
+                    raise
+
+
 def _make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 120, "check_same_thread": False})
@@ -379,9 +429,10 @@ def _make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(connection: Any) -> None:
-            # IMMEDIATE takes the write lock up front, so two writers can never both read the
-            # same chain head and fork the chain.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # A writer's IMMEDIATE takes the write lock up front, so two writers can never both read the same
+            # chain head and fork the chain. Reads begin DEFERRED: under WAL they never wait for the lock.
+            immediate = connection.get_execution_options().get(_WRITE, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True)

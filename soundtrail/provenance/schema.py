@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Float, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Float, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -85,7 +85,13 @@ class Licence(Projection):
 
 
 class Asset(Projection):
-    """One ingested file, whatever its outcome (accepted, quarantined, duplicate, blocked, revoked)."""
+    """One ingested file, whatever its outcome (accepted, quarantined, duplicate, blocked, disputed, rejected,
+    revoked).
+
+    ``size_bytes`` and ``mtime_ns`` are the file's as it was read, and ``decision_inputs`` a digest of what its
+    decision read besides the file (its manifest row, the licence and ingest settings): a later run that finds
+    all three unchanged knows the decision stands without reading the file again.
+    """
 
     __tablename__ = "assets"
     path: Mapped[str | None] = _text()
@@ -109,6 +115,9 @@ class Asset(Projection):
     duplicate_of: Mapped[str | None] = _text()
     ingested_at: Mapped[str | None] = _text()
     flow_run_id: Mapped[str | None] = _text()
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    mtime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    decision_inputs: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class Consent(Projection):
@@ -237,8 +246,20 @@ class Override(Projection):
     created_at: Mapped[str | None] = _text()
 
 
+class Review(Projection):
+    """A person's decision on a disputed asset (``soundtrail review resolve``) and what it changed."""
+
+    __tablename__ = "reviews"
+    asset_id: Mapped[str | None] = _text()
+    decision: Mapped[str | None] = _text()  # "accept" or "reject"
+    reason: Mapped[str | None] = _text()
+    by: Mapped[str | None] = _text()
+    affected: Mapped[Any] = _json()  # {asset id: new status} for every asset the decision changed
+    created_at: Mapped[str | None] = _text()
+
+
 PROJECTIONS: dict[str, type[Projection]] = {
     cls.__tablename__: cls
     for cls in (Source, Licence, Asset, Consent, Fingerprint, BlockedWork, CodecRow, Shard, ModelRow, Output, Takedown,
-                Override)
+                Override, Review)
 }

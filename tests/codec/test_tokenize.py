@@ -20,7 +20,7 @@ from soundtrail.models.codec import CodecConfig, NeuralCodec
 from soundtrail.provenance.ledger import Ledger, ProjectionMismatch
 from tests.audio_fixtures import melody, write
 
-STATUSES = ("accepted", "quarantined", "duplicate", "blocked", "revoked")
+STATUSES = ("accepted", "quarantined", "duplicate", "blocked", "revoked", "disputed", "rejected")
 TINY = CodecConfig(sample_rate=8000, channels=4, strides=(4, 4, 2), latent_dim=16, num_codebooks=2, codebook_size=16)
 
 
@@ -54,8 +54,11 @@ def shard_assets(shards: Path) -> set[str]:
 
 @settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(statuses=st.lists(st.sampled_from(STATUSES), min_size=1, max_size=6),
-       revoke=st.lists(st.integers(0, 5), max_size=2))
-def test_only_accepted_assets_ever_reach_a_shard(tmp_path_factory, statuses: list[str], revoke: list[int]) -> None:
+       revoke=st.lists(st.integers(0, 5), max_size=2), withdrawn=st.sampled_from(("revoked", "disputed")))
+def test_only_accepted_assets_ever_reach_a_shard(tmp_path_factory, statuses: list[str], revoke: list[int],
+                                                 withdrawn: str) -> None:
+    """Whatever the statuses, and after a takedown or a dispute withdraws accepted assets, shards hold exactly the
+    accepted ones."""
     root = tmp_path_factory.mktemp("ws")
     ledger = Ledger(f"sqlite:///{root / 'ledger.db'}")
     codec_path, codec_id = tiny_codec(root / "codec")
@@ -68,7 +71,7 @@ def test_only_accepted_assets_ever_reach_a_shard(tmp_path_factory, statuses: lis
     assert shard_assets(root / "shards") == accepted
     for index in revoke:
         if index < len(statuses):
-            ledger.record("assets", f"a{index}", {"status": "revoked"}, "asset.revoked")
+            ledger.record("assets", f"a{index}", {"status": withdrawn}, f"asset.{withdrawn}")
     tokenize(ledger, root / "shards", codec_path, codec_id)
     accepted = {row["id"] for row in ledger.rows("assets", status="accepted")}
     assert shard_assets(root / "shards") == accepted

@@ -283,7 +283,7 @@ def test_ingesting_the_corpus_gives_every_file_its_expected_status(corpus: Corpu
     catalog = Catalog(ledger, workspace.settings.ingest, workspace.settings.licenses)
     statuses = {}
     for analysis in sorted(analyses, key=lambda a: (a["manifest_line"] or 1 << 30, a["path"])):
-        with ledger.writer(run_id="test") as writer:
+        with catalog.transaction(run_id="test") as writer:
             item = catalog.admit(analysis, writer, "test")
         statuses[str(Path(item.path).relative_to(corpus.root.resolve()))] = (item.status, item.reason)
     ledger.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from soundtrail.flows.ingest import split_batches
+from soundtrail.ingest.stage import split_batches
 from soundtrail.provenance.ledger import Ledger
 from tests.audio_fixtures import melody, write, write_manifest
 from tests.conftest import run_cli
@@ -25,7 +25,7 @@ def corpus(tmp_path: Path) -> tuple[Path, Path]:
         rows.append({"path": f"track{index}.flac", "license": "CC-BY-4.0", "rights_holder": "Label",
                      "attribution": f"Artist {index}", "tags": ["demo"], "description": f"demo track {index}"})
     write(folder / "track9_copy.ogg", melody(60) * 0.6, format="OGG", subtype="VORBIS")
-    rows.append({"path": "track9_copy.ogg", "license": "CC0-1.0"})
+    rows.append({"path": "track9_copy.ogg", "license": "CC-BY-4.0", "rights_holder": "Label"})  # same claims
     write(folder / "nc.flac", melody(70))
     rows.append({"path": "nc.flac", "license": "CC-BY-NC-4.0"})
     (folder / "broken.wav").write_bytes(b"RIFF....WAVEjunk")
@@ -41,8 +41,9 @@ def test_ingest_command_contract_and_rerun(tmp_path: Path, corpus, prefect_serve
     code, out, err = run_cli(["ingest", folder, "--manifest", manifest, "--workspace", workspace, "--json"], capsys)
     assert code == 0, err
     summary = json.loads(out)
-    assert set(summary) == {"accepted", "quarantined", "duplicate", "blocked", "items"}
-    assert (summary["accepted"], summary["duplicate"], summary["quarantined"], summary["blocked"]) == (5, 1, 2, 0)
+    assert set(summary) == {"accepted", "quarantined", "duplicate", "blocked", "disputed", "items"}
+    assert (summary["accepted"], summary["duplicate"], summary["quarantined"], summary["blocked"],
+            summary["disputed"]) == (5, 1, 2, 0, 0)
     for item in summary["items"]:
         assert set(item) == {"path", "status", "reason", "asset_id"}
     ledger = Ledger(f"sqlite:///{workspace / 'ledger.db'}")

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import itertools
 import os
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
-from unittest import mock
 
 import mutagen
 import numpy as np
@@ -16,50 +12,11 @@ import pytest
 import soundfile as sf
 
 from soundtrail.config import Settings
-from soundtrail.flows.ingest import record_assets
-from soundtrail.ingest.analyze import analyze_batch, manifest_problem_analyses
 from soundtrail.ingest.blocklist import add_to_blocklist
-from soundtrail.ingest.catalog import Catalog, IngestItem
-from soundtrail.ingest.expiry import apply_licence_terms
-from soundtrail.ingest.manifest import read_manifest, resolve_inputs
-from soundtrail.provenance.ledger import Ledger, LedgerWriter
+from soundtrail.provenance.ledger import Ledger
 from soundtrail.workspace import Workspace
 from tests.audio_fixtures import RATE, melody, wav_with_header, write, write_manifest
-
-
-class Killed(Exception):
-    """Stands in for the process dying in the middle of a ledger transaction."""
-
-
-def ingest(workspace: Workspace, paths: list[Path], manifest: Path | None = None,
-           kill_at: int | None = None, today: dt.date | None = None) -> dict[str, dict]:
-    """The ingest flow's steps without Prefect/Ray: analyse, the flow's own ``record_assets``, the licence terms.
-
-    ``kill_at`` makes the process "die" right after deciding the file at that position in curator order;
-    ``today`` is the date the licence expiry is judged on (UTC today by default).
-    """
-    settings = workspace.settings
-    manifest_result = read_manifest(manifest) if manifest else None
-    inputs = resolve_inputs(paths, manifest_result)
-    analyses = analyze_batch(inputs, settings.ingest, settings.licenses, str(manifest) if manifest else None, today)
-    if manifest_result:
-        analyses += manifest_problem_analyses(manifest_result, inputs)
-    with mock.patch.object(Catalog, "admit", _dying_admit(kill_at)):
-        items = record_assets.fn(str(workspace.root), analyses, "test-run")
-    apply_licence_terms(str(workspace.root), analyses, "test-run", today)
-    return {Path(item["path"]).name: item for item in items}
-
-
-def _dying_admit(kill_at: int | None) -> Callable:
-    real_admit, calls = Catalog.admit, itertools.count()
-
-    def admit(catalog: Catalog, analysis: dict, writer: LedgerWriter, flow_run_id: str | None) -> IngestItem:
-        item = real_admit(catalog, analysis, writer, flow_run_id)
-        if next(calls) == kill_at:
-            raise Killed(analysis["path"])
-        return item
-
-    return admit
+from tests.ingest.driver import Killed, ingest  # other test modules import ingest from here too
 
 
 @pytest.fixture
