@@ -52,6 +52,24 @@ def load_weights(directory: str | Path, model: torch.nn.Module, device: str | to
     model.load_state_dict(load_file(str(Path(directory) / WEIGHTS), device=str(device)))
 
 
+def start_from(directory: str | Path, model: torch.nn.Module, kind: str, config: Any) -> None:
+    """Load a finished checkpoint's weights into ``model`` as where a new run begins (the new model's parent).
+
+    Only a checkpoint of the same ``kind`` and model ``config`` fits; anything else is refused, naming what
+    differs, never loaded in part.
+    """
+    document = read_config(directory)
+    if document.get("kind") != kind:
+        raise ValueError(f"{directory} holds a {document.get('kind')!r} checkpoint: a {kind} run cannot start from it")
+    wanted = json.loads(json.dumps(dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)))
+    held = document.get("config") or {}
+    differ = sorted(key for key in set(wanted) | set(held) if wanted.get(key) != held.get(key))
+    if differ:
+        raise ValueError(f"{directory} holds a {kind} model of another architecture ({', '.join(differ)} differ): "
+                         'a run cannot continue from it; set [train] init = "scratch" to start afresh')
+    load_weights(directory, model)
+
+
 def save_train_state(directory: str | Path, step: int, state: dict[str, Any]) -> None:
     """Save what continuing bit-for-bit from ``step`` needs: the trainer's ``state`` (optimizers, schedules,
     auxiliary modules, loss history) and every RNG's state."""

@@ -44,10 +44,14 @@ class LicenseSettings(_Section):
     allow: list[str] = Field(default_factory=lambda: ["CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0"])
     deny: list[str] = Field(default_factory=lambda: ["CC-BY-NC-4.0", "CC-BY-NC-SA-4.0", "CC-BY-ND-4.0"])
     aliases: dict[str, str] = Field(default_factory=dict)
+    allow_base_models: list[str] = Field(default_factory=list, description="base models (by their [base_models] "
+                                         "name) used although the policy refuses their licence: an exception on "
+                                         "record, never a change of the policy")
 
 
 class IngestSettings(_Section):
-    batch_size: int = Field(16, ge=1, description="files per Prefect task (a task costs ~20 ms)")
+    # Each Prefect task carries a fixed scheduling cost; a batch of files keeps it small beside the analysis.
+    batch_size: int = Field(16, ge=1, description="files per Prefect task")
     min_duration_s: float = Field(1.0, ge=0)
     max_duration_s: float = Field(1800.0, gt=0, description="longer files are quarantined, read from the header")
     max_decoded_mb: float = Field(4000.0, gt=0, description="files decoding to more float32 samples (frames x "
@@ -88,6 +92,11 @@ class TokenizeSettings(_Section):
 class TrainSettings(_MicroBatched):
     ar_steps: int = Field(300, ge=1)  # <family>_steps: each generator family's default (its default_steps)
     diffusion_steps: int = Field(300, ge=1)
+    musicgen_steps: int = Field(200, ge=1)
+    # continue: a family trained again on new shards starts from its previous model's weights (recorded as the new
+    # model's parent) unless that model saw an asset no longer accepted; scratch: always from new weights (or from
+    # the family's base model)
+    init: Literal["continue", "scratch"] = "continue"
     learning_rate: float = Field(1e-3, gt=0)
     crop_seconds: float = Field(2.0, gt=0, description="length of the training crops taken from shard segments")
     text_encoder: Literal["auto", "minilm", "learned"] = "auto"  # auto: the packaged MiniLM when installed
@@ -115,6 +124,22 @@ class ScalingSettings(_Section):
         "auto", description="'auto': 1 when the cluster has GPUs, else 0")
     cpus_per_worker: float = Field(1.0, gt=0)
     max_failures: int = Field(2, ge=0, description="times a killed worker group restarts from its checkpoint")
+class BaseModelSettings(_Section):
+    """A pretrained model in a local folder that a fine-tuning family starts from (``[base_models.<family>]``).
+
+    The base model is an input like an asset: its licence goes through ``[licenses]`` and it is recorded in the
+    ledger, with the statement of what it was trained on, before anything trains from it.
+    """
+
+    path: str = Field(description="folder written by save_pretrained; relative paths are in the workspace")
+    name: str = Field("", description="its published name (e.g. facebook/musicgen-small); '' = the folder's name")
+    license: str = Field("", description="SPDX id of its weights' licence; '' = the model card's (README.md) "
+                                         "`license:`")
+    training_data: str = Field("", description="what its publisher says it was trained on (required)")
+    lora_rank: int = Field(0, ge=0, description="0 trains every weight; r > 0 trains LoRA adapters of rank r "
+                                                "on the decoder's linear layers instead")
+    learning_rate: float = Field(1e-5, gt=0, description="fine-tuning moves pretrained weights less than [train] "
+                                                         "learning_rate moves new ones (LoRA adapters take ~1e-4)")
 
 
 _METHOD_THRESHOLD = re.compile(r"\w+_(flag|block)")
@@ -189,7 +214,6 @@ class Settings(_Section):
 
     ledger_url: str = "sqlite:///ledger.db"
     ray_address: str = ""
-    storage_uri: str = Field("", description="pyarrow.fs/fsspec URI for shards on a cluster; '' = the workspace")
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     licenses: LicenseSettings = Field(default_factory=LicenseSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -198,6 +222,9 @@ class Settings(_Section):
     train: TrainSettings = Field(default_factory=TrainSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     scaling: ScalingSettings = Field(default_factory=ScalingSettings)
+    base_models: dict[str, BaseModelSettings] = Field(
+        default_factory=dict, description="family name -> the pretrained model it fine-tunes (checked against the "
+                                          "registry when that family trains)")
     screening: ScreeningSettings = Field(default_factory=ScreeningSettings)
     watermark: WatermarkSettings = Field(default_factory=WatermarkSettings)
     credentials: CredentialSettings = Field(default_factory=CredentialSettings)
@@ -210,7 +237,6 @@ class Settings(_Section):
 ENVIRONMENT_OVERRIDES = {
     "SOUNDTRAIL_LEDGER_URL": "ledger_url",
     "SOUNDTRAIL_RAY_ADDRESS": "ray_address",
-    "SOUNDTRAIL_STORAGE_URI": "storage_uri",
 }
 
 

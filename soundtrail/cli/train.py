@@ -42,4 +42,6 @@ def train(
     console.print(f"{kind} model {model.id}: loss {model.metrics['initial_loss']:.3f} -> "
                   f"{model.metrics['final_loss']:.3f} over {model.metrics['steps']} steps on {len(model.shards)} "
                   f"shards ({model.metrics['device']})")
+    if model.init_reason:
+        console.print(f"weights began {model.init_reason}")
     console.print(f"checkpoint: {model.path}")

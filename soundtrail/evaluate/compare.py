@@ -1,7 +1,8 @@
 """The two generator families side by side: speed and closeness to real audio, on the same captions and seeds.
 
-For the newest AR and diffusion models of a workspace (trained on the same codec), :func:`compare_generators`
-generates one clip per (held-out caption, seed) with each family (the diffusion model once per sampling-step
+For the newest AR and diffusion models of a workspace (trained on the same codec), and of a fine-tuning family
+(musicgen) once the workspace has one, :func:`compare_generators` generates one clip per (held-out caption, seed)
+with each family (the diffusion model once per sampling-step
 count), and reports for each
 
 - the **real-time factor** (RTF): seconds of audio per second of compute, where compute is text encoding,
@@ -222,6 +223,14 @@ class Prompt:
     asset_id: str  # the held-out asset the caption belongs to
 
 
+def compared_families(workspace: Workspace) -> list[str]:
+    """Every family trained from scratch (a comparison without one of them is refused, naming it), and a
+    fine-tuning family once it has a model (it needs a base model the workspace may not have)."""
+    with Ledger(workspace.ledger_url) as ledger:
+        trained = {row["kind"] for row in ledger.rows("models")}
+    return [kind for kind, family in FAMILIES.items() if not family.fine_tunes or kind in trained]
+
+
 def _shared_codec(models: dict[str, ModelRecord]) -> str:
     """Both families must decode through one codec: otherwise the comparison measures codecs, not generators."""
     codec_ids = {model.codec_id for model in models.values()}
@@ -270,7 +279,7 @@ def compare_generators(workspace: Workspace, config: CompareConfig | None = None
     ``on_result`` is called with each result row as it is ready (for progress output).
     """
     config = config or CompareConfig()
-    models = {kind: resolve_model(workspace, kind) for kind in FAMILIES}
+    models = {kind: resolve_model(workspace, kind) for kind in compared_families(workspace)}
     codec_record = resolve_codec(workspace, _shared_codec(models))
     device = pick_device()
     codec = load_codec(Path(codec_record.path), device)
@@ -285,7 +294,8 @@ def compare_generators(workspace: Workspace, config: CompareConfig | None = None
     floor = {name: frechet_distance(resynthesised[name], real[name]) for name in embeddings}
 
     results = []
-    for kind, family in FAMILIES.items():
+    for kind in models:
+        family = FAMILIES[kind]
         generator = Generator(models[kind], codec, device)
         step_counts = sorted(set(config.diffusion_steps)) if family.sampling_steps else [None]
         for steps in step_counts:

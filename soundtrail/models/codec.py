@@ -26,7 +26,8 @@ rank's batch: k-means runs on the gathered batches, the EMA statistics are summe
 choice of replacement vectors is everyone's, so the codebooks stay identical on every rank and learn what one
 process would learn from the whole batch. Every rank must then quantize with the same ``n_q``.
 
-Imports only torch: tasks/codec.py owns data, losses, training and checkpoints.
+Imports only torch: soundtrail/train/codec.py owns data, losses and training, soundtrail/checkpoint.py
+checkpoints.
 """
 
 from __future__ import annotations

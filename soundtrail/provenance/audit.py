@@ -12,7 +12,14 @@ from typing import Any
 from soundtrail.atomic import atomic_write_text
 from soundtrail.licenses import license_name, requires_attribution
 from soundtrail.provenance.audit_render import AuditConfig, render_html, render_json, render_markdown
-from soundtrail.provenance.audit_report import ASSET_FIELDS, DERIVED_KINDS, build_report, license_url, pick
+from soundtrail.provenance.audit_report import (
+    ASSET_FIELDS,
+    BASE_MODEL_FIELDS,
+    DERIVED_KINDS,
+    build_report,
+    license_url,
+    pick,
+)
 from soundtrail.provenance.credentials import training_digest
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.provenance.lineage import (
@@ -25,6 +32,8 @@ from soundtrail.provenance.lineage import (
 from soundtrail.workspace import Workspace
 
 REPORT_FORMATS = ("html", "md", "json")
+MODEL_FIELDS = ("id", "kind", "path", "codec_id", "text_encoder", "steps", "created_at", "parent", "predecessor",
+                "base_model", "init_reason")
 
 
 def model_audit(ledger: Ledger, model_id: str) -> dict[str, Any]:
@@ -32,8 +41,10 @@ def model_audit(ledger: Ledger, model_id: str) -> dict[str, Any]:
     inputs = model_inputs(ledger, model_id)
     summary = training_license_summary(ledger, model_id)
     return {
-        "model": pick(inputs["model"], ("id", "kind", "path", "codec_id", "text_encoder", "steps", "created_at")),
+        "model": pick(inputs["model"], MODEL_FIELDS),
         "codec": pick(inputs["codec"], ("id", "kind", "path", "created_at")),
+        "parents": [pick(parent, ("id", "kind", "created_at", "init_reason")) for parent in inputs["parents"]],
+        "base_model": pick(inputs["base_model"], BASE_MODEL_FIELDS),
         "shards": [pick(shard, ("id", "status", "shard_set", "rows", "path")) for shard in inputs["shards"]],
         "assets": [{**pick(asset, ASSET_FIELDS), "via": asset["via"]} for asset in model_sources(ledger, model_id)],
         "license_summary": summary,

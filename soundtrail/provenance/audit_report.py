@@ -3,7 +3,9 @@
 Sections: the licence table; the credits list the CC BY family requires; the assets that did not make it into
 training (quarantined, duplicate, blocked, disputed, rejected, revoked) with their reasons; disputes (copies of
 one recording with conflicting claims), open and resolved by a person; takedowns and the overrides operators
-recorded; every codec and model with its status, shards, assets and licences; the release log with screening
+recorded; every codec and model with its status, shards, assets and licences and where its weights began (a parent
+it continued from, a base model it was fine-tuned from); the base models admitted or refused, with their licences
+and training-data statements; the release log with screening
 verdicts, watermark payloads, signers (outputs signed by a workspace's demo CA are flagged) and the state of each
 released file; ``outputs/`` compared with the ledger; and a summary of the training content shaped after the EU
 AI Office's template for the public summary required by Article 53(1)(d) of the AI Act.
@@ -23,6 +25,7 @@ from soundtrail.provenance.ledger import Ledger, utc_now
 from soundtrail.provenance.lineage import (
     NO_LICENSE,
     attribution_entry,
+    base_model_summary,
     license_breakdown,
     model_sources,
     training_license_summary,
@@ -37,6 +40,8 @@ EXCLUDED_STATUSES = ("quarantined", "duplicate", "blocked", "disputed", "rejecte
 ASSET_FIELDS = ("id", "path", "status", "reason", "license", "rights_holder", "attribution", "title", "duration_s",
                 "duplicate_of", "source_id", "ingested_at")
 MATCH_FIELDS = ("asset_id", "method", "score", "query_offset_s", "asset_offset_s", "duration_s")
+BASE_MODEL_FIELDS = ("id", "name", "path", "architecture", "license", "license_source", "training_data", "status",
+                     "policy", "reason", "recorded_at")
 TrainedOn = dict[str, dict[str, list[str]]]  # asset id -> {"models": [...], "codecs": [...]}
 
 
@@ -134,10 +139,11 @@ def build_report(workspace: Workspace, ledger: Ledger) -> dict[str, Any]:
                     "status": codec.get("status") or CURRENT, "takedowns": codec.get("takedowns") or []}
                    for codec in corpus.codecs],
         "models": models,
+        "base_models": [pick(row, BASE_MODEL_FIELDS) for row in ledger.rows("base_models")],
         "releases": releases,
         "demo_signed_releases": sum(1 for row in releases if row["status"] == "released" and row["demo_signer"]),
         "outputs_check": {**folder.as_dict(), "problems": folder.problems()},
-        "training_data_summary": _training_data_summary(workspace, corpus, trained_on, len(blocklist)),
+        "training_data_summary": _training_data_summary(workspace, ledger, corpus, trained_on, len(blocklist)),
     }
 
 
@@ -205,7 +211,8 @@ def _model_row(ledger: Ledger, corpus: _Corpus, model: dict[str, Any]) -> dict[s
     shards = [corpus.shards[shard_id] for shard_id in sorted(model.get("shards") or [])]
     summary = training_license_summary(ledger, model["id"])
     return {
-        **pick(model, ("id", "kind", "created_at", "codec_id", "text_encoder", "steps")),
+        **pick(model, ("id", "kind", "created_at", "codec_id", "text_encoder", "steps", "parent", "predecessor",
+                       "base_model", "init_reason")),
         "shards": len(shards),
         "superseded_shards": sum(1 for shard in shards if shard["status"] == "superseded"),
         "assets": len(assets),
@@ -241,7 +248,7 @@ def _release_row(row: dict[str, Any], digests: dict[str, str], folder: OutputsCh
     }
 
 
-def _training_data_summary(workspace: Workspace, corpus: _Corpus, trained_on: TrainedOn,
+def _training_data_summary(workspace: Workspace, ledger: Ledger, corpus: _Corpus, trained_on: TrainedOn,
                            blocklist_works: int) -> dict[str, Any]:
     """The training content in the shape of the AI Office's public-summary template (sections 1-3)."""
     used = [corpus.assets[asset_id] for asset_id in sorted(trained_on) if asset_id in corpus.assets]
@@ -253,12 +260,17 @@ def _training_data_summary(workspace: Workspace, corpus: _Corpus, trained_on: Tr
     seconds = round(sum(asset.get("duration_s") or 0.0 for asset in used), 3)
     trained_shards = {shard_id for model in corpus.models for shard_id in model.get("shards") or []}
     segments = sum(corpus.shards[shard_id]["rows"] or 0 for shard_id in trained_shards)
+    bases = {model["base_model"] for model in corpus.models if model.get("base_model")}
     return {
         "template": "EU AI Office template for the public summary of training content (AI Act, Art. 53(1)(d))",
         "general": {
             "provider": f"operator of the soundtrail workspace {workspace.root.name!r}",
             "models": [pick(model, ("id", "kind", "created_at")) for model in corpus.models],
             "codecs": [codec["id"] for codec in corpus.codecs],
+            # A fine-tuned model's own summary covers the data of its fine-tuning; its base model's publisher
+            # answers for the rest, in the statement named here.
+            "base_models": [base_model_summary(row) for base_id in sorted(bases)
+                            if (row := ledger.get("base_models", base_id)) is not None],
             "modalities": ["audio (music recordings)", "text (captions and tags from the ingest manifest)"],
             "latest_acquisition": max((asset.get("ingested_at") or "" for asset in used), default=None) or None,
         },

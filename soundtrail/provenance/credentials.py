@@ -9,6 +9,9 @@ A released WAV carries a signed C2PA manifest embedded in a ``C2PA`` RIFF chunk:
                             training-data licence summary (the ledger can recompute it)
     c2pa.soft-binding       the watermark: alg (its name and version), one block over the whole
                             clip (scope.timespan in ms) whose value is the payload
+    c2pa.ingredient.v3      for a model fine-tuned from a pretrained base model: that model, as C2PA
+                            names the models behind generated media (relationship inputTo, data type
+                            c2pa.types.model), with its licence and its publisher's training-data statement
     c2pa.hash.data          (added by the SDK) hash of every byte outside the manifest
 
 The soft binding is what lets credentials and mark find each other: stripped of its manifest, a
@@ -201,7 +204,8 @@ def sign_wav(in_path: Path, out_path: Path, identity: SigningIdentity, *, model_
     ``soft_binding`` declares the watermark ``in_path`` already carries.
     """
     digest = training_digest(training_license_summary)
-    manifest = _manifest(title or Path(out_path).name, model_id, output_id, digest, soft_binding)
+    manifest = _manifest(title or Path(out_path).name, model_id, output_id, digest, soft_binding,
+                         training_license_summary.get("base_model"))
     signer = _signer(identity)
     context = _context()
     try:
@@ -269,7 +273,7 @@ def _assertion(manifest: Mapping[str, Any], label: str) -> dict[str, Any] | None
 
 
 def _manifest(title: str, model_id: str, output_id: str, digest: str,
-              soft_binding: SoftBinding | None) -> dict[str, Any]:
+              soft_binding: SoftBinding | None, base_model: Mapping[str, Any] | None = None) -> dict[str, Any]:
     agent = {"name": "soundtrail", "version": importlib.metadata.version("soundtrail")}
     actions: list[dict[str, Any]] = [{
         "action": "c2pa.created",
@@ -291,11 +295,27 @@ def _manifest(title: str, model_id: str, output_id: str, digest: str,
         actions.append({"action": WATERMARKED_ACTION, "softwareAgent": agent,
                         "description": f"watermark {soft_binding.alg} carrying {soft_binding.value}"})
         assertions.append({"label": SOFT_BINDING_ASSERTION, "data": soft_binding.assertion()})
-    return {
+    manifest: dict[str, Any] = {
         "claim_generator_info": [agent],
         "title": title,
         "format": WAV_MIME,
         "assertions": assertions,
+    }
+    if base_model:
+        manifest["ingredients"] = [base_model_ingredient(base_model)]
+    return manifest
+
+
+def base_model_ingredient(base_model: Mapping[str, Any]) -> dict[str, Any]:
+    """The pretrained model a generator was fine-tuned from, as a C2PA ingredient that was input to the output."""
+    return {
+        "title": base_model["name"],
+        "format": "application/octet-stream",
+        "relationship": "inputTo",
+        "instance_id": f"soundtrail:base-model:{base_model['id']}",
+        "data_types": [{"type": "c2pa.types.model"}, {"type": "c2pa.types.generator"}],
+        "description": f"pretrained base model {base_model['name']} ({base_model['id']}), licence "
+                       f"{base_model.get('license') or 'NOASSERTION'}; trained on: {base_model.get('training_data')}",
     }
 
 

@@ -100,7 +100,6 @@ class LedgerWriter:
         head = session.execute(select(Event.seq, Event.hash).order_by(Event.seq.desc()).limit(1)).first()
         self._seq, self._prev = (head[0], head[1]) if head else (0, GENESIS)
         self._known: dict[tuple[type, str], Any] = {}  # rows created, prefetched, or known absent (None)
-        self.appended = 0
 
     @property
     def seq(self) -> int:
@@ -186,7 +185,6 @@ class LedgerWriter:
         for key, value in patch.items():
             setattr(row, key, value)
         self._seq, self._prev = record["seq"], digest
-        self.appended += 1
         return True
 
 

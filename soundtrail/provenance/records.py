@@ -1,11 +1,12 @@
-"""Typed records of what the stages hand each other: a codec and a model, as the ledger holds them.
+"""Typed records of what the stages hand each other: a codec, a model and a base model, as the ledger holds them.
 
 Small frozen dataclasses in the manner of lhotse's manifests: :meth:`from_row` reads a ledger projection row
 (``Ledger.get`` / ``Ledger.rows``), :meth:`to_dict` gives that row back, JSON-plain, and :meth:`fields` is the part
 a ledger write takes (everything but the ``id``). Columns a row leaves empty read as empty values, so a record
 written by an older version still loads. Sequences are tuples here and lists in the dicts, as JSON has them.
 
-``status`` and ``takedowns`` are the governance state a takedown writes (:mod:`soundtrail.provenance.takedown`):
+A codec's and a model's ``status`` and ``takedowns`` are the governance state a takedown writes
+(:mod:`soundtrail.provenance.takedown`):
 ``current``, or ``affected-by-takedown`` with the takedown ids. They are read with the record but are not part of
 :meth:`fields`, so the stage that records a codec or model again never clears them.
 """
@@ -66,6 +67,10 @@ class ModelRecord:
     # preset, config (the full architecture), world_size, batch_size (per rank), grad_accum, ema_decay,
     # shards_by_rank (the sha256s each data-parallel rank actually read over the run; within ``shards``)
     training: Mapping[str, Any] = field(default_factory=dict)
+    parent: str | None = None  # the model whose weights its training continued from
+    predecessor: str | None = None  # the family's previous model, not continued from (init_reason: why)
+    base_model: str | None = None  # the pretrained model its weights descend from (ledger table base_models)
+    init_reason: str | None = None  # where its training started, and why there
     status: str = CURRENT
     takedowns: tuple[str, ...] = ()
 
@@ -74,13 +79,48 @@ class ModelRecord:
         return cls(id=row["id"], kind=row["kind"], path=row["path"], codec_id=row["codec_id"],
                    shards=tuple(row.get("shards") or ()), text_encoder=row.get("text_encoder"),
                    steps=row.get("steps"), metrics=dict(row.get("metrics") or {}), created_at=row.get("created_at"),
-                   training=dict(row.get("training") or {}), status=row.get("status") or CURRENT,
+                   training=dict(row.get("training") or {}), parent=row.get("parent"),
+                   predecessor=row.get("predecessor"), base_model=row.get("base_model"),
+                   init_reason=row.get("init_reason"), status=row.get("status") or CURRENT,
                    takedowns=tuple(row.get("takedowns") or ()))
 
     def fields(self) -> dict[str, Any]:
         return {"kind": self.kind, "path": self.path, "codec_id": self.codec_id, "shards": list(self.shards),
                 "text_encoder": self.text_encoder, "steps": self.steps, "metrics": dict(self.metrics),
-                "created_at": self.created_at, "training": dict(self.training)}
+                "created_at": self.created_at, "training": dict(self.training), "parent": self.parent,
+                "predecessor": self.predecessor, "base_model": self.base_model, "init_reason": self.init_reason}
 
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, **self.fields(), "status": self.status, "takedowns": list(self.takedowns)}
+
+
+@dataclass(frozen=True)
+class BaseModelRecord:
+    """A pretrained model a generator is fine-tuned from, admitted like an asset (ledger table ``base_models``)."""
+
+    id: str  # digest of its weight files
+    name: str
+    path: str
+    architecture: str  # the transformers class its config.json names
+    license: str | None  # SPDX id, when one was declared and read
+    license_source: str | None  # "config" or "model card"
+    training_data: str  # its publisher's statement of what it was trained on
+    status: str  # "accepted" or "refused"
+    policy: str  # "allow", "exception" (allowed by name despite the policy) or "refuse"
+    reason: str | None = None
+    recorded_at: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> BaseModelRecord:
+        return cls(id=row["id"], name=row["name"], path=row["path"], architecture=row["architecture"],
+                   license=row.get("license"), license_source=row.get("license_source"),
+                   training_data=row.get("training_data") or "", status=row["status"], policy=row["policy"],
+                   reason=row.get("reason"), recorded_at=row.get("recorded_at"))
+
+    def fields(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "architecture": self.architecture, "license": self.license,
+                "license_source": self.license_source, "training_data": self.training_data, "status": self.status,
+                "policy": self.policy, "reason": self.reason, "recorded_at": self.recorded_at}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, **self.fields()}

@@ -187,9 +187,13 @@ class Shard(Projection):
 
 
 class ModelRow(Projection):
-    """A trained generator: exactly which shards (by sha256) and which codec it saw.
+    """A trained generator: exactly which shards (by sha256) and which codec it saw, and where its weights began.
 
-    ``status`` and ``takedowns``: as for :class:`CodecRow`, written by takedowns only.
+    ``parent`` is the model whose weights its training continued from (so it carries what the parent saw);
+    ``predecessor`` the family's previous model when it was *not* continued from (``init_reason`` says why: a
+    takedown, another codec, the ``[train] init`` policy); ``base_model`` the pretrained model (``base_models``)
+    its weights descend from, directly or through its parents. ``status`` and ``takedowns``: as for
+    :class:`CodecRow`, written by takedowns only.
     """
 
     __tablename__ = "models"
@@ -202,8 +206,33 @@ class ModelRow(Projection):
     metrics: Mapped[Any] = _json()
     created_at: Mapped[str | None] = _text()
     training: Mapped[Any] = _json()  # preset and full config, world size, the shards each rank read
+    parent: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
+    predecessor: Mapped[str | None] = _text()
+    base_model: Mapped[str | None] = _text()
+    init_reason: Mapped[str | None] = _text()
     status: Mapped[str | None] = _text()
     takedowns: Mapped[Any] = _json()
+
+
+class BaseModelRow(Projection):
+    """A pretrained model from outside the workspace that a generator is fine-tuned from: an input, like an asset.
+
+    ``id`` is the digest of its weight files. ``status`` is ``accepted`` or ``refused`` (``reason`` says why: its
+    licence under the policy, no licence or training-data statement); ``policy`` is what the licence policy said
+    (``allow``, ``exception`` when ``[licenses] allow_base_models`` names it despite the policy, or ``refuse``).
+    """
+
+    __tablename__ = "base_models"
+    name: Mapped[str | None] = _text()
+    path: Mapped[str | None] = _text()
+    architecture: Mapped[str | None] = _text()
+    license: Mapped[str | None] = _text()
+    license_source: Mapped[str | None] = _text()  # "config" or "model card"
+    training_data: Mapped[str | None] = _text()
+    status: Mapped[str | None] = _text()
+    policy: Mapped[str | None] = _text()
+    reason: Mapped[str | None] = _text()
+    recorded_at: Mapped[str | None] = _text()
 
 
 class Output(Projection):
@@ -260,6 +289,6 @@ class Review(Projection):
 
 PROJECTIONS: dict[str, type[Projection]] = {
     cls.__tablename__: cls
-    for cls in (Source, Licence, Asset, Consent, Fingerprint, BlockedWork, CodecRow, Shard, ModelRow, Output, Takedown,
-                Override, Review)
+    for cls in (Source, Licence, Asset, Consent, Fingerprint, BlockedWork, CodecRow, Shard, ModelRow, BaseModelRow,
+                Output, Takedown, Override, Review)
 }

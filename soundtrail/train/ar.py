@@ -102,19 +102,24 @@ def train_ar(make_batches: Callable[[int], Iterator[ARBatch]], checkpoint_dir: s
              config: ARConfig | None = None, loop: LoopConfig | None = None,
              optimizer: OptimizerConfig | None = None, text_encoder: str | TextEncoder = "auto",
              metadata: dict[str, Any] | None = None, on_step: StepCallback | None = None,
-             placement: Placement | None = None, preset: str | None = None) -> TrainResult:
+             placement: Placement | None = None, preset: str | None = None,
+             init: str | Path | None = None) -> TrainResult:
     """Train (or resume, or just report) an AR generator; ``config.cond_dim`` is set to the encoder's width.
 
     ``text_encoder`` is a kind for :func:`build_text_encoder` (``auto``, ``minilm``, ``learned``) or an encoder.
     ``metadata`` goes into the checkpoint (e.g. the shards read); the encoder's id is added to it. ``preset``
-    (the name ``config`` came from) is recorded with the config. ``placement``: this process's rank.
+    (the name ``config`` came from) is recorded with the config. ``placement``: this process's rank. ``init``: a
+    finished AR checkpoint of the same architecture whose weights the run starts from instead of random ones.
     """
     config, loop = config or ARConfig(), loop or LoopConfig()
     encoder = build_text_encoder(text_encoder) if isinstance(text_encoder, str) else text_encoder
     config = dataclasses.replace(config, cond_dim=encoder.dim)
     torch.manual_seed(loop.seed)  # the initial weights are part of the run: a fresh run starts from the same ones
-    unit = LossUnit(KIND, TextConditionedAR(ARModel(config), encoder), {"preset": preset, **dataclasses.asdict(config)},
-                    ar_batch_loss, optimizer or OptimizerConfig())
+    network = TextConditionedAR(ARModel(config), encoder)
+    recorded = {"preset": preset, **dataclasses.asdict(config)}
+    if init is not None:
+        checkpoint.start_from(init, network, KIND, recorded)
+    unit = LossUnit(KIND, network, recorded, ar_batch_loss, optimizer or OptimizerConfig())
     return train_loop(unit, make_batches, loop, Path(checkpoint_dir), on_step=on_step, placement=placement,
                       metadata={**(metadata or {}), **text_encoder_metadata(encoder)})
 
@@ -161,12 +166,16 @@ class ARFamily:
     name = KIND
     sampling_steps = False
     presets = PRESETS
+    fine_tunes = False
 
     def default_steps(self, train: TrainSettings) -> int:
         return train.ar_steps
 
     def preset(self, model: ModelSettings) -> str:
         return model.ar
+
+    def text_encoder_id(self, settings: GeneratorSettings) -> str:
+        return build_text_encoder(settings.text_encoder).encoder_id
 
     def baselines(self, data: TrainingData) -> dict[str, float]:
         """The cross-entropy of guessing codes uniformly: a model that learned anything is below it."""
@@ -185,7 +194,7 @@ class ARFamily:
 
         return train_ar(make_batches, checkpoint_dir, config, settings.loop(), settings.optimizer(),
                         settings.text_encoder, {"codec_id": data.codec_id, "shards": data.shard_ids}, on_step,
-                        placement, settings.preset)
+                        placement, settings.preset, settings.init)
 
     def load(self, checkpoint_dir: Path, device: torch.device | str) -> TextConditionedAR:
         return load_ar(checkpoint_dir, device)

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from soundtrail.checkpoint import load_weights, read_config
+from soundtrail.checkpoint import load_weights, read_config, start_from
 from soundtrail.codec.codecs import Codec, load_codec
 from soundtrail.config import ModelSettings, TrainSettings
 from soundtrail.models.conditioning import (
@@ -140,18 +140,21 @@ def train_diffusion(model: TextToLatent, make_batches: Callable[[int], Iterator[
                     optimizer: OptimizerConfig, checkpoint_dir: str | Path, stats_batches: int = 8,
                     metadata: dict[str, Any] | None = None, on_step: StepCallback | None = None,
                     placement: Placement | None = None, stats_source: MakeBatches | None = None,
-                    preset: str | None = None) -> TrainResult:
+                    preset: str | None = None, init: str | Path | None = None) -> TrainResult:
     """Set the latent statistics from the first ``stats_batches`` batches, then run the shared training loop.
 
     ``make_batches(start_step)`` yields ``(latents [B,D,F], texts)`` from that step on; the statistics come from
     ``stats_source`` (the same kind of function; default ``make_batches``), which must be the same on every
     rank. The checkpoint's config.json holds :func:`model_config` under ``config`` and ``metadata`` beside it
-    (e.g. the shards read).
+    (e.g. the shards read). ``init``: a finished checkpoint of the same architecture to start from; its weights
+    and its latent statistics (what its weights were trained to read) replace the fresh ones.
     """
     first = [latents for latents, _ in islice((stats_source or make_batches)(0), stats_batches)]
     if not first:
         raise ValueError("make_batches(0) yielded no batches")
     model.dit.set_latent_stats(torch.cat([latents.float().cpu() for latents in first]))
+    if init is not None:
+        start_from(init, model, KIND, model_config(model, preset))
     unit = LossUnit(KIND, model, model_config(model, preset), diffusion_loss, optimizer)
     return train_loop(unit, make_batches, loop, Path(checkpoint_dir), metadata=metadata, on_step=on_step,
                       placement=placement)
@@ -163,12 +166,16 @@ class DiffusionFamily:
     name = KIND
     sampling_steps = True
     presets = PRESETS
+    fine_tunes = False
 
     def default_steps(self, train: TrainSettings) -> int:
         return train.diffusion_steps
 
     def preset(self, model: ModelSettings) -> str:
         return model.diffusion
+
+    def text_encoder_id(self, settings: GeneratorSettings) -> str:
+        return build_text_encoder(settings.text_encoder).encoder_id
 
     def baselines(self, data: TrainingData) -> dict[str, float]:
         return {}
@@ -196,7 +203,8 @@ class DiffusionFamily:
 
         return train_diffusion(model, make_batches, settings.loop(), settings.optimizer(), checkpoint_dir,
                                metadata={"codec_id": data.codec_id, "shards": data.shard_ids}, on_step=on_step,
-                               placement=placement, stats_source=whole_stream, preset=settings.preset)
+                               placement=placement, stats_source=whole_stream, preset=settings.preset,
+                               init=settings.init)
 
     def load(self, checkpoint_dir: Path, device: torch.device | str) -> TextToLatent:
         return load_model(checkpoint_dir, device)

@@ -27,10 +27,12 @@ from soundtrail.provenance.records import CodecRecord, ModelRecord
 from soundtrail.train.ar import ARFamily
 from soundtrail.train.diffusion import DiffusionFamily
 from soundtrail.train.generator import GeneratorFamily, Sampling
+from soundtrail.train.musicgen import MusicgenFamily
 
 FAMILIES: dict[str, GeneratorFamily] = {family.name: family for family in (
     ARFamily(),
     DiffusionFamily(),
+    MusicgenFamily(),
 )}
 
 

@@ -11,7 +11,12 @@
 
 ``train`` runs once per data-parallel rank (``placement``: which rank of how many, its device, its checkpoint
 store); it builds the same model on every rank and reads the rank's own batches, and the loop and the unit do
-the rest. A family that starts from a pretrained model rather than a preset says so in its own settings.
+the rest.
+
+Where a run's weights begin is decided by the stage (:mod:`soundtrail.train.start`) and handed to the family in
+its settings: ``settings.init``, a finished checkpoint of the same family to continue from (the new model's
+parent), or else the family's fresh start: new random weights of its preset, or ``settings.base``, the
+pretrained model a fine-tuning family (``fine_tunes``; no presets, its size is its base model's) starts from.
 
 The registry (name -> family) is :mod:`soundtrail.train.families`; the stage code that picks the shards and
 records the model is :mod:`soundtrail.train.stage`. A family sees neither the workspace nor the ledger.
@@ -47,6 +52,16 @@ class TrainingData:
 
 
 @dataclass(frozen=True)
+class BaseModel:
+    """A pretrained model in a local folder that a fine-tuning family starts from, and how it is adapted."""
+
+    path: str
+    id: str  # the digest of its weights (the ledger's base_models id): a changed folder is another base model
+    lora_rank: int = 0  # 0: every weight trains; r > 0: LoRA adapters of rank r instead
+    learning_rate: float = 1e-5  # the fine-tuning's own, in place of GeneratorSettings.learning_rate
+
+
+@dataclass(frozen=True)
 class GeneratorSettings:
     """How one training run reads the shards and optimises (``[train]`` in soundtrail.toml; steps per family) and
     the model's size (its preset, ``[model]``)."""
@@ -57,10 +72,12 @@ class GeneratorSettings:
     crop_seconds: float
     text_encoder: str
     seed: int
-    preset: str = "tiny"
+    preset: str | None = "tiny"  # None: a fine-tuning family's, whose size is its base model's
     grad_accum: int = 1
     ema_decay: float = 0.0
     loader_workers: int = 0  # how the batches are read, not what they are: no part of the run's identity
+    init: str | None = None  # a finished checkpoint of the family whose weights this run starts from (its parent)
+    base: BaseModel | None = None  # the pretrained model a fine-tuning family starts from when ``init`` is None
 
     def loop(self) -> LoopConfig:
         return LoopConfig(steps=self.steps, checkpoint_every=max(25, self.steps // 4),
@@ -112,14 +129,21 @@ class GeneratorFamily(Protocol):
 
     name: str  # the registry key, the checkpoints' and the ledger's ``kind``
     sampling_steps: bool  # whether Sampling.steps trades speed for quality (what `eval compare` sweeps)
-    presets: Mapping[str, Callable[..., Any]]  # model sizes by name: what [model] may name for this family
+    presets: Mapping[str, Callable[..., Any]]  # model sizes by name: what [model] may name (none if fine_tunes)
+    fine_tunes: bool  # starts from a pretrained base model ([base_models.<name>]) rather than random weights
 
     def default_steps(self, train: TrainSettings) -> int:
         """Training steps when the command names none (the family's key in ``[train]``)."""
         ...
 
-    def preset(self, model: ModelSettings) -> str:
-        """The model size the workspace asks for (the family's key in ``[model]``)."""
+    def preset(self, model: ModelSettings) -> str | None:
+        """The model size the workspace asks for (the family's key in ``[model]``; None for a fine-tuning
+        family)."""
+        ...
+
+    def text_encoder_id(self, settings: GeneratorSettings) -> str:
+        """The id of the text encoder a run with ``settings`` reads captions with (recorded with the model; a run
+        continues only from a model that read them the same way)."""
         ...
 
     def baselines(self, data: TrainingData) -> dict[str, float]:
@@ -129,7 +153,7 @@ class GeneratorFamily(Protocol):
     def train(self, data: TrainingData, settings: GeneratorSettings, checkpoint_dir: Path,
               on_step: StepCallback | None, placement: Placement) -> TrainResult:
         """Train (or resume, or find finished) a model in ``checkpoint_dir`` through the shared loop, as
-        ``placement``'s rank."""
+        ``placement``'s rank, from the weights of ``settings.init`` when it is set (see the module docstring)."""
         ...
 
     def load(self, checkpoint_dir: Path, device: torch.device | str) -> Any:

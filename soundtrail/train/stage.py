@@ -2,10 +2,11 @@
 
 Generators read only the *current* shards of the codec's shard set (superseded shards hold revoked assets), and
 the model record lists exactly those shards by sha256 plus the codec, so ``audit model`` can walk back to every
-licensed source and ``takedown`` forward to the model. The codec trains on accepted assets minus a held-out set,
-and its record lists the assets that contributed. A checkpoint folder is named after everything its run's resume
-check compares (the preset and the world size among it), so a changed setting trains beside a finished run
-instead of refusing its folder.
+licensed source and ``takedown`` forward to the model. Where a generator's weights begin (its previous model,
+recorded as its parent, or afresh, and a fine-tuning family's base model) is :mod:`soundtrail.train.start`. The
+codec trains on accepted assets minus a held-out set, and its record lists the assets that contributed. A
+checkpoint folder is named after everything its run's resume check compares (the preset, the world size and
+where it starts among it), so a changed setting trains beside a finished run instead of refusing its folder.
 
 One process or many: the training itself goes to a :class:`~soundtrail.train.loop.Launcher`, which runs one
 rank's work on each of its ``world_size`` ranks (:class:`~soundtrail.train.loop.InProcess` by default; the
@@ -31,13 +32,13 @@ from soundtrail.codec.stage import record_codec, resolve_codec, split_assets
 from soundtrail.codec.tokenize import shard_set_dir
 from soundtrail.data.shards import manifest_entries, read_codec_info
 from soundtrail.models.codec import CodecConfig
-from soundtrail.models.conditioning import build_text_encoder
 from soundtrail.provenance.ledger import Ledger, utc_now
-from soundtrail.provenance.records import CodecRecord, ModelRecord
+from soundtrail.provenance.records import BaseModelRecord, CodecRecord, ModelRecord
 from soundtrail.train.codec import PRESETS, CodecTrainConfig, codec_result, run_codec
-from soundtrail.train.families import FAMILIES, family
-from soundtrail.train.generator import GeneratorSettings, TrainingData
+from soundtrail.train.families import FAMILIES, check_family_names, family
+from soundtrail.train.generator import BaseModel, GeneratorSettings, TrainingData
 from soundtrail.train.loop import InProcess, Launcher, Placement, StepCallback, TrainResult
+from soundtrail.train.start import admit_base_model, starting_point
 from soundtrail.workspace import Workspace
 
 
@@ -51,7 +52,8 @@ class TrainedModel:
         """The command's JSON: the record's essentials, the shards as a count."""
         model = self.model
         return {"model_id": model.id, "kind": model.kind, "path": model.path, "codec_id": model.codec_id,
-                "shards": len(model.shards), "metrics": dict(model.metrics)}
+                "shards": len(model.shards), "metrics": dict(model.metrics), "parent": model.parent,
+                "predecessor": model.predecessor, "base_model": model.base_model, "init_reason": model.init_reason}
 
 
 @dataclass(frozen=True)
@@ -135,27 +137,38 @@ def resolve_model(workspace: Workspace, model: str) -> ModelRecord:
     return ModelRecord.from_row(row)
 
 
-def generator_settings(workspace: Workspace, kind: str, steps: int | None = None) -> GeneratorSettings:
-    """How a model of family ``kind`` trains in this workspace (``[train]``, and ``[model]`` for its size)."""
+def generator_settings(workspace: Workspace, kind: str, steps: int | None = None,
+                       base: BaseModelRecord | None = None) -> GeneratorSettings:
+    """How a model of family ``kind`` trains in this workspace (``[train]``, ``[model]`` for its size, and how
+    ``[base_models.<kind>]`` adapts the admitted ``base`` a fine-tuning family starts from)."""
     generator = family(kind)
     train = workspace.settings.train
+    adapt = workspace.settings.base_models.get(kind)
+    start = None if base is None or adapt is None else BaseModel(base.path, base.id, adapt.lora_rank,
+                                                                 adapt.learning_rate)
     return GeneratorSettings(steps or generator.default_steps(train), train.batch_size, train.learning_rate,
                              train.crop_seconds, train.text_encoder, train.seed,
                              preset=generator.preset(workspace.settings.model), grad_accum=train.grad_accum,
-                             ema_decay=train.ema_decay, loader_workers=train.loader_workers)
+                             ema_decay=train.ema_decay, loader_workers=train.loader_workers, base=start)
 
 
 def train_generator(workspace: Workspace, kind: str, steps: int | None = None, on_step: StepCallback | None = None,
                     run_id: str | None = None, launcher: Launcher | None = None) -> TrainedModel:
     """Train (or resume, or find finished) a model of family ``kind`` on the current shards; record it.
 
-    ``on_step(step, loss)`` runs after every optimizer step this call takes; ``launcher`` runs the training on
-    its ranks (default: in this process).
+    It starts from the family's previous model or afresh (:func:`~soundtrail.train.start.starting_point`), a
+    fine-tuning family afresh from its admitted base model. ``on_step(step, loss)`` runs after every optimizer
+    step this call takes; ``launcher`` runs the training on its ranks (default: in this process).
     """
     generator = family(kind)
     launcher = launcher or InProcess()
-    settings = generator_settings(workspace, kind, steps)
+    check_family_names(workspace.settings.base_models, "[base_models]")
+    base = admit_base_model(workspace, kind)
+    settings = generator_settings(workspace, kind, steps, base)
     data = training_data(workspace)
+    text_encoder = generator.text_encoder_id(settings)
+    start = starting_point(workspace, kind, data, text_encoder, base, settings.preset)
+    settings = dataclasses.replace(settings, init=start.init)
     world_size = launcher.world_size
     directory = run_dir(workspace, kind, data, settings, world_size)
 
@@ -169,8 +182,10 @@ def train_generator(workspace: Workspace, kind: str, steps: int | None = None, o
                 "world_size": world_size, "batch_size": settings.batch_size, "grad_accum": settings.grad_accum,
                 "ema_decay": settings.ema_decay, "shards_by_rank": settings.shards_read(data, world_size)}
     model = ModelRecord(sha256_file(directory / checkpoint.WEIGHTS)[:16], kind, str(directory), data.codec_id,
-                        tuple(sorted(data.shard_ids)), build_text_encoder(settings.text_encoder).encoder_id,
-                        result.total_steps, metrics, utc_now(), training)
+                        tuple(sorted(data.shard_ids)), text_encoder, result.total_steps, metrics, utc_now(),
+                        training, parent=start.parent.id if start.parent is not None else None,
+                        predecessor=start.predecessor, base_model=base.id if base is not None else None,
+                        init_reason=start.reason)
     return TrainedModel(record_model(workspace, model, run_id))
 
 

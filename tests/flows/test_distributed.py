@@ -30,6 +30,7 @@ from soundtrail.train.generator import GeneratorSettings, TrainingData
 from soundtrail.train.loop import LoopConfig, Placement, StepCallback, TrainResult
 from soundtrail.train.stage import generator_settings, train_generator, training_data
 from soundtrail.train.unit import OptimizerConfig
+from soundtrail.workspace import Workspace
 from tests.audio_fixtures import melody, write
 
 pytestmark = pytest.mark.slow
@@ -38,6 +39,8 @@ REPO = Path(__file__).resolve().parents[2]
 TWO_CPU_WORKERS = ScalingSettings(workers=2, gpus_per_worker=0, max_failures=0)
 CODEC = CodecConfig(sample_rate=8000, channels=4, strides=(4, 4, 2), latent_dim=16, num_codebooks=2, codebook_size=16)
 V, K, T = 16, 2, 12
+MUSICGEN_STEPS = 12
+MUSICGEN_LEARNED = 0.5  # nats per code the two-worker fine-tuning must take off in MUSICGEN_STEPS steps
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -74,6 +77,33 @@ def test_two_workers_train_a_generator_and_the_ledger_names_each_ranks_shards(tm
     document = checkpoint.read_config(model.path)
     assert document["train"]["world_size"] == 2 and document["config"]["preset"] == "tiny"
     assert not (Path(model.path) / "steps").exists(), "Ray Train's step checkpoints are gone once the model is"
+
+
+def test_the_musicgen_family_fine_tunes_on_two_workers(tmp_path: Path) -> None:
+    """The fine-tuning family goes through the same launcher: a tiny full MusicGen (its frozen T5 copied into the
+    model folder once, by the rank that writes the model) fine-tunes on two gloo workers, and the record says so."""
+    from soundtrail.train.musicgen import load_musicgen
+    from soundtrail.train.pretrained import read_pretrained
+    from tests.train.musicgen_bases import tiny_encodec, tiny_musicgen
+    from tests.train.test_musicgen import add_assets, settings_for
+
+    encodec = tiny_encodec(tmp_path / "encodec")
+    base = tiny_musicgen(tmp_path / "musicgen", encodec)
+    settings = settings_for(base, encodec).model_copy(update={"train": TrainSettings(
+        musicgen_steps=MUSICGEN_STEPS, batch_size=2, crop_seconds=0.2, text_encoder="learned", ema_decay=0.0)})
+    workspace = Workspace(tmp_path / "ws", settings)
+    add_assets(workspace, range(3), encodec)
+
+    model = train_generator(workspace, "musicgen", launcher=RayTrainLauncher(TWO_CPU_WORKERS)).model
+    initial, final = model.metrics["initial_loss"], model.metrics["final_loss"]
+    print(f"two workers: musicgen fine-tuning {initial:.3f} -> {final:.3f} in {MUSICGEN_STEPS} steps")
+    assert final < initial - MUSICGEN_LEARNED, model.metrics
+    assert model.base_model == read_pretrained(base).id and model.training["world_size"] == 2
+    assert model.training["preset"] is None, "sized by its base model"
+    by_rank = model.training["shards_by_rank"]
+    assert len(by_rank) == 2 and set(by_rank[0]) | set(by_rank[1]) == set(model.shards)
+    network = load_musicgen(model.path, "cpu")  # the T5 copy's digest is checked against config.json here
+    assert network.generate(["calm piano"], 6, generator=torch.Generator().manual_seed(0)).shape == (1, 2, 6)
 
 
 # --- one step of two workers against one worker of twice the batch; the uninterrupted reference run -----------

@@ -15,6 +15,7 @@ from soundtrail.provenance.ledger import Ledger, canonical_json
 from soundtrail.provenance.lineage import (
     LineageError,
     asset_descendants,
+    model_ancestors,
     model_sources,
     output_sources,
     training_license_summary,
@@ -172,6 +173,35 @@ def test_unknown_ids_and_dangling_links_raise(ledger: Ledger) -> None:
         training_license_summary(ledger, "m4")
 
 
+def test_a_continued_model_carries_what_its_parent_saw(ledger: Ledger) -> None:
+    """m3 continued training from m1 on shard sh3 alone: m1's assets are in its weights, so in its lineage."""
+    ledger.record("base_models", "ba5e", {"name": "musicgen-tiny", "license": "CC-BY-4.0", "training_data": "stock",
+                                          "status": "accepted", "policy": "allow"}, "base_model.accepted")
+    ledger.record("models", "m3", {"kind": "ar", "codec_id": "c1", "shards": ["sh3"], "parent": "m1",
+                                   "base_model": "ba5e", "path": "/ck/m3"}, "model.trained")
+    ledger.record("models", "m4", {"kind": "ar", "codec_id": "c1", "shards": [], "parent": "m3"}, "model.trained")
+    assert _ids(model_ancestors(ledger, "m4")) == ["m3", "m1"]
+    via = {row["id"]: row["via"] for row in model_sources(ledger, "m3")}
+    assert via == {"a1": ["codec", "parent"], "a2": ["parent", "shards"], "a3": ["parent"], "a4": ["codec", "parent"]}
+    assert _ids(model_sources(ledger, "m4")) == ["a1", "a2", "a3", "a4"], "a grandparent's assets too"
+
+    a3 = asset_descendants(ledger, "a3")  # only in m1's superseded shard: m3 and m4 still carry it
+    assert [(m["id"], m["via"]) for m in a3["models"]] == [("m1", ["shards"]), ("m3", ["parent"]), ("m4", ["parent"])]
+
+    summary = training_license_summary(ledger, "m3")
+    assert summary["parents"] == ["m1"] and summary["assets"] == 4 and summary["shards"] == ["sh3"]
+    assert summary["base_model"] == {"id": "ba5e", "name": "musicgen-tiny", "license": "CC-BY-4.0",
+                                     "training_data": "stock"}
+    assert "parents" not in training_license_summary(ledger, "m1"), "a model from scratch hashes as it always did"
+
+    ledger.record("models", "m1", {"parent": "m4"}, "model.edited")
+    with pytest.raises(LineageError, match="cycle"):
+        model_sources(ledger, "m4")
+    ledger.record("models", "m1", {"parent": "m9"}, "model.edited")
+    with pytest.raises(LineageError, match="parent 'm9'"):
+        model_sources(ledger, "m3")
+
+
 @st.composite
 def _pipelines(draw: st.DrawFn) -> dict:
     assets = [f"a{i}" for i in range(draw(st.integers(1, 6)))]
@@ -179,8 +209,9 @@ def _pipelines(draw: st.DrawFn) -> dict:
     codecs = {f"c{i}": draw(subsets) for i in range(draw(st.integers(1, 2)))}
     shards = {f"s{i}": (draw(subsets), draw(st.sampled_from(sorted(codecs)))) for i in range(draw(st.integers(0, 4)))}
     models = {f"m{i}": (draw(st.sampled_from(sorted(codecs))),
-                        draw(st.lists(st.sampled_from(sorted(shards)), unique=True)) if shards else [])
-              for i in range(draw(st.integers(1, 3)))}
+                        draw(st.lists(st.sampled_from(sorted(shards)), unique=True)) if shards else [],
+                        draw(st.sampled_from([None] + [f"m{j}" for j in range(i)])))  # a parent trained before it
+              for i in range(draw(st.integers(1, 4)))}
     outputs = {f"o{i}": draw(st.sampled_from(sorted(models))) for i in range(draw(st.integers(0, 3)))}
     return {"assets": assets, "codecs": codecs, "shards": shards, "models": models, "outputs": outputs}
 
@@ -188,7 +219,8 @@ def _pipelines(draw: st.DrawFn) -> dict:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pipeline=_pipelines())
 def test_lineage_both_ways_agree(pipeline: dict) -> None:
-    """An asset is behind a model exactly when the model is among the asset's descendants, and so for outputs."""
+    """An asset is behind a model exactly when the model is among the asset's descendants, and so for outputs;
+    parents included."""
     with tempfile.TemporaryDirectory() as folder:
         ledger = Ledger(f"sqlite:///{folder}/ledger.db")
         with ledger.writer() as writer:
@@ -200,8 +232,9 @@ def test_lineage_both_ways_agree(pipeline: dict) -> None:
             for shard_id, (assets, codec_id) in pipeline["shards"].items():
                 writer.record("shards", shard_id, {"asset_ids": assets, "codec_id": codec_id, "status": "current"},
                               "shard.written")
-            for model_id, (codec_id, shards) in pipeline["models"].items():
-                writer.record("models", model_id, {"codec_id": codec_id, "shards": shards}, "model.trained")
+            for model_id, (codec_id, shards, parent) in pipeline["models"].items():
+                writer.record("models", model_id, {"codec_id": codec_id, "shards": shards, "parent": parent},
+                              "model.trained")
             for output_id, model_id in pipeline["outputs"].items():
                 writer.record("outputs", output_id, {"model_id": model_id, "status": "released"}, "output.released")
         backward = {model_id: set(_ids(model_sources(ledger, model_id))) for model_id in pipeline["models"]}

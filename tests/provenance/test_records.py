@@ -12,7 +12,8 @@ def test_records_round_trip_through_the_ledger(ledger_url: str) -> None:
     codec = CodecRecord("c0dec", "soundtrail", "/ck/codec", {"strides": [4, 4]}, ("a1", "a2"),
                         {"final_loss": 0.5}, "2026-01-01T00:00:00+00:00")
     model = ModelRecord("m0de1", "ar", "/ck/ar", "c0dec", ("s1", "s2"), "learned-words:1", 40,
-                        {"final_loss": 1.5}, "2026-01-02T00:00:00+00:00")
+                        {"final_loss": 1.5}, "2026-01-02T00:00:00+00:00", parent="m0", predecessor=None,
+                        base_model="ba5e", init_reason="continued from ar model m0, trained on other shards")
     with Ledger(ledger_url) as ledger:
         ledger.record("codecs", codec.id, codec.fields(), "codec.trained")
         ledger.record("models", model.id, model.fields(), "model.trained")
@@ -34,3 +35,4 @@ def test_a_row_with_empty_columns_reads_as_empty_values(ledger_url: str) -> None
         model = ModelRecord.from_row(ledger.get("models", "m"))
     assert (codec.config, codec.assets, codec.metrics) == ({}, (), {})
     assert (model.shards, model.metrics, model.steps) == ((), {}, None)
+    assert (model.parent, model.predecessor, model.base_model, model.init_reason) == (None, None, None, None)

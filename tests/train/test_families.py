@@ -17,7 +17,7 @@ from tests.conftest import run_cli
 
 
 def test_every_family_is_registered_under_its_own_name() -> None:
-    assert list(FAMILIES) == ["ar", "diffusion"]
+    assert list(FAMILIES) == ["ar", "diffusion", "musicgen"]
     assert all(registered.name == name for name, registered in FAMILIES.items())
     assert family("diffusion") is FAMILIES["diffusion"]
 
@@ -33,7 +33,8 @@ def test_an_unknown_name_is_refused_with_the_registered_ones() -> None:
 def test_the_train_command_refuses_an_unregistered_family_as_a_usage_error(tmp_path: Path, capsys) -> None:
     code, out, err = run_cli(["train", "gan", "-w", tmp_path / "ws"], capsys)
     assert code == 2 and out == ""
-    assert "unknown generator family 'gan'; registered: ar, diffusion" in " ".join(err.replace("│", " ").split())
+    message = " ".join(err.replace("│", " ").split())
+    assert "unknown generator family 'gan'; registered: ar, diffusion, musicgen" in message
 
 
 def test_a_family_added_to_the_table_is_known_everywhere_that_reads_it(tmp_path: Path, capsys,
@@ -49,16 +50,19 @@ def test_a_family_added_to_the_table_is_known_everywhere_that_reads_it(tmp_path:
         resolve_model(workspace, "ar-variant")
     check_family_names(["ar-variant"], "[pipeline] models")
     with pytest.raises(ValueError, match=r"no model 'gan' in the ledger; name a model id or a generator family "
-                                         r"\(ar, diffusion, ar-variant\)"):
+                                         r"\(ar, diffusion, musicgen, ar-variant\)"):
         resolve_model(workspace, "gan")
 
 
 def test_the_model_section_names_exactly_the_presets_each_family_has() -> None:
     """[model] <name> for every family and the codec; the sizes the issue names are reachable by name."""
     allowed = {name: typing.get_args(field.annotation) for name, field in ModelSettings.model_fields.items()}
-    assert allowed == {**{name: tuple(registered.presets) for name, registered in FAMILIES.items()},
+    from_scratch = {name: registered for name, registered in FAMILIES.items() if not registered.fine_tunes}
+    assert allowed == {**{name: tuple(registered.presets) for name, registered in from_scratch.items()},
                        "codec": tuple(codec_training.PRESETS)}
-    assert all(registered.preset(ModelSettings()) == "tiny" for registered in FAMILIES.values())
+    assert all(registered.preset(ModelSettings()) == "tiny" for registered in from_scratch.values())
+    assert all(not registered.presets and registered.preset(ModelSettings()) is None
+               for registered in FAMILIES.values() if registered.fine_tunes), "sized by its base model"
     musicgen = FAMILIES["ar"].presets["musicgen-small"](n_codebooks=4, codebook_size=2048, cond_dim=768)
     assert (musicgen.d_model, musicgen.n_layers, musicgen.n_heads) == (1024, 24, 16)
     small = FAMILIES["ar"].presets["small"](n_codebooks=4, codebook_size=256, cond_dim=384)

@@ -84,7 +84,9 @@ def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: 
     assert (model.kind, model.codec_id, model.shards, model.steps) == ("ar", codec_id, tuple(shards), 3)
     assert model.metrics["uniform_baseline"] == pytest.approx(math.log(TINY.codebook_size))
     assert trained.to_dict() == {"model_id": model.id, "kind": "ar", "path": model.path, "codec_id": codec_id,
-                                 "shards": len(shards), "metrics": dict(model.metrics)}
+                                 "shards": len(shards), "metrics": dict(model.metrics), "parent": None,
+                                 "predecessor": None, "base_model": None,
+                                 "init_reason": "from scratch: no earlier ar model"}
     with Ledger(workspace.ledger_url) as ledger:
         head = ledger.head()
         again = train_generator(workspace, "ar", on_step=lambda step, loss: steps.append(step))
