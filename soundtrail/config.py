@@ -85,8 +85,10 @@ class CodecSettings(_MicroBatched):
 
 class TokenizeSettings(_Section):
     segment_s: float = Field(5.0, gt=0)
-    assets_per_shard: int = Field(8, ge=1, description="assets per shard, and per Ray encode task")
+    assets_per_shard: int = Field(8, ge=1, description="assets per shard, and per call to an encoder actor")
     batch_size: int = Field(16, ge=1)
+    workers: int = Field(0, ge=0, description="encoder actors of one CPU each when the cluster has no GPU (0: one "
+                                              "per CPU of the cluster); with GPUs, one actor per GPU")
 
 
 class TrainSettings(_MicroBatched):

@@ -9,13 +9,15 @@ set's manifest:
   name is a hash of (codec, assets), so a shard finished before a kill is found and reused;
 - everything else is kept as is, which makes a re-run with nothing new a no-op.
 
-Encoding a group (:func:`encode_group`) is the unit a Ray worker runs; :func:`finalize_set`
-writes the manifest last and records the shards in the ledger.
+A :class:`GroupEncoder` holds the codec and encodes group after group, decoding the next while it
+encodes the current one (the tokenize flow keeps one per Ray actor); :func:`finalize_set` writes the
+manifest last and records the shards in the ledger.
 """
 
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -111,45 +113,97 @@ def group_file_name(codec_id: str, asset_ids: list[str]) -> str:
     return f"part-{digest}.parquet"
 
 
-def encode_group(plan_set_dir: str, codec_path: str, assets: list[dict[str, Any]], segment_s: float,
-                 batch_size: int) -> GroupResult:
-    """Decode, segment, quality-check and encode a group of assets into one shard."""
-    set_dir = Path(plan_set_dir)
-    codec = load_codec(Path(codec_path))
-    path = set_dir / group_file_name(codec.codec_id, [asset["id"] for asset in assets])
-    info = CodecInfo(codec.codec_id, codec.sample_rate, float(codec.frame_rate), codec.num_codebooks,
-                     codec.codebook_size)
-    if path.exists():  # finished before a kill: reuse it
-        rows = list(iter_segments(path, columns=["asset_id"]))
-        entry = ShardEntry(path.name, sha256_file(path), len(rows), sorted({row["asset_id"] for row in rows}))
-        return GroupResult(asdict(entry))
-    segments, windows, skipped = [], [], []
-    window = int(round(segment_s * codec.sample_rate))
-    for asset in assets:
-        try:
-            audio = load_mono(asset["path"], codec.sample_rate)
-        except (AudioError, OSError) as exc:
-            skipped.append({"asset_id": asset["id"], "segment": "*", "reason": f"cannot decode: {exc}"})
-            continue
-        for index, start in enumerate(range(0, len(audio), window)):
-            piece = audio[start:start + window]
-            reason = segment_quality(piece, codec.sample_rate, min_seconds=min(1.0, segment_s / 2))
-            if reason:
-                skipped.append({"asset_id": asset["id"], "segment": str(index), "reason": reason})
+@dataclass
+class _DecodedGroup:
+    """A group's audio cut into codec windows, ready to encode; or the shard a run before a kill finished."""
+
+    path: Path
+    finished: dict[str, Any] | None = None
+    segments: list[Segment] = field(default_factory=list)
+    windows: list[np.ndarray] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+class GroupEncoder:
+    """One loaded codec turning groups of assets into shards, one group after another.
+
+    Loading the codec for every group, then decoding, then encoding leaves the encoder idle while files
+    decode. Here the codec stays loaded for as many groups as the caller sends, and :meth:`encode` hands
+    the group that comes next (``then``) to a background thread, which decodes and cuts it into windows
+    while this group is encoded (libsndfile and the resampler's matrix products release the GIL). Audio
+    stays inside this object: callers pass asset records in and get :class:`GroupResult` records out, so a
+    Ray actor wrapping it moves only those.
+
+    A group's shard is computed exactly as a fresh encoder would compute it (same windows, same batches),
+    so which encoder, and how many, encode a set changes no byte of it.
+    """
+
+    def __init__(self, codec_path: str, set_dir: str, segment_s: float, batch_size: int) -> None:
+        self.codec = load_codec(Path(codec_path))
+        self.set_dir = Path(set_dir)
+        self.segment_s = segment_s
+        self.batch_size = batch_size
+        self.info = CodecInfo(self.codec.codec_id, self.codec.sample_rate, float(self.codec.frame_rate),
+                              self.codec.num_codebooks, self.codec.codebook_size)
+        self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize-decode")
+        self._ahead: dict[Path, Future[_DecodedGroup]] = {}
+
+    def __enter__(self) -> GroupEncoder:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._decoder.shutdown(wait=True, cancel_futures=True)
+
+    def encode(self, assets: list[dict[str, Any]], then: list[dict[str, Any]] | None = None) -> GroupResult:
+        """Write the shard of ``assets`` (or find it finished) while ``then``, the next group, is decoded."""
+        ahead = self._ahead.pop(self._shard_path(assets), None)
+        decoded = ahead.result() if ahead is not None else self._decode(assets)
+        if then:
+            self._ahead.setdefault(self._shard_path(then), self._decoder.submit(self._decode, then))
+        if decoded.finished is not None:
+            return GroupResult(decoded.finished)
+        if not decoded.segments:
+            return GroupResult(None, decoded.skipped)
+        codes = encode_segments(self.codec, np.stack(decoded.windows), batch_size=self.batch_size)
+        for segment, segment_codes in zip(decoded.segments, codes, strict=True):
+            frames = int(np.ceil(segment.duration_s * self.codec.frame_rate))
+            segment.codes = segment_codes[:, :frames]
+        return GroupResult(asdict(write_shard(decoded.path, decoded.segments, self.info)), decoded.skipped)
+
+    def _shard_path(self, assets: list[dict[str, Any]]) -> Path:
+        return self.set_dir / group_file_name(self.codec.codec_id, [asset["id"] for asset in assets])
+
+    def _decode(self, assets: list[dict[str, Any]]) -> _DecodedGroup:
+        """Decode, segment and quality-check a group; an undecodable asset is skipped with its reason."""
+        path = self._shard_path(assets)
+        if path.exists():  # finished before a kill: reuse it
+            rows = list(iter_segments(path, columns=["asset_id"]))
+            entry = ShardEntry(path.name, sha256_file(path), len(rows), sorted({row["asset_id"] for row in rows}))
+            return _DecodedGroup(path, finished=asdict(entry))
+        group = _DecodedGroup(path)
+        rate = self.codec.sample_rate
+        window = int(round(self.segment_s * rate))
+        for asset in assets:
+            try:
+                audio = load_mono(asset["path"], rate)
+            except (AudioError, OSError) as exc:
+                group.skipped.append({"asset_id": asset["id"], "segment": "*", "reason": f"cannot decode: {exc}"})
                 continue
-            windows.append(np.pad(piece, (0, window - len(piece))))
-            segments.append(Segment(segment_id=f"{asset['id']}:{index}", asset_id=asset["id"],
-                                    start_s=start / codec.sample_rate, duration_s=len(piece) / codec.sample_rate,
-                                    codes=np.empty((0, 0), np.int16), text=asset["text"], tags=asset["tags"],
-                                    license=asset["license"], rights_holder=asset["rights_holder"]))
-    if not segments:
-        return GroupResult(None, skipped)
-    codes = encode_segments(codec, np.stack(windows), batch_size=batch_size)
-    for segment, segment_codes in zip(segments, codes, strict=True):
-        frames = int(np.ceil(segment.duration_s * codec.frame_rate))
-        segment.codes = segment_codes[:, :frames]
-    entry = write_shard(path, segments, info)
-    return GroupResult(asdict(entry), skipped)
+            for index, start in enumerate(range(0, len(audio), window)):
+                piece = audio[start:start + window]
+                reason = segment_quality(piece, rate, min_seconds=min(1.0, self.segment_s / 2))
+                if reason:
+                    group.skipped.append({"asset_id": asset["id"], "segment": str(index), "reason": reason})
+                    continue
+                group.windows.append(np.pad(piece, (0, window - len(piece))))
+                group.segments.append(Segment(
+                    segment_id=f"{asset['id']}:{index}", asset_id=asset["id"], start_s=start / rate,
+                    duration_s=len(piece) / rate, codes=np.empty((0, 0), np.int16), text=asset["text"],
+                    tags=asset["tags"], license=asset["license"], rights_holder=asset["rights_holder"]))
+        return group
 
 
 def rewrite_without(set_dir: Path, entry: dict[str, Any], allowed: set[str]) -> dict[str, Any] | None:

@@ -1,31 +1,96 @@
-"""The tokenize flow: plan against the ledger, encode asset groups on Ray, write the manifest last.
+"""The tokenize flow: plan against the ledger, encode asset groups on a pool of Ray actors, write the manifest last.
 
-    plan (ledger vs manifest) ──groups──▶ encode_group (Ray; GPU when present) ──▶ finalize (manifest, ledger)
+    plan (ledger vs manifest) ──groups──▶ encoder pool (Ray actors; one per GPU, else CPU actors) ──▶ finalize
+                                            each actor: a GroupEncoder, codec loaded once,
+                                            decoding group n+1 while it encodes group n
+
+Only asset records go to an actor and only shard records come back: the audio is decoded inside the
+actor that encodes it.
 """
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.context import get_run_context
-from prefect.futures import as_completed
 
 from soundtrail.codec.stage import resolve_codec
-from soundtrail.codec.tokenize import encode_group, finalize_set, plan_tokenize, rewrite_without
+from soundtrail.codec.tokenize import (
+    GroupEncoder,
+    GroupResult,
+    TokenizePlan,
+    finalize_set,
+    plan_tokenize,
+    rewrite_without,
+)
+from soundtrail.config import TokenizeSettings
 from soundtrail.flows.progress import reporter
-from soundtrail.flows.runtime import accelerator_options
+from soundtrail.flows.runtime import accelerator_options, cluster_has_gpu
 from soundtrail.flows.stage import Stage, ledger_refs, stage_flow
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.workspace import Workspace
 
+Group = list[dict[str, Any]]
+RETRIES = 2  # a group whose actor died, or whose encode raised, is tried again this many times
 
-@task(name="encode-group", retries=2, retry_delay_seconds=2)
-def encode_group_task(set_dir: str, codec_path: str, assets: list[dict[str, Any]], segment_s: float,
-                      batch_size: int) -> dict[str, Any]:
-    result = encode_group(set_dir, codec_path, assets, segment_s, batch_size)
-    return {"entry": result.entry, "skipped": result.skipped}
+
+def pool_shape(settings: TokenizeSettings, groups: int) -> tuple[int, dict[str, Any]]:
+    """How many encoder actors to start, and the Ray resources of each.
+
+    One actor per GPU when the cluster has GPUs. Otherwise ``settings.workers`` actors of one CPU (0: one per CPU
+    of the cluster), and never more than the cluster has: an actor waiting for a CPU that the pool's own actors
+    hold until the end would wait forever. One torch thread each, so a window's codes do not depend on how the
+    CPUs are split. Never more actors than groups.
+    """
+    import ray
+
+    resources = ray.cluster_resources()
+    if cluster_has_gpu():
+        return min(max(1, int(resources["GPU"])), groups), accelerator_options()
+    cpus = max(1, int(resources.get("CPU", 1)))
+    return min(settings.workers or cpus, cpus, groups), {**accelerator_options(1), "scheduling_strategy": "SPREAD"}
+
+
+def encode_on_pool(plan: TokenizePlan, settings: TokenizeSettings) -> Iterator[tuple[Group, GroupResult]]:
+    """Encode the plan's groups on a pool of encoder actors; yields each group with its result as it finishes.
+
+    Groups go out as actors free up, so a slow group holds up one actor only. With every call an actor is
+    also told the group it will get next, which it decodes while encoding this one. An actor that dies
+    is restarted and its calls retried; the pool is gone when the iteration ends.
+    """
+    import ray
+
+    if not plan.groups:
+        return
+    count, options = pool_shape(settings, len(plan.groups))
+    encoder = ray.remote(GroupEncoder).options(max_restarts=RETRIES, max_task_retries=RETRIES, **options)
+    actors = [encoder.remote(plan.codec_path, plan.set_dir, settings.segment_s, settings.batch_size)
+              for _ in range(count)]
+    waiting = deque(plan.groups)
+    running: dict[Any, tuple[Any, Group, Group | None]] = {}
+
+    def send(actor: Any, group: Group) -> None:
+        then = waiting.popleft() if waiting else None
+        running[actor.encode.options(retry_exceptions=True).remote(group, then)] = (actor, group, then)
+
+    try:
+        firsts = [waiting.popleft() for _ in actors]  # every actor gets a group before any is told its next one
+        for actor, group in zip(actors, firsts, strict=True):
+            send(actor, group)
+        while running:
+            [done], _ = ray.wait(list(running), num_returns=1)
+            actor, group, then = running.pop(done)
+            result = ray.get(done)
+            if then is not None:
+                send(actor, then)
+            yield group, result
+    finally:
+        for actor in actors:
+            ray.kill(actor)
 
 
 TOKENIZE = Stage(
@@ -40,8 +105,6 @@ TOKENIZE = Stage(
 @stage_flow(TOKENIZE)
 def tokenize_flow(workspace: str | None = None, codec_id: str | None = None) -> dict[str, Any]:
     """Encode every accepted asset not yet in a current shard; drop revoked ones from the set."""
-    from prefect_ray.context import remote_options
-
     logger = get_run_logger()
     ws = Workspace(workspace)
     settings = ws.settings.tokenize
@@ -58,16 +121,13 @@ def tokenize_flow(workspace: str | None = None, codec_id: str | None = None) -> 
                    if entry is not None]
     progress = reporter()
     progress.start("tokenize", sum(len(group) for group in plan.groups))
-    with remote_options(**accelerator_options()):
-        futures = {encode_group_task.submit(plan.set_dir, plan.codec_path, group, settings.segment_s,
-                                            settings.batch_size): len(group) for group in plan.groups}
     skipped: list[dict[str, str]] = []
-    for future in as_completed(list(futures)):
-        result = future.result()
-        if result["entry"] is not None:
-            new_entries.append(result["entry"])
-        skipped.extend(result["skipped"])
-        progress.advance("tokenize", futures[future])
+    for group, result in encode_on_pool(plan, settings):  # on the Ray session the stage flow started or joined
+        if result.entry is not None:
+            new_entries.append(result.entry)
+            logger.info("shard %s: %d segments", result.entry["file"], result.entry["rows"])
+        skipped.extend(result.skipped)
+        progress.advance("tokenize", len(group))
     progress.finish("tokenize")
     run_id = str(get_run_context().flow_run.id)
     with Ledger(ws.ledger_url) as ledger:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from sqlalchemy import text
 
 from soundtrail import checkpoint
 from soundtrail.codec.codecs import KIND, codec_id_of
-from soundtrail.codec.tokenize import encode_group, finalize_set, plan_tokenize
+from soundtrail.codec.tokenize import GroupEncoder, finalize_set, plan_tokenize, rewrite_without
 from soundtrail.data.shards import iter_segments, read_manifest, shard_paths, verify_shards
 from soundtrail.models.codec import CodecConfig, NeuralCodec
 from soundtrail.provenance.ledger import Ledger, ProjectionMismatch
@@ -31,14 +32,14 @@ def tiny_codec(folder: Path) -> tuple[str, str]:
 
 
 def tokenize(ledger: Ledger, shards: Path, codec_path: str, codec_id: str) -> dict:
+    """The tokenize flow's steps in this process: one encoder for every group, each decoded during the last."""
     plan = plan_tokenize(ledger, shards, codec_path, codec_id, segment_s=1.0, assets_per_shard=2)
-    from soundtrail.codec.tokenize import rewrite_without
-
     entries = [e for e in (rewrite_without(Path(plan.set_dir), s, set(plan.accepted)) for s in plan.stale) if e]
-    for group in plan.groups:
-        result = encode_group(plan.set_dir, codec_path, group, 1.0, batch_size=4)
-        if result.entry:
-            entries.append(result.entry)
+    with GroupEncoder(codec_path, plan.set_dir, 1.0, batch_size=4) as encoder:
+        for group, then in itertools.zip_longest(plan.groups, plan.groups[1:]):
+            result = encoder.encode(group, then)
+            if result.entry:
+                entries.append(result.entry)
     return finalize_set(ledger, plan, entries, 1.0, run_id="test") if (plan.keep or entries or plan.stale) else {}
 
 
@@ -115,7 +116,8 @@ def test_a_shard_finished_before_a_kill_is_reused(tmp_path: Path) -> None:
         path = write(tmp_path / f"a{index}.wav", melody(index, seconds=1.5), rate=8000)
         ledger.record("assets", f"a{index}", {"path": str(path), "status": "accepted"}, "asset.test")
     plan = plan_tokenize(ledger, tmp_path / "shards", codec_path, codec_id, segment_s=1.0, assets_per_shard=2)
-    first = encode_group(plan.set_dir, codec_path, plan.groups[0], 1.0, 4)  # then the process "dies"
+    with GroupEncoder(codec_path, plan.set_dir, 1.0, 4) as encoder:
+        first = encoder.encode(plan.groups[0])  # then the process "dies"
     mtime = (Path(plan.set_dir) / first.entry["file"]).stat().st_mtime_ns
     assert read_manifest(Path(plan.set_dir)) is None, "no manifest until every shard is done"
     tokenize(ledger, tmp_path / "shards", codec_path, codec_id)
