@@ -110,7 +110,8 @@ class TrainSettings(_MicroBatched):
 class ModelSettings(_Section):
     """The size of each model, by preset name; the preset and its full config are recorded with the model.
 
-    A generator family reads the key of its own name (the names match each family's ``presets`` table).
+    A generator family trained from scratch reads the key of its own name (the names match the family's
+    ``presets`` table); a fine-tuning family (``musicgen``) has none: its base model sets its size.
     """
 
     ar: Literal["tiny", "small", "musicgen-small"] = "tiny"
