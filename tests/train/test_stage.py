@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -11,7 +12,9 @@ from soundtrail import checkpoint
 from soundtrail.config import CodecSettings, Settings, TokenizeSettings, TrainSettings
 from soundtrail.models.codec import CodecConfig
 from soundtrail.provenance.ledger import Ledger, utc_now
-from soundtrail.train.stage import train_generator, train_workspace_codec
+from soundtrail.train.families import family
+from soundtrail.train.loop import Placement
+from soundtrail.train.stage import generator_settings, train_generator, train_workspace_codec, training_data
 from soundtrail.workspace import Workspace
 from tests.audio_fixtures import melody, write
 from tests.codec.test_tokenize import tiny_codec, tokenize
@@ -54,18 +57,25 @@ def test_changed_codec_training_settings_train_a_new_codec_beside_the_finished_o
     assert again == second, "the same settings find the finished run and its record"
     assert len(steps_seen) == 2, "nothing trained again"
     assert again.codec.assets == ("asset0", "asset1") and again.held_out_assets == ["asset2"]
+    assert again.codec.training == {"world_size": 1, "batch_size": changed_settings.batch_size, "grad_accum": 1,
+                                    "assets_by_rank": [["asset0", "asset1"]]}
+    assert again.codec.config["preset"] is None, "an architecture given directly is no preset"
 
 
-def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: Path) -> None:
-    settings = Settings(tokenize=TokenizeSettings(segment_s=1.0),
-                        train=TrainSettings(ar_steps=3, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
-    workspace = workspace_with_assets(tmp_path / "ws", settings)
-    codec_path, codec_id = tiny_codec(tmp_path / "codec")
+def workspace_with_shards(root: Path, train: TrainSettings) -> tuple[Workspace, str, list[str]]:
+    """The three assets tokenized in 1 s segments by a tiny untrained codec: (workspace, codec id, shard ids)."""
+    workspace = workspace_with_assets(root / "ws", Settings(tokenize=TokenizeSettings(segment_s=1.0), train=train))
+    codec_path, codec_id = tiny_codec(root / "codec")
     with Ledger(workspace.ledger_url) as ledger:
         ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
                       "codec.trained")
         tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
-        shards = sorted(row["id"] for row in ledger.rows("shards", status="current"))
+        return workspace, codec_id, sorted(row["id"] for row in ledger.rows("shards", status="current"))
+
+
+def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: Path) -> None:
+    workspace, codec_id, shards = workspace_with_shards(
+        tmp_path, TrainSettings(ar_steps=3, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
 
     steps: list[int] = []
     trained = train_generator(workspace, "ar", on_step=lambda step, loss: steps.append(step))
@@ -82,3 +92,14 @@ def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: 
         again = train_generator(workspace, "ar", on_step=lambda step, loss: steps.append(step))
         assert ledger.head() == head, "a re-run appends nothing"
     assert again == trained and steps == [1, 2, 3], "found finished, nothing trained again"
+
+    training = model.training
+    assert (training["preset"], training["world_size"], training["ema_decay"]) == ("tiny", 1, 0.999)
+    assert training["config"] == checkpoint.read_config(model.path)["config"]
+    assert (training["config"]["preset"], training["config"]["n_layers"], training["config"]["d_model"]) == \
+        ("tiny", 4, 256)
+    assert training["shards_by_rank"] == [list(shards)]
+
+    bigger = dataclasses.replace(generator_settings(workspace, "ar"), preset="small")
+    with pytest.raises(ValueError, match=r"config\.preset: 'tiny' there, 'small' here"):
+        family("ar").train(training_data(workspace), bigger, Path(model.path), None, Placement())
