@@ -361,6 +361,36 @@ def load_mono(path: str | Path, sample_rate: int) -> np.ndarray:
     return resample(mono(audio), rate, sample_rate)
 
 
+def read_span(path: str | Path, start: int, length: int, sample_rate: int) -> np.ndarray:
+    """``length`` mono samples at ``sample_rate`` from sample ``start`` (at that rate) of ``path``, zeros past its
+    end, decoding only that stretch of the file: a random crop without decoding the whole file.
+
+    At another rate the stretch is read from an input sample that lands exactly on an output sample, with a few
+    milliseconds of context before and after, so the resampling filter sees the audio around the crop rather than
+    silence: the crop is what resampling the whole file gives there (to the filter's float32 rounding).
+    """
+    with sf.SoundFile(str(path)) as handle:
+        rate = int(handle.samplerate)
+        if rate == sample_rate:
+            handle.seek(min(start, handle.frames))
+            audio = mono_frames(handle.read(length, dtype="float32", always_2d=True))
+        else:
+            up, down = _ratio(rate, sample_rate)  # output sample k * up is input sample k * down
+            context = math.ceil(_SPAN_CONTEXT_S * sample_rate)
+            block = max(0, start - context) // up
+            skip = start - block * up
+            handle.seek(min(block * down, handle.frames))
+            count = math.ceil((skip + length + context) * down / up)
+            audio = resample(mono_frames(handle.read(count, dtype="float32", always_2d=True)), rate, sample_rate)
+            audio = audio[skip:skip + length]
+    out = np.zeros(length, dtype=np.float32)
+    out[:len(audio)] = audio
+    return out
+
+
+_SPAN_CONTEXT_S = 0.004  # a side: more than resample's 10 zero crossings at any rate above 2.5 kHz
+
+
 def rms_dbfs(audio: np.ndarray) -> float:
     """Root-mean-square level in dB relative to full scale (-inf for digital silence), in any layout."""
     return _dbfs(_sum_of_squares(audio), audio.size)

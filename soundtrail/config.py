@@ -11,7 +11,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import InitErrorDetails
@@ -63,7 +63,21 @@ class IngestSettings(_Section):
     workers: int = Field(2, ge=1, description="Ray CPU workers used for ingestion when Ray is started locally")
 
 
-class CodecSettings(_Section):
+class _MicroBatched(_Section):
+    """A trainer's batch: ``batch_size`` examples per optimizer step on each worker, in ``grad_accum`` micro-batches
+    (memory: one is live at a time)."""
+
+    batch_size: int = Field(8, ge=1, description="examples per optimizer step on each worker")
+    grad_accum: int = Field(1, ge=1, description="micro-batches each worker's batch is split into")
+
+    @model_validator(mode="after")
+    def _whole_micro_batches(self) -> _MicroBatched:
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size {self.batch_size} is not a multiple of grad_accum {self.grad_accum}")
+        return self
+
+
+class CodecSettings(_MicroBatched):
     """The workspace codec: a pretrained one, or one trained here, and when ``soundtrail run`` trains another."""
 
     checkpoint: str = Field("", description="local soundtrail or transformers Encodec dir (relative: in the "
@@ -74,7 +88,6 @@ class CodecSettings(_Section):
         "never", description="when `soundtrail run` trains a new workspace codec once one exists")
     steps: int = Field(300, ge=1)
     segment_s: float = Field(1.0, gt=0)
-    batch_size: int = Field(8, ge=1)
 
 
 class TokenizeSettings(_Section):
@@ -85,7 +98,7 @@ class TokenizeSettings(_Section):
                                               "per CPU of the cluster); with GPUs, one actor per GPU")
 
 
-class TrainSettings(_Section):
+class TrainSettings(_MicroBatched):
     ar_steps: int = Field(300, ge=1)  # <family>_steps: each generator family's default (its default_steps)
     diffusion_steps: int = Field(300, ge=1)
     musicgen_steps: int = Field(200, ge=1)
@@ -93,13 +106,34 @@ class TrainSettings(_Section):
     # model's parent) unless that model saw an asset no longer accepted; scratch: always from new weights (or from
     # the family's base model)
     init: Literal["continue", "scratch"] = "continue"
-    batch_size: int = Field(8, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     crop_seconds: float = Field(2.0, gt=0, description="length of the training crops taken from shard segments")
     text_encoder: Literal["auto", "minilm", "learned"] = "auto"  # auto: the packaged MiniLM when installed
+    ema_decay: float = Field(0.999, ge=0, lt=1, description="EMA of the weights that generation uses; 0 = none")
+    loader_workers: int = Field(0, ge=0, description="DataLoader processes reading shards per worker; 0 = inline")
     seed: int = 0
 
 
+class ModelSettings(_Section):
+    """The size of each model, by preset name; the preset and its full config are recorded with the model.
+
+    A generator family trained from scratch reads the key of its own name (the names match the family's
+    ``presets`` table); a fine-tuning family (``musicgen``) has none: its base model sets its size.
+    """
+
+    ar: Literal["tiny", "small", "musicgen-small"] = "tiny"
+    diffusion: Literal["tiny", "base"] = "tiny"
+    codec: Literal["cpu-16k", "encodec-24k"] = "cpu-16k"
+
+
+class ScalingSettings(_Section):
+    """Data-parallel training on Ray Train (codec and generators): Ray Train's ``ScalingConfig``."""
+
+    workers: int = Field(1, ge=1, description="data-parallel ranks; 1 trains in the stage's own Ray task")
+    gpus_per_worker: Annotated[float, Field(ge=0)] | Literal["auto"] = Field(
+        "auto", description="'auto': 1 when the cluster has GPUs, else 0")
+    cpus_per_worker: float = Field(1.0, gt=0)
+    max_failures: int = Field(2, ge=0, description="times a killed worker group restarts from its checkpoint")
 class BaseModelSettings(_Section):
     """A pretrained model in a local folder that a fine-tuning family starts from (``[base_models.<family>]``).
 
@@ -200,6 +234,8 @@ class Settings(_Section):
     codec: CodecSettings = Field(default_factory=CodecSettings)
     tokenize: TokenizeSettings = Field(default_factory=TokenizeSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    scaling: ScalingSettings = Field(default_factory=ScalingSettings)
     base_models: dict[str, BaseModelSettings] = Field(
         default_factory=dict, description="family name -> the pretrained model it fine-tunes (checked against the "
                                           "registry when that family trains)")

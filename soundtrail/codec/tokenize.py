@@ -39,6 +39,7 @@ from soundtrail.data.shards import (
     write_shard,
 )
 from soundtrail.provenance.ledger import Ledger, utc_now
+from soundtrail.provenance.records import AssetRecord
 
 
 @dataclass
@@ -50,7 +51,7 @@ class TokenizePlan:
     codec_id: str
     keep: list[dict[str, Any]]
     stale: list[dict[str, Any]]
-    groups: list[list[dict[str, Any]]]
+    groups: list[list[AssetRecord]]
     accepted: list[str]  # asset ids a stale shard may keep
 
     @property
@@ -68,21 +69,6 @@ class GroupResult:
 
 def shard_set_dir(shards_root: Path, codec_id: str, segment_s: float) -> Path:
     return shards_root / f"{codec_id}-{segment_s:g}s"
-
-
-def _asset_record(asset: dict[str, Any]) -> dict[str, Any]:
-    """The small, JSON-plain part of an asset row a worker needs to encode and label it."""
-    tags = asset.get("tags") or []
-    return {"id": asset["id"], "path": asset["path"], "text": caption_for(asset), "tags": list(tags),
-            "license": asset.get("license"), "rights_holder": asset.get("rights_holder")}
-
-
-def caption_for(asset: dict[str, Any]) -> str:
-    """The conditioning text of an asset: its description, else title and tags."""
-    if asset.get("description"):
-        return str(asset["description"])
-    parts = [asset.get("title") or "", ", ".join(asset.get("tags") or [])]
-    return ". ".join(part for part in parts if part)
 
 
 def plan_tokenize(ledger: Ledger, shards_root: Path, codec_path: str, codec_id: str, segment_s: float,
@@ -103,7 +89,7 @@ def plan_tokenize(ledger: Ledger, shards_root: Path, codec_path: str, codec_id: 
             stale.append(asdict(entry))
     for entry in stale:
         covered.update(asset for asset in entry["asset_ids"] if asset in accepted)
-    pending = [_asset_record(accepted[asset_id]) for asset_id in sorted(set(accepted) - covered)]
+    pending = [AssetRecord.from_row(accepted[asset_id]) for asset_id in sorted(set(accepted) - covered)]
     groups = [pending[start:start + assets_per_shard] for start in range(0, len(pending), assets_per_shard)]
     return TokenizePlan(str(set_dir), codec_path, codec_id, keep, stale, groups, sorted(accepted))
 
@@ -165,7 +151,7 @@ class GroupEncoder:
     def close(self) -> None:
         self._decoder.shutdown(wait=True, cancel_futures=True)
 
-    def encode(self, assets: list[dict[str, Any]], then: list[dict[str, Any]] | None = None) -> GroupResult:
+    def encode(self, assets: list[AssetRecord], then: list[AssetRecord] | None = None) -> GroupResult:
         """Write the shard of ``assets`` (or find it finished) while ``then``, the next group, is decoded."""
         ahead = self._ahead.pop(self._shard_path(assets), None)
         decoded = ahead.result() if ahead is not None else self._decode(assets)
@@ -181,10 +167,10 @@ class GroupEncoder:
             segment.codes = segment_codes[:, :frames]
         return GroupResult(asdict(write_shard(decoded.path, decoded.segments, self.info)), decoded.skipped)
 
-    def _shard_path(self, assets: list[dict[str, Any]]) -> Path:
-        return self.set_dir / group_file_name(self.codec.codec_id, [asset["id"] for asset in assets])
+    def _shard_path(self, assets: list[AssetRecord]) -> Path:
+        return self.set_dir / group_file_name(self.codec.codec_id, [asset.id for asset in assets])
 
-    def _decode(self, assets: list[dict[str, Any]]) -> _DecodedGroup:
+    def _decode(self, assets: list[AssetRecord]) -> _DecodedGroup:
         """Decode, segment and quality-check a group; an undecodable asset is skipped with its reason."""
         path = self._shard_path(assets)
         if path.exists():  # finished before a kill: reuse it
@@ -196,21 +182,21 @@ class GroupEncoder:
         window = int(round(self.segment_s * rate))
         for asset in assets:
             try:
-                audio = load_mono(asset["path"], rate)
+                audio = load_mono(asset.path, rate)
             except (AudioError, OSError) as exc:
-                group.skipped.append({"asset_id": asset["id"], "segment": "*", "reason": f"cannot decode: {exc}"})
+                group.skipped.append({"asset_id": asset.id, "segment": "*", "reason": f"cannot decode: {exc}"})
                 continue
             for index, start in enumerate(range(0, len(audio), window)):
                 piece = audio[start:start + window]
                 reason = segment_quality(piece, rate, min_seconds=min(1.0, self.segment_s / 2))
                 if reason:
-                    group.skipped.append({"asset_id": asset["id"], "segment": str(index), "reason": reason})
+                    group.skipped.append({"asset_id": asset.id, "segment": str(index), "reason": reason})
                     continue
                 group.windows.append(np.pad(piece, (0, window - len(piece))))
                 group.segments.append(Segment(
-                    segment_id=f"{asset['id']}:{index}", asset_id=asset["id"], start_s=start / rate,
-                    duration_s=len(piece) / rate, codes=np.empty((0, 0), np.int16), text=asset["text"],
-                    tags=asset["tags"], license=asset["license"], rights_holder=asset["rights_holder"]))
+                    segment_id=f"{asset.id}:{index}", asset_id=asset.id, start_s=start / rate,
+                    duration_s=len(piece) / rate, codes=np.empty((0, 0), np.int16), text=asset.caption,
+                    tags=list(asset.tags), license=asset.license, rights_holder=asset.rights_holder))
         return group
 
 

@@ -58,9 +58,8 @@ from soundtrail.checkpoint import pick_device
 from soundtrail.codec.codecs import Codec, load_codec
 from soundtrail.codec.quality import reconstruct
 from soundtrail.codec.stage import resolve_codec, split_assets
-from soundtrail.codec.tokenize import caption_for
 from soundtrail.provenance.ledger import Ledger, utc_now
-from soundtrail.provenance.records import CodecRecord, ModelRecord
+from soundtrail.provenance.records import AssetRecord, CodecRecord, ModelRecord
 from soundtrail.train.families import FAMILIES, Generator
 from soundtrail.train.generator import Sampling
 from soundtrail.train.stage import resolve_model
@@ -241,22 +240,21 @@ def _shared_codec(models: dict[str, ModelRecord]) -> str:
     return codec_ids.pop()
 
 
-def held_out_assets(workspace: Workspace, codec: CodecRecord) -> list[dict[str, Any]]:
+def held_out_assets(workspace: Workspace, codec: CodecRecord) -> list[AssetRecord]:
     """Accepted assets kept out of the codec's training (:func:`split_assets`), in id order."""
     with Ledger(workspace.ledger_url) as ledger:
         _, held = split_assets(ledger.rows("assets", status="accepted"))
     seen = set(codec.assets)
-    rows = [row for row in held if row["id"] not in seen]
-    if not rows:
+    assets = [AssetRecord.from_row(row) for row in held if row["id"] not in seen]
+    if not assets:
         raise ValueError("no held-out accepted asset to compare against: ingest at least two accepted assets "
                          f"and train the codec without them (`soundtrail codec train`); codec {codec.id}")
-    return rows
+    return assets
 
 
-def prompts_for(assets: Sequence[dict[str, Any]], count: int, seed: int) -> list[Prompt]:
+def prompts_for(assets: Sequence[AssetRecord], count: int, seed: int) -> list[Prompt]:
     """``count`` requests cycling over the assets' captions; request i uses seed + i."""
-    return [Prompt(caption_for(assets[i % len(assets)]), seed + i, assets[i % len(assets)]["id"])
-            for i in range(count)]
+    return [Prompt(assets[i % len(assets)].caption, seed + i, assets[i % len(assets)].id) for i in range(count)]
 
 
 def _timed_clips(generator: Generator, prompts: Sequence[Prompt], config: CompareConfig,
@@ -288,7 +286,7 @@ def compare_generators(workspace: Workspace, config: CompareConfig | None = None
     embeddings: dict[str, Embedding] = {"mel": MelFrames(codec.sample_rate), "codec": CodecFrames(codec)}
 
     limit = int(config.reference_seconds * codec.sample_rate)
-    real_audio = [load_mono(row["path"], codec.sample_rate)[:limit] for row in references]
+    real_audio = [load_mono(asset.path, codec.sample_rate)[:limit] for asset in references]
     real = embed_set(real_audio, embeddings)
     resynthesised = embed_set([reconstruct(codec, audio) for audio in real_audio], embeddings)
     floor = {name: frechet_distance(resynthesised[name], real[name]) for name in embeddings}
@@ -325,7 +323,7 @@ def compare_generators(workspace: Workspace, config: CompareConfig | None = None
                    "diffusion_method": "heun"},
         "prompts": [{"caption": p.caption, "seed": p.seed, "asset_id": p.asset_id} for p in prompts],
         "embeddings": {name: embed.description for name, embed in embeddings.items()},
-        "reference": {"assets": [row["id"] for row in references],
+        "reference": {"assets": [asset.id for asset in references],
                       "seconds": sum(len(audio) for audio in real_audio) / codec.sample_rate,
                       "frames": {name: real[name].frames for name in embeddings}},
         "codec_floor": floor,

@@ -1,8 +1,9 @@
-"""The training flow: one generator family trained in a Ray task (a GPU when the cluster has one).
+"""The training flow: one generator family trained in a Ray task (a GPU when the cluster has one), or, with
+``[scaling] workers`` above 1, on that many Ray Train workers driven from the task.
 
 ``soundtrail train KIND`` -> :func:`train_flow` -> :func:`train_task` ->
-:func:`soundtrail.train.stage.train_generator` -> the family's ``train`` (:mod:`soundtrail.train.families`) -> the
-shared loop (:mod:`soundtrail.train.loop`).
+:func:`soundtrail.train.stage.train_generator` -> the launcher (:mod:`soundtrail.flows.distributed`) -> the
+family's ``train`` on each rank (:mod:`soundtrail.train.families`) -> the shared loop (:mod:`soundtrail.train.loop`).
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from __future__ import annotations
 from prefect import get_run_logger, task
 from prefect.context import get_run_context
 
+from soundtrail.flows.distributed import training_launcher, training_task_options
 from soundtrail.flows.progress import RemoteSteps, step_callback
-from soundtrail.flows.runtime import accelerator_options
 from soundtrail.flows.stage import Stage, ledger_refs, loss_change, stage_flow, trained_model
 from soundtrail.train.families import family
 from soundtrail.train.stage import TrainedModel, train_generator
@@ -34,7 +35,8 @@ def train_task(workspace_root: str, kind: str, steps: int | None, run_id: str,
         if relay is not None:
             relay(step, loss)
 
-    return train_generator(Workspace(workspace_root), kind, steps, on_step, run_id)
+    workspace = Workspace(workspace_root)
+    return train_generator(workspace, kind, steps, on_step, run_id, training_launcher(workspace.settings.scaling))
 
 
 TRAIN = Stage("train", inputs=lambda ws, params: ledger_refs(ws, "shards", status="current"),
@@ -52,6 +54,6 @@ def train_flow(workspace: str | None = None, kind: str = "ar", steps: int | None
     ws = Workspace(workspace)
     run_id = str(get_run_context().flow_run.id)
     progress = RemoteSteps(f"train {kind}", steps or family(kind).default_steps(ws.settings.train))
-    with remote_options(**accelerator_options(ws.settings.ingest.workers)):
+    with remote_options(**training_task_options(ws.settings.scaling, ws.settings.ingest.workers)):
         future = train_task.submit(str(ws.root), kind, steps, run_id, progress.name)
     return progress.wait(future)

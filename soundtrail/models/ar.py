@@ -79,6 +79,13 @@ class ARConfig:
         return cls(**{key: value for key, value in values.items() if key in known})
 
 
+def ar_small(cond_dim: int = 256, codebook_size: int = 256, n_codebooks: int = 4) -> ARConfig:
+    """Between the CPU default and MusicGen-small (about 35 M parameters): 8 layers, width 512, 8 heads; sized for
+    one GPU and a corpus of hours rather than weeks."""
+    return ARConfig(n_codebooks=n_codebooks, codebook_size=codebook_size, cond_dim=cond_dim, d_model=512,
+                    n_layers=8, n_heads=8)
+
+
 def musicgen_small(cond_dim: int = 768, codebook_size: int = 2048, n_codebooks: int = 4) -> ARConfig:
     """MusicGen-small's size (420 M parameters): 24 layers, width 1024, 16 heads, 4 codebooks of 2048."""
     return ARConfig(n_codebooks=n_codebooks, codebook_size=codebook_size, cond_dim=cond_dim, d_model=1024,
@@ -445,7 +452,7 @@ def ar_loss(model: ARModel, codes: torch.Tensor, cond: torch.Tensor, cond_mask: 
     Pattern positions that hold the special token are not targets. ``lengths`` [B] marks frames at and after a
     row's length as padding: they become special tokens, as after the end of a shorter sequence, so a padded row
     scores exactly as it would alone. While the model trains, each row's text is replaced by the null embedding
-    with probability ``cond_dropout`` (drawn from the global RNG, which the training loop checkpoints), which
+    with probability ``cond_dropout`` (drawn from the global RNG, which the training loop reseeds every step), which
     teaches the unconditional model that guidance needs.
     """
     config, pattern = model.config, model.pattern

@@ -21,6 +21,11 @@ k-means centroids of the first batch they see, and a code that wins no vector fo
 Quantizer dropout trains with a random number of active codebooks, so one model serves every
 bitrate from ``1`` to ``K`` codebooks (``encode(wav, n_q)``).
 
+Under data parallelism (``torch.distributed`` initialised with more than one rank) the codebooks learn from every
+rank's batch: k-means runs on the gathered batches, the EMA statistics are summed over the ranks, and rank 0's
+choice of replacement vectors is everyone's, so the codebooks stay identical on every rank and learn what one
+process would learn from the whole batch. Every rank must then quantize with the same ``n_q``.
+
 Imports only torch: soundtrail/train/codec.py owns data, losses and training, soundtrail/checkpoint.py
 checkpoints.
 """
@@ -31,6 +36,7 @@ from dataclasses import dataclass, fields
 from typing import Any, NamedTuple
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
@@ -271,6 +277,32 @@ def kmeans(samples: torch.Tensor, k: int, iters: int) -> tuple[torch.Tensor, tor
     return means, counts
 
 
+def _ranks() -> int:
+    """Data-parallel ranks whose codebooks must agree (1 outside a process group)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _gathered(x: torch.Tensor) -> torch.Tensor:
+    """Every rank's rows of ``x`` (the same shape on each), rank 0's first."""
+    if _ranks() == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(_ranks())]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def _summed(x: torch.Tensor) -> torch.Tensor:
+    if _ranks() > 1:
+        dist.all_reduce(x)
+    return x
+
+
+def _rank0s(x: torch.Tensor) -> torch.Tensor:
+    if _ranks() > 1:
+        dist.broadcast(x, src=0)
+    return x
+
+
 class Codebook(nn.Module):
     """One EMA-updated Euclidean codebook. All state lives in buffers, so checkpoints carry it."""
 
@@ -286,9 +318,9 @@ class Codebook(nn.Module):
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:
-        """k-means on the first training batch this codebook sees."""
-        means, counts = kmeans(x, self.size, self.kmeans_iters)
-        counts = counts.clamp(min=1.0)
+        """k-means on the first training batch this codebook sees (every rank's, under data parallelism)."""
+        means, counts = kmeans(_gathered(x), self.size, self.kmeans_iters)
+        means, counts = _rank0s(means.contiguous()), _rank0s(counts.clamp(min=1.0))
         self.embed.copy_(means)
         self.cluster_size.copy_(counts)
         self.embed_sum.copy_(means * counts[:, None])
@@ -297,8 +329,8 @@ class Codebook(nn.Module):
     @torch.no_grad()
     def update(self, x: torch.Tensor, codes: torch.Tensor) -> None:
         """EMA step towards the batch's cluster means, then replace codes idle for ``dead_code_steps`` steps."""
-        counts = torch.bincount(codes, minlength=self.size).to(x.dtype)
-        sums = torch.zeros_like(self.embed).index_add_(0, codes, x)
+        counts = _summed(torch.bincount(codes, minlength=self.size).to(x.dtype))
+        sums = _summed(torch.zeros_like(self.embed).index_add_(0, codes, x))
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         total = self.cluster_size.sum()
@@ -309,7 +341,7 @@ class Codebook(nn.Module):
         dead = self.idle_steps >= self.dead_code_steps
         n_dead = int(dead.sum())
         if n_dead:
-            fresh = x[torch.randint(0, x.shape[0], (n_dead,), device=x.device)]
+            fresh = _rank0s(x[torch.randint(0, x.shape[0], (n_dead,), device=x.device)].contiguous())
             self.embed[dead] = fresh
             self.embed_sum[dead] = fresh
             self.cluster_size[dead] = 1.0
@@ -445,10 +477,13 @@ class NeuralCodec(nn.Module):
             raise ValueError(f"n_q must be in [1, {self.num_codebooks}], got {n_q}")
         return n_q
 
-    def sample_n_q(self) -> int:
-        """Quantizer dropout: with probability ``quantizer_dropout`` a uniform n_q in [1, K], else K."""
-        if float(torch.rand(())) < self.config.quantizer_dropout:
-            return int(torch.randint(1, self.num_codebooks + 1, ()))
+    def sample_n_q(self, generator: torch.Generator | None = None) -> int:
+        """Quantizer dropout: with probability ``quantizer_dropout`` a uniform n_q in [1, K], else K.
+
+        Data-parallel training passes a ``generator`` seeded alike on every rank: the ranks must agree on n_q.
+        """
+        if float(torch.rand((), generator=generator)) < self.config.quantizer_dropout:
+            return int(torch.randint(1, self.num_codebooks + 1, (), generator=generator))
         return self.num_codebooks
 
     def forward(self, wav: torch.Tensor, n_q: int | None = None) -> CodecOutput:

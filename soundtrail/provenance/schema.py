@@ -168,6 +168,7 @@ class CodecRow(Projection):
     assets: Mapped[Any] = _json()
     metrics: Mapped[Any] = _json()
     created_at: Mapped[str | None] = _text()
+    training: Mapped[Any] = _json()  # how it was trained: world size, the assets each rank read
     status: Mapped[str | None] = _text()
     takedowns: Mapped[Any] = _json()
 
@@ -217,6 +218,7 @@ class ModelRow(Projection):
     steps: Mapped[int | None] = _int()
     metrics: Mapped[Any] = _json()
     created_at: Mapped[str | None] = _text()
+    training: Mapped[Any] = _json()  # preset and full config, world size, the shards each rank read
     parent: Mapped[str | None] = mapped_column(String(128), index=True, nullable=True)
     predecessor: Mapped[str | None] = _text()
     base_model: Mapped[str | None] = _text()

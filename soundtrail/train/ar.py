@@ -26,8 +26,8 @@ from torch import nn
 
 from soundtrail import checkpoint
 from soundtrail.codec.codecs import Codec
-from soundtrail.config import TrainSettings
-from soundtrail.models.ar import ARConfig, ARModel, ar_loss
+from soundtrail.config import ModelSettings, TrainSettings
+from soundtrail.models.ar import ARConfig, ARModel, ar_loss, ar_small, musicgen_small
 from soundtrail.models.conditioning import (
     FrozenMiniLMEncoder,
     LearnedTextConfig,
@@ -36,10 +36,15 @@ from soundtrail.models.conditioning import (
     build_text_encoder,
 )
 from soundtrail.train.generator import GeneratorSettings, Sampled, Sampling, TrainingData
-from soundtrail.train.loop import LoopConfig, StepCallback, TrainResult, train_loop
+from soundtrail.train.loop import LoopConfig, Placement, StepCallback, TrainResult, train_loop
 from soundtrail.train.unit import LossUnit, OptimizerConfig
 
 KIND = "ar"
+PRESETS: dict[str, Callable[..., ARConfig]] = {  # (n_codebooks=, codebook_size=, cond_dim=) -> the architecture
+    "tiny": ARConfig,  # the CPU-sized default
+    "small": ar_small,
+    "musicgen-small": musicgen_small,
+}
 MAX_GENERATION_SECONDS = 30.0  # the position table covers this much audio
 ARBatch = tuple[torch.Tensor, list[str]]  # codes [B,K,T], captions; a third item, lengths [B], marks padding
 
@@ -97,11 +102,13 @@ def train_ar(make_batches: Callable[[int], Iterator[ARBatch]], checkpoint_dir: s
              config: ARConfig | None = None, loop: LoopConfig | None = None,
              optimizer: OptimizerConfig | None = None, text_encoder: str | TextEncoder = "auto",
              metadata: dict[str, Any] | None = None, on_step: StepCallback | None = None,
+             placement: Placement | None = None, preset: str | None = None,
              init: str | Path | None = None) -> TrainResult:
     """Train (or resume, or just report) an AR generator; ``config.cond_dim`` is set to the encoder's width.
 
     ``text_encoder`` is a kind for :func:`build_text_encoder` (``auto``, ``minilm``, ``learned``) or an encoder.
-    ``metadata`` goes into the checkpoint (e.g. the shards read); the encoder's id is added to it. ``init``: a
+    ``metadata`` goes into the checkpoint (e.g. the shards read); the encoder's id is added to it. ``preset``
+    (the name ``config`` came from) is recorded with the config. ``placement``: this process's rank. ``init``: a
     finished AR checkpoint of the same architecture whose weights the run starts from instead of random ones.
     """
     config, loop = config or ARConfig(), loop or LoopConfig()
@@ -109,11 +116,12 @@ def train_ar(make_batches: Callable[[int], Iterator[ARBatch]], checkpoint_dir: s
     config = dataclasses.replace(config, cond_dim=encoder.dim)
     torch.manual_seed(loop.seed)  # the initial weights are part of the run: a fresh run starts from the same ones
     network = TextConditionedAR(ARModel(config), encoder)
+    recorded = {"preset": preset, **dataclasses.asdict(config)}
     if init is not None:
-        checkpoint.start_from(init, network, KIND, config)
-    unit = LossUnit(KIND, network, config, ar_batch_loss, optimizer or OptimizerConfig())
-    return train_loop(unit, make_batches, loop, Path(checkpoint_dir),
-                      metadata={**(metadata or {}), **text_encoder_metadata(encoder)}, on_step=on_step)
+        checkpoint.start_from(init, network, KIND, recorded)
+    unit = LossUnit(KIND, network, recorded, ar_batch_loss, optimizer or OptimizerConfig())
+    return train_loop(unit, make_batches, loop, Path(checkpoint_dir), on_step=on_step, placement=placement,
+                      metadata={**(metadata or {}), **text_encoder_metadata(encoder)})
 
 
 def load_ar(directory: str | Path, device: torch.device | str | None = None) -> TextConditionedAR:
@@ -157,10 +165,14 @@ class ARFamily:
 
     name = KIND
     sampling_steps = False
+    presets = PRESETS
     fine_tunes = False
 
     def default_steps(self, train: TrainSettings) -> int:
         return train.ar_steps
+
+    def preset(self, model: ModelSettings) -> str:
+        return model.ar
 
     def text_encoder_id(self, settings: GeneratorSettings) -> str:
         return build_text_encoder(settings.text_encoder).encoder_id
@@ -170,19 +182,19 @@ class ARFamily:
         return {"uniform_baseline": math.log(data.codec.codebook_size)}
 
     def train(self, data: TrainingData, settings: GeneratorSettings, checkpoint_dir: Path,
-              on_step: StepCallback | None) -> TrainResult:
-        stream = settings.stream(data)
-        longest = max(stream.frames, int(MAX_GENERATION_SECONDS * data.codec.frame_rate))
-        config = ARConfig(n_codebooks=data.codec.num_codebooks, codebook_size=data.codec.codebook_size,
-                          max_steps=longest + data.codec.num_codebooks + 1)
+              on_step: StepCallback | None, placement: Placement) -> TrainResult:
+        longest = max(settings.frames(data), int(MAX_GENERATION_SECONDS * data.codec.frame_rate))
+        config = dataclasses.replace(
+            PRESETS[settings.preset](n_codebooks=data.codec.num_codebooks, codebook_size=data.codec.codebook_size),
+            max_steps=longest + data.codec.num_codebooks + 1)
 
         def make_batches(start: int) -> Iterator[ARBatch]:
-            for batch in stream.batches(settings.batch_size, start):
+            for batch in settings.batches(data, placement, start):
                 yield batch["codes"], batch["text"]
 
         return train_ar(make_batches, checkpoint_dir, config, settings.loop(), settings.optimizer(),
                         settings.text_encoder, {"codec_id": data.codec_id, "shards": data.shard_ids}, on_step,
-                        settings.init)
+                        placement, settings.preset, settings.init)
 
     def load(self, checkpoint_dir: Path, device: torch.device | str) -> TextConditionedAR:
         return load_ar(checkpoint_dir, device)

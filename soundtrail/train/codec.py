@@ -1,45 +1,58 @@
-"""Train soundtrail's codec (SEANet + RVQ) on random segments of audio files, through the shared training loop.
+"""Train soundtrail's codec (SEANet + RVQ) on random crops of audio files, through the shared training loop.
 
 ::
 
-    SegmentBatches(paths)(start_step)     random segments, a pure function of (seed, step): exact resume
+    AudioCrops(paths)(step)               this rank's crops of the step's global batch, read from the files on
+      |                                   demand: a pure function of (seed, step, rank), exact resume
       | CodecUnit.train_step                reconstruction (multi-scale mel + L1 + commitment), and from
-      |                                     disc_start_step on the adversary: discriminator step, then
-      |                                     adversarial + feature-matching terms for the codec
+      |                                     disc_start_step on the adversary: its hinge loss on real and
+      |                                     reconstructed audio, the codec's adversarial + feature-matching terms;
+      |                                     codec and adversary step together on the same batch
       v
     train_loop -> out_dir                   model.safetensors + config.json (the codec), train_state.pt,
                                             steps/step-N while training (see :mod:`soundtrail.train.loop`)
 
 The discriminator and its optimizer belong to the unit (:class:`Adversary`), not to the loop: they are saved in
-the train state, never in the codec's weights. No Prefect or Ray here: flows call these functions.
+the train state, never in the codec's weights. Under several ranks both networks run under DDP, the codebooks
+learn from every rank's batch (:mod:`soundtrail.models.codec`), and every rank draws the same number of active
+codebooks for a step. Gradient accumulation averages the gradients of the micro-batches; the codebooks, which
+learn by moving averages rather than gradients, update on each micro-batch. The codec trains in float32 on
+every device: nearest-code search and the codebooks' running sums need its precision. No Prefect or Ray here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from soundtrail import checkpoint
-from soundtrail.audio import load_mono
 from soundtrail.codec.codecs import KIND, codec_id_of
 from soundtrail.codec.quality import MultiScaleMelLoss
-from soundtrail.models.codec import CodecConfig, NeuralCodec
+from soundtrail.data.crops import AudioBatch, AudioCrops
+from soundtrail.models.codec import CodecConfig, NeuralCodec, encodec_24k
 from soundtrail.models.codec_discriminator import (
     DiscriminatorConfig,
+    Judgement,
     MultiScaleSTFTDiscriminator,
     discriminator_loss,
     feature_matching_loss,
     generator_loss,
 )
-from soundtrail.train.loop import LoopConfig, StepCallback, TrainResult, train_loop
+from soundtrail.train.loop import LoopConfig, Placement, StepCallback, TrainResult, step_seed, train_loop
+from soundtrail.train.unit import accumulation, data_parallel, split_batch
+
+PRESETS: dict[str, Callable[[], CodecConfig]] = {  # [model] codec; the names config.ModelSettings lists
+    "cpu-16k": CodecConfig,  # the CPU-sized default: 16 kHz, 50 frames/s, 4 x 256 codes
+    "encodec-24k": encodec_24k,
+}
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,7 @@ class CodecTrainConfig:
     betas: tuple[float, float] = (0.5, 0.9)
     weight_decay: float = 1e-4
     grad_clip: float = 1.0
+    grad_accum: int = 1  # micro-batches per optimizer step (batch_size must be a multiple)
     mel_weight: float = 1.0
     l1_weight: float = 5.0  # waveform term: without it log-mel alone leaves phase free (SI-SNR far below 0)
     commit_weight: float = 1.0
@@ -70,54 +84,48 @@ class CodecTrainConfig:
 class CodecTrainResult:
     run: TrainResult
     codec_id: str  # sha256 of out_dir/model.safetensors, first 16 hex digits
-    assets_seen: list[str]  # paths that contributed at least one segment
+    assets_seen: list[str]  # paths that contributed at least one crop
+    assets_by_rank: list[list[str]]  # the same, for each data-parallel rank
 
 
-def sample_segments(lengths: Sequence[int], segment: int, batch_size: int, seed: int, step: int
-                    ) -> list[tuple[int, int]]:
-    """(file index, start sample) for each item of the batch at ``step``: a pure function of (seed, step).
-
-    Files are drawn in proportion to their length, so every second of audio is equally likely.
-    """
-    rng = np.random.default_rng([seed, step])
-    weights = np.asarray(lengths, dtype=np.float64)
-    files = rng.choice(len(lengths), size=batch_size, p=weights / weights.sum())
-    return [(int(f), int(rng.integers(0, max(1, lengths[f] - segment + 1)))) for f in files]
+def segment_samples(config: CodecConfig, train: CodecTrainConfig) -> int:
+    """Crop length: ``segment_seconds`` rounded to whole codec frames."""
+    return max(1, round(train.segment_seconds * config.sample_rate / config.hop_length)) * config.hop_length
 
 
-def _batch(audio: list[np.ndarray], picks: list[tuple[int, int]], segment: int) -> np.ndarray:
-    out = np.zeros((len(picks), segment), dtype=np.float32)
-    for row, (index, start) in enumerate(picks):
-        piece = audio[index][start: start + segment]
-        out[row, : len(piece)] = piece
-    return out
+def crops(paths: Sequence[str], config: CodecConfig, train: CodecTrainConfig, rank: int = 0,
+          world_size: int = 1) -> AudioCrops:
+    """The codec's training batches for one rank (lengths come from the files' headers; nothing is decoded)."""
+    return AudioCrops(paths, config.sample_rate, segment_samples(config, train), train.batch_size,
+                      seed=train.seed, rank=rank, world_size=world_size)
 
 
+def codec_result(run: TrainResult, paths: Sequence[str], config: CodecConfig, train: CodecTrainConfig,
+                 world_size: int) -> CodecTrainResult:
+    """What a finished run in ``run.checkpoint_dir`` saw: the files each rank's crops came from."""
+    by_rank = crops(paths, config, train, world_size=world_size).files_read(run.total_steps)
+    return CodecTrainResult(run, codec_id_of(run.checkpoint_dir / checkpoint.WEIGHTS),
+                            sorted({path for files in by_rank for path in files}), by_rank)
 
-@dataclass(frozen=True)
-class CodecBatch:
-    audio: torch.Tensor  # [B, segment] float32
-    files: list[int]  # which file each row was cut from
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """``module``'s parameters take no gradient inside: the codec's adversarial terms train the codec only."""
+    flags = [(param, param.requires_grad) for param in module.parameters()]
+    for param, _ in flags:
+        param.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for param, flag in flags:
+            param.requires_grad_(flag)
 
 
-class SegmentBatches:
-    """``make_batches`` for the codec: ``batch_size`` random segments of the files at every step.
-
-    The audio is decoded when training starts, not for a run that turns out to be finished.
-    """
-
-    def __init__(self, paths: Sequence[str], sample_rate: int, segment: int, batch_size: int, seed: int):
-        self.paths, self.sample_rate, self.segment = list(paths), sample_rate, segment
-        self.batch_size, self.seed = batch_size, seed
-
-    def __call__(self, start: int) -> Iterator[CodecBatch]:
-        audio = [load_mono(path, self.sample_rate) for path in self.paths]
-        lengths = [len(a) for a in audio]
-        step = start
-        while True:
-            picks = sample_segments(lengths, self.segment, self.batch_size, self.seed, step)
-            yield CodecBatch(torch.from_numpy(_batch(audio, picks, self.segment)), [index for index, _ in picks])
-            step += 1
+def _halves(judgements: list[Judgement], size: int) -> tuple[list[Judgement], list[Judgement]]:
+    """The judgements of one forward over [real; fake] split back into (real, fake)."""
+    first = [(logits[:size], [m[:size] for m in maps]) for logits, maps in judgements]
+    second = [(logits[size:], [m[size:] for m in maps]) for logits, maps in judgements]
+    return first, second
 
 
 class Adversary:
@@ -127,22 +135,24 @@ class Adversary:
         self.start_step = train.disc_start_step
         self.discriminator = MultiScaleSTFTDiscriminator(DiscriminatorConfig(train.disc_channels,
                                                                              train.disc_fft_sizes))
+        self.judge: nn.Module = self.discriminator  # DDP-wrapped under several ranks
         self.optimizer = torch.optim.AdamW(self.discriminator.parameters(), lr=train.learning_rate,
                                            betas=train.betas, weight_decay=train.weight_decay)
 
-    def train_discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> float:
-        """One step of the discriminator on real audio and the codec's (detached) reconstruction."""
-        loss = discriminator_loss(self.discriminator(real), self.discriminator(fake.detach()))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+    def discriminator_backward(self, real: torch.Tensor, fake: torch.Tensor, scale: float) -> float:
+        """The discriminator's hinge loss on real audio and the codec's (detached) reconstruction, backpropagated
+        (times ``scale``) into its gradients; real and fake go through one forward, as DDP needs."""
+        real_judged, fake_judged = _halves(self.judge(torch.cat([real, fake.detach()])), len(real))
+        loss = discriminator_loss(real_judged, fake_judged)
+        (loss * scale).backward()
         return loss.item()
 
     def codec_losses(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(adversarial, feature-matching) terms of the codec's loss; gradients reach the codec only."""
-        with torch.no_grad():
-            judged_real = self.discriminator(real)
-        judged_fake = self.discriminator(fake)
+        with frozen(self.discriminator):
+            with torch.no_grad():
+                judged_real = self.discriminator(real)
+            judged_fake = self.discriminator(fake)
         return generator_loss(judged_fake), feature_matching_loss(judged_real, judged_fake)
 
     def state_dict(self) -> dict[str, Any]:
@@ -154,16 +164,16 @@ class Adversary:
 
 
 class CodecUnit:
-    """The codec as the training loop's unit: its optimizer, its reconstruction loss and, if asked, an adversary.
-
-    It also counts which files its batches came from: the ledger records only the assets that trained the codec.
-    """
+    """The codec as the training loop's unit: its optimizer, its reconstruction loss and, if asked, an adversary."""
 
     kind = KIND
 
-    def __init__(self, config: CodecConfig, train: CodecTrainConfig):
+    def __init__(self, config: CodecConfig, train: CodecTrainConfig, preset: str | None = None):
+        if train.batch_size % train.grad_accum:
+            raise ValueError(f"batch_size {train.batch_size} is not a multiple of grad_accum {train.grad_accum}")
         self.model = NeuralCodec(config)
-        self.model_config = config
+        self.codec_step: nn.Module = self.model  # DDP-wrapped under several ranks
+        self.model_config = {"preset": preset, **dataclasses.asdict(config)}
         self.train = train
         self.settings = {key: value for key, value in dataclasses.asdict(train).items()
                          if key not in ("checkpoint_every", "seed")}  # the loop's settings, not the unit's
@@ -171,71 +181,99 @@ class CodecUnit:
                                            weight_decay=train.weight_decay)
         self.mel_loss = MultiScaleMelLoss(config.sample_rate, train.mel_fft_sizes)
         self.adversary = Adversary(train) if train.adversarial else None
-        self.files_seen: set[int] = set()
         self.device = torch.device("cpu")
 
-    def prepare(self, device: torch.device) -> None:
+    def prepare(self, placement: Placement, device: torch.device) -> None:
         self.device = device
         self.model.to(device).train()
         self.mel_loss.to(device)
         if self.adversary is not None:
             self.adversary.discriminator.to(device).train()
+        if placement.distributed:
+            self.codec_step = data_parallel(self.model, device)
+            if self.adversary is not None:
+                self.adversary.judge = data_parallel(self.adversary.discriminator, device)
 
-    def train_step(self, batch: CodecBatch, step: int, total_steps: int) -> dict[str, float]:
-        train = self.train
-        wav = batch.audio.to(self.device)[:, None]
-        out = self.model(wav)
-        mel = self.mel_loss(out.wav, wav)
-        l1 = F.l1_loss(out.wav, wav)
-        reconstruction = train.mel_weight * mel + train.l1_weight * l1 + train.commit_weight * out.commit_loss
-        metrics = {"loss": reconstruction.item(), "mel": mel.item(), "l1": l1.item(),
-                   "commit": out.commit_loss.item(), "n_q": float(out.n_q)}
-        total = reconstruction
-        if self.adversary is not None and step >= self.adversary.start_step:
-            metrics["disc"] = self.adversary.train_discriminator(wav, out.wav)
-            adversarial, features = self.adversary.codec_losses(wav, out.wav)
-            total = reconstruction + train.adv_weight * adversarial + train.feature_weight * features
-            metrics.update(adv=adversarial.item(), feat=features.item())
+    def train_step(self, batch: AudioBatch, step: int, total_steps: int) -> dict[str, float]:
+        train, parts = self.train, self.train.grad_accum
+        adversary = self.adversary if self.adversary is not None and step >= self.adversary.start_step else None
+        # every rank (and every micro-batch) quantizes with the same number of codebooks this step
+        n_q = self.model.sample_n_q(torch.Generator().manual_seed(step_seed(train.seed, step, 0)))
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        if adversary is not None:
+            adversary.optimizer.zero_grad(set_to_none=True)
+        metrics: dict[str, float] = {}
+
+        def add(name: str, value: float) -> None:
+            metrics[name] = metrics.get(name, 0.0) + value / parts
+
+        judge_syncs = (accumulation(adversary.judge, parts) if adversary is not None
+                       else [contextlib.nullcontext() for _ in range(parts)])
+        for chunk, codec_sync, judge_sync in zip(split_batch(batch.audio, parts), accumulation(self.codec_step, parts),
+                                                 judge_syncs, strict=True):
+            wav = chunk.to(self.device)[:, None]
+            with codec_sync:
+                out = self.codec_step(wav, n_q)
+                mel = self.mel_loss(out.wav, wav)
+                l1 = F.l1_loss(out.wav, wav)
+                reconstruction = train.mel_weight * mel + train.l1_weight * l1 + train.commit_weight * out.commit_loss
+                total = reconstruction
+                if adversary is not None:
+                    with judge_sync:
+                        add("disc", adversary.discriminator_backward(wav, out.wav, 1.0 / parts))
+                    adversarial, features = adversary.codec_losses(wav, out.wav)
+                    total = reconstruction + train.adv_weight * adversarial + train.feature_weight * features
+                    add("adv", adversarial.item())
+                    add("feat", features.item())
+                (total / parts).backward()
+            add("loss", reconstruction.item())
+            add("mel", mel.item())
+            add("l1", l1.item())
+            add("commit", out.commit_loss.item())
         if train.grad_clip:
             nn.utils.clip_grad_norm_(self.model.parameters(), train.grad_clip)
         self.optimizer.step()
-        self.files_seen.update(batch.files)
-        return metrics
+        if adversary is not None:
+            adversary.optimizer.step()
+        return {**metrics, "n_q": float(n_q)}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"optimizer": self.optimizer.state_dict(), "files_seen": sorted(self.files_seen),
+        return {"optimizer": self.optimizer.state_dict(),
                 "adversary": self.adversary.state_dict() if self.adversary is not None else None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
-        self.files_seen = set(state["files_seen"])
         if self.adversary is not None:
             self.adversary.load_state_dict(state["adversary"])
 
 
-def train_codec(audio_paths: Sequence[str | Path], out_dir: str | Path, config: CodecConfig | None = None,
-                steps: int = 1000, train: CodecTrainConfig | None = None,
-                on_step: StepCallback | None = None) -> CodecTrainResult:
-    """Train (or resume, or just report) a codec on random segments of ``audio_paths``.
-
-    Running it again with the same arguments returns the finished result without training; after a kill it
-    continues from the newest checkpoint under ``out_dir/steps``; more steps extend a finished run. ``on_step(step,
-    loss)`` is called after each step (loss: the reconstruction loss). Seeds torch's global RNG with ``train.seed``.
-    """
-    config = config or CodecConfig()
-    train = train or CodecTrainConfig()
-    out_dir = Path(out_dir)
+def run_codec(audio_paths: Sequence[str | Path], out_dir: str | Path, config: CodecConfig, steps: int,
+              train: CodecTrainConfig, on_step: StepCallback | None, placement: Placement,
+              preset: str | None = None) -> TrainResult:
+    """One rank's part of a codec run (what every data-parallel worker calls); see :func:`train_codec`."""
     paths = sorted({str(p) for p in audio_paths})
     if not paths:
-        raise ValueError("train_codec needs at least one audio file")
+        raise ValueError("a codec needs at least one audio file to train on")
     loop = LoopConfig(steps=steps, checkpoint_every=train.checkpoint_every, seed=train.seed)
-    segment = max(1, round(train.segment_seconds * config.sample_rate / config.hop_length)) * config.hop_length
     torch.manual_seed(train.seed)  # the initial weights are part of the run
-    unit = CodecUnit(config, train)
-    batches = SegmentBatches(paths, config.sample_rate, segment, train.batch_size, train.seed)
-    result = train_loop(unit, batches, loop, out_dir, data=paths, on_step=on_step,
-                        metadata={"sample_rate": config.sample_rate, "frame_rate": config.frame_rate})
-    return CodecTrainResult(result, codec_id_of(out_dir / checkpoint.WEIGHTS),
-                            [paths[index] for index in sorted(unit.files_seen)])
+    unit = CodecUnit(config, train, preset)
+    batches = crops(paths, config, train, placement.rank, placement.world_size)
+    return train_loop(unit, batches.batches, loop, Path(out_dir), data=paths, on_step=on_step, placement=placement,
+                      metadata={"sample_rate": config.sample_rate, "frame_rate": config.frame_rate})
+
+
+def train_codec(audio_paths: Sequence[str | Path], out_dir: str | Path, config: CodecConfig | None = None,
+                steps: int = 1000, train: CodecTrainConfig | None = None, on_step: StepCallback | None = None,
+                preset: str | None = None) -> CodecTrainResult:
+    """Train (or resume, or just report) a codec on random crops of ``audio_paths``, in this process.
+
+    Running it again with the same arguments returns the finished result without training; after a kill it
+    continues from the newest checkpoint; more steps extend a finished run. ``on_step(step, loss)`` is called
+    after each step (loss: the reconstruction loss). ``config`` defaults to the ``preset``'s (default cpu-16k);
+    the preset's name is recorded with the config.
+    """
+    config = config or PRESETS[preset or "cpu-16k"]()
+    train = train or CodecTrainConfig()
+    paths = sorted({str(p) for p in audio_paths})
+    run = run_codec(paths, out_dir, config, steps, train, on_step, Placement(), preset)
+    return codec_result(run, paths, config, train, world_size=1)

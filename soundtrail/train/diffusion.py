@@ -13,8 +13,9 @@ A learned text encoder is a submodule of :class:`TextToLatent`, trained with the
 copied into every checkpoint, and ``config.json`` names it by ``encoder_id`` (which carries its weights' digest),
 so :func:`load_model` refuses a checkpoint whose encoder is not the one installed.
 
-The DiT's latent normalisation is set from the first batches before step 0 (``make_batches`` is a pure function
-of the step, so a resumed run computes the same statistics; the saved buffers are loaded over them anyway).
+The DiT's latent normalisation is set from the first batches before step 0 (a pure function of the step, so a
+resumed run computes the same statistics; the saved buffers are loaded over them anyway); under data
+parallelism every rank computes them from the same batches (the whole stream's, not its own).
 :class:`DiffusionFamily` is the family contract (:mod:`soundtrail.train.generator`): it trains on the shards' codes
 dequantized by their codec, and decodes what it samples through that codec's decoder.
 """
@@ -32,7 +33,7 @@ from torch import nn
 
 from soundtrail.checkpoint import load_weights, read_config, start_from
 from soundtrail.codec.codecs import Codec, load_codec
-from soundtrail.config import TrainSettings
+from soundtrail.config import ModelSettings, TrainSettings
 from soundtrail.models.conditioning import (
     FrozenMiniLMEncoder,
     LearnedTextConfig,
@@ -40,13 +41,17 @@ from soundtrail.models.conditioning import (
     TextEncoder,
     build_text_encoder,
 )
-from soundtrail.models.diffusion import DiT, DiTConfig, flow_matching_loss
+from soundtrail.models.diffusion import DiT, DiTConfig, dit_base, flow_matching_loss
 from soundtrail.models.sampling import Method, sample
 from soundtrail.train.generator import GeneratorSettings, Sampled, Sampling, TrainingData
-from soundtrail.train.loop import LoopConfig, StepCallback, TrainResult, train_loop
+from soundtrail.train.loop import LoopConfig, MakeBatches, Placement, StepCallback, TrainResult, train_loop
 from soundtrail.train.unit import LossUnit, OptimizerConfig
 
 KIND = "diffusion"
+PRESETS: dict[str, Callable[..., DiTConfig]] = {  # (latent_dim=, cond_dim=) -> the architecture
+    "tiny": DiTConfig,  # the CPU-sized default
+    "base": dit_base,
+}
 Batch = tuple[torch.Tensor, Sequence[str]]
 
 
@@ -92,13 +97,15 @@ class TextToLatent(nn.Module):
                       generator=torch.Generator().manual_seed(seed), shift=shift)
 
 
-def model_config(model: TextToLatent) -> dict[str, Any]:
-    """The ``config`` document of a checkpoint: enough to rebuild the model before loading its weights."""
+def model_config(model: TextToLatent, preset: str | None = None) -> dict[str, Any]:
+    """The ``config`` document of a checkpoint: enough to rebuild the model before loading its weights, and the
+    name of the preset its DiT came from."""
     encoder = model.encoder
     text: dict[str, Any] = {"kind": "minilm"}
     if isinstance(encoder, LearnedTextEncoder):
         text = {"kind": "learned", **dataclasses.asdict(encoder.config)}
-    return {"dit": dataclasses.asdict(model.dit.config), "text": text, "text_encoder": encoder.encoder_id}
+    return {"preset": preset, "dit": dataclasses.asdict(model.dit.config), "text": text,
+            "text_encoder": encoder.encoder_id}
 
 
 def build_model(config: dict[str, Any]) -> TextToLatent:
@@ -132,22 +139,25 @@ def diffusion_loss(model: TextToLatent, batch: Batch) -> torch.Tensor:
 def train_diffusion(model: TextToLatent, make_batches: Callable[[int], Iterator[Batch]], loop: LoopConfig,
                     optimizer: OptimizerConfig, checkpoint_dir: str | Path, stats_batches: int = 8,
                     metadata: dict[str, Any] | None = None, on_step: StepCallback | None = None,
-                    init: str | Path | None = None) -> TrainResult:
+                    placement: Placement | None = None, stats_source: MakeBatches | None = None,
+                    preset: str | None = None, init: str | Path | None = None) -> TrainResult:
     """Set the latent statistics from the first ``stats_batches`` batches, then run the shared training loop.
 
-    ``make_batches(start_step)`` yields ``(latents [B,D,F], texts)`` from that step on. The checkpoint's
-    config.json holds :func:`model_config` under ``config`` and ``metadata`` beside it (e.g. the shards read).
-    ``init``: a finished checkpoint of the same architecture to start from; its weights and its latent statistics
-    (what its weights were trained to read) replace the fresh ones.
+    ``make_batches(start_step)`` yields ``(latents [B,D,F], texts)`` from that step on; the statistics come from
+    ``stats_source`` (the same kind of function; default ``make_batches``), which must be the same on every
+    rank. The checkpoint's config.json holds :func:`model_config` under ``config`` and ``metadata`` beside it
+    (e.g. the shards read). ``init``: a finished checkpoint of the same architecture to start from; its weights
+    and its latent statistics (what its weights were trained to read) replace the fresh ones.
     """
-    first = [latents for latents, _ in islice(make_batches(0), stats_batches)]
+    first = [latents for latents, _ in islice((stats_source or make_batches)(0), stats_batches)]
     if not first:
         raise ValueError("make_batches(0) yielded no batches")
     model.dit.set_latent_stats(torch.cat([latents.float().cpu() for latents in first]))
     if init is not None:
-        start_from(init, model, KIND, model_config(model))
-    unit = LossUnit(KIND, model, model_config(model), diffusion_loss, optimizer)
-    return train_loop(unit, make_batches, loop, Path(checkpoint_dir), metadata=metadata, on_step=on_step)
+        start_from(init, model, KIND, model_config(model, preset))
+    unit = LossUnit(KIND, model, model_config(model, preset), diffusion_loss, optimizer)
+    return train_loop(unit, make_batches, loop, Path(checkpoint_dir), metadata=metadata, on_step=on_step,
+                      placement=placement)
 
 
 class DiffusionFamily:
@@ -155,10 +165,14 @@ class DiffusionFamily:
 
     name = KIND
     sampling_steps = True
+    presets = PRESETS
     fine_tunes = False
 
     def default_steps(self, train: TrainSettings) -> int:
         return train.diffusion_steps
+
+    def preset(self, model: ModelSettings) -> str:
+        return model.diffusion
 
     def text_encoder_id(self, settings: GeneratorSettings) -> str:
         return build_text_encoder(settings.text_encoder).encoder_id
@@ -167,22 +181,29 @@ class DiffusionFamily:
         return {}
 
     def train(self, data: TrainingData, settings: GeneratorSettings, checkpoint_dir: Path,
-              on_step: StepCallback | None) -> TrainResult:
-        stream = settings.stream(data)
-        codec = load_codec(data.codec_path)
+              on_step: StepCallback | None, placement: Placement) -> TrainResult:
+        codec = load_codec(data.codec_path, placement.device)
         encoder = build_text_encoder(settings.text_encoder)
         torch.manual_seed(settings.seed)
         latent_dim = int(codec.dequantize(torch.zeros(1, data.codec.num_codebooks, 1, dtype=torch.long)).shape[1])
-        model = TextToLatent(DiT(DiTConfig(latent_dim=latent_dim, cond_dim=encoder.dim)), encoder)
+        config = PRESETS[settings.preset](latent_dim=latent_dim, cond_dim=encoder.dim)
+        model = TextToLatent(DiT(config), encoder)
 
-        def make_batches(start: int) -> Iterator[Batch]:
-            for batch in stream.batches(settings.batch_size, start):
+        def latent_batches(batches: Iterator[dict[str, Any]]) -> Iterator[Batch]:
+            for batch in batches:
                 with torch.no_grad():
                     latents = codec.dequantize(batch["codes"].to(codec.device)).float().cpu()
                 yield latents, batch["text"]
 
+        def make_batches(start: int) -> Iterator[Batch]:
+            return latent_batches(settings.batches(data, placement, start))
+
+        def whole_stream(start: int) -> Iterator[Batch]:  # the same on every rank: the latent statistics
+            return latent_batches(settings.stream(data).batches(start))
+
         return train_diffusion(model, make_batches, settings.loop(), settings.optimizer(), checkpoint_dir,
                                metadata={"codec_id": data.codec_id, "shards": data.shard_ids}, on_step=on_step,
+                               placement=placement, stats_source=whole_stream, preset=settings.preset,
                                init=settings.init)
 
     def load(self, checkpoint_dir: Path, device: torch.device | str) -> TextToLatent:

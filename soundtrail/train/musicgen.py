@@ -24,8 +24,9 @@ differs. Set ``[codec] checkpoint`` to the same EnCodec (for MusicGen, ``faceboo
 ``lora_rank`` > 0 trains peft LoRA adapters on the decoder's linear layers (self- and cross-attention, feed-forward)
 and the projection, leaving every pretrained decoder weight as it was. A learned text encoder trains with them.
 
-Checkpoints go through the shared loop. A frozen T5 is neither optimised nor in any state dict: it and its
-tokenizer are copied once into ``checkpoint_dir/text_encoder/`` (the model folder stands alone; its weights'
+Checkpoints go through the shared loop, in one process or on data-parallel ranks like every family. A frozen T5
+is neither optimised nor in any state dict: it and its tokenizer are copied once into
+``checkpoint_dir/text_encoder/`` by the rank that writes the model (the model folder stands alone; its weights'
 digest is in config.json and checked on load), as a frozen MiniLM stays in its package.
 
 Generation samples with the decoder's own KV cache and soundtrail's guidance and sampling (``apply_cfg``,
@@ -52,7 +53,7 @@ from torch import nn
 
 from soundtrail import checkpoint
 from soundtrail.codec.codecs import Codec, EncodecAdapter, load_codec
-from soundtrail.config import TrainSettings
+from soundtrail.config import ModelSettings, TrainSettings
 from soundtrail.data.shards import CodecInfo
 from soundtrail.models.ar import apply_cfg, codebook_cross_entropy, sample_logits
 from soundtrail.models.conditioning import (
@@ -63,7 +64,7 @@ from soundtrail.models.conditioning import (
 )
 from soundtrail.models.patterns import make_pattern
 from soundtrail.train.generator import BaseModel, GeneratorSettings, Sampled, Sampling, TrainingData
-from soundtrail.train.loop import StepCallback, TrainResult, train_loop
+from soundtrail.train.loop import Placement, StepCallback, TrainResult, train_loop
 from soundtrail.train.pretrained import architecture, read_model_config, weights_id
 from soundtrail.train.unit import LossUnit
 
@@ -391,9 +392,13 @@ class MusicgenFamily:
     name = KIND
     sampling_steps = False
     fine_tunes = True
+    presets: dict[str, Any] = {}  # its size is its base model's
 
     def default_steps(self, train: TrainSettings) -> int:
         return train.musicgen_steps
+
+    def preset(self, model: ModelSettings) -> None:
+        return None
 
     def text_encoder_id(self, settings: GeneratorSettings) -> str:
         base = _required(settings)
@@ -406,7 +411,7 @@ class MusicgenFamily:
         return {"uniform_baseline": math.log(data.codec.codebook_size)}
 
     def train(self, data: TrainingData, settings: GeneratorSettings, checkpoint_dir: Path,
-              on_step: StepCallback | None) -> TrainResult:
+              on_step: StepCallback | None, placement: Placement) -> TrainResult:
         base = _required(settings)
         torch.manual_seed(settings.seed)  # a new projection or new adapters: the same ones for the same run
         network, loaded = build_network(base, settings.text_encoder)
@@ -417,18 +422,18 @@ class MusicgenFamily:
         metadata: dict[str, Any] = {"codec_id": data.codec_id, "shards": data.shard_ids,
                                     "base_model": {"id": base.id, "path": base.path},
                                     "text_encoder": network.encoder.encoder_id}
-        if isinstance(network.encoder, T5Text):
+        if isinstance(network.encoder, T5Text) and placement.rank == 0:  # the rank that writes the model
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
             metadata["text_encoder_digest"] = network.encoder.save(checkpoint_dir / TEXT_ENCODER_DIR)
-        stream = settings.stream(data)
 
         def make_batches(start: int) -> Iterator[MusicgenBatch]:
-            for batch in stream.batches(settings.batch_size, start):
+            for batch in settings.batches(data, placement, start):
                 yield batch["codes"], batch["text"]
 
         optimizer = dataclasses.replace(settings.optimizer(), lr=base.learning_rate, min_lr=base.learning_rate / 10)
         unit = LossUnit(KIND, network, config, musicgen_loss, optimizer)
-        return train_loop(unit, make_batches, settings.loop(), checkpoint_dir, metadata=metadata, on_step=on_step)
+        return train_loop(unit, make_batches, settings.loop(), checkpoint_dir, metadata=metadata, on_step=on_step,
+                          placement=placement)
 
     def load(self, checkpoint_dir: Path, device: torch.device | str) -> MusicgenNetwork:
         return load_musicgen(checkpoint_dir, device)

@@ -5,8 +5,14 @@ the model record lists exactly those shards by sha256 plus the codec, so ``audit
 licensed source and ``takedown`` forward to the model. Where a generator's weights begin (its previous model,
 recorded as its parent, or afresh, and a fine-tuning family's base model) is :mod:`soundtrail.train.start`. The
 codec trains on accepted assets minus a held-out set, and its record lists the assets that contributed. A
-checkpoint folder is named after everything its run's resume check compares (where it starts among it), so a
-changed setting trains beside a finished run instead of refusing its folder.
+checkpoint folder is named after everything its run's resume check compares (the preset, the world size and
+where it starts among it), so a changed setting trains beside a finished run instead of refusing its folder.
+
+One process or many: the training itself goes to a :class:`~soundtrail.train.loop.Launcher`, which runs one
+rank's work on each of its ``world_size`` ranks (:class:`~soundtrail.train.loop.InProcess` by default; the
+flows bring Ray Train's). The record says how: ``training`` holds the preset and full config, the world size and
+what each rank read (the shards of each rank for a generator, the assets of each rank for the codec), all of it
+a function of the settings and the step count, so it is computed here rather than gathered from the workers.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from soundtrail import checkpoint
 from soundtrail.atomic import sha256_file
 from soundtrail.codec.codecs import load_codec
 from soundtrail.codec.quality import evaluate_codec
@@ -27,10 +34,10 @@ from soundtrail.data.shards import manifest_entries, read_codec_info
 from soundtrail.models.codec import CodecConfig
 from soundtrail.provenance.ledger import Ledger, utc_now
 from soundtrail.provenance.records import BaseModelRecord, CodecRecord, ModelRecord
-from soundtrail.train.codec import CodecTrainConfig, train_codec
+from soundtrail.train.codec import PRESETS, CodecTrainConfig, codec_result, run_codec
 from soundtrail.train.families import FAMILIES, check_family_names, family
 from soundtrail.train.generator import BaseModel, GeneratorSettings, TrainingData
-from soundtrail.train.loop import StepCallback
+from soundtrail.train.loop import InProcess, Launcher, Placement, StepCallback, TrainResult
 from soundtrail.train.start import Start, admit_base_model, starting_point
 from soundtrail.workspace import Workspace
 
@@ -91,18 +98,20 @@ def _folder(workspace: Workspace, kind: str, key: dict[str, Any]) -> Path:
     return workspace.path("checkpoints") / kind / digest
 
 
-def run_dir(workspace: Workspace, kind: str, data: TrainingData, settings: GeneratorSettings) -> Path:
-    """One checkpoint folder per (family, shards, codec, settings): re-running resumes it."""
-    return _folder(workspace, kind, {"kind": kind, "codec": data.codec_id, "shards": sorted(data.shard_ids),
-                                     **asdict(settings)})
+def run_dir(workspace: Workspace, kind: str, data: TrainingData, settings: GeneratorSettings,
+            world_size: int) -> Path:
+    """One checkpoint folder per (family, shards, codec, settings, world size): re-running resumes it."""
+    run = {key: value for key, value in asdict(settings).items() if key != "loader_workers"}  # not the data's
+    return _folder(workspace, kind, {"kind": kind, "codec": data.codec_id, "shards": sorted(data.shard_ids), **run,
+                                     "world_size": world_size})
 
 
 def codec_run_dir(workspace: Workspace, asset_ids: list[str], config: CodecConfig, train: CodecTrainConfig,
-                  steps: int) -> Path:
-    """One checkpoint folder per (assets, architecture, training settings, steps): new data or new settings
-    mean a new codec beside the old one."""
-    return _folder(workspace, "codec", {"assets": sorted(asset_ids), "config": asdict(config), "train": asdict(train),
-                                        "steps": steps})
+                  steps: int, world_size: int, preset: str | None) -> Path:
+    """One checkpoint folder per (assets, architecture, training settings, steps, world size): new data or new
+    settings mean a new codec beside the old one."""
+    return _folder(workspace, "codec", {"assets": sorted(asset_ids), "config": asdict(config), "preset": preset,
+                                        "train": asdict(train), "steps": steps, "world_size": world_size})
 
 
 def record_model(workspace: Workspace, model: ModelRecord, run_id: str | None = None) -> ModelRecord:
@@ -128,6 +137,21 @@ def resolve_model(workspace: Workspace, model: str) -> ModelRecord:
     return ModelRecord.from_row(row)
 
 
+def generator_settings(workspace: Workspace, kind: str, steps: int | None = None,
+                       base: BaseModelRecord | None = None) -> GeneratorSettings:
+    """How a model of family ``kind`` trains in this workspace (``[train]``, ``[model]`` for its size, and how
+    ``[base_models.<kind>]`` adapts the admitted ``base`` a fine-tuning family starts from)."""
+    generator = family(kind)
+    train = workspace.settings.train
+    adapt = workspace.settings.base_models.get(kind)
+    start = None if base is None or adapt is None else BaseModel(base.path, base.id, adapt.lora_rank,
+                                                                 adapt.learning_rate)
+    return GeneratorSettings(steps or generator.default_steps(train), train.batch_size, train.learning_rate,
+                             train.crop_seconds, train.text_encoder, train.seed,
+                             preset=generator.preset(workspace.settings.model), grad_accum=train.grad_accum,
+                             ema_decay=train.ema_decay, loader_workers=train.loader_workers, base=start)
+
+
 @dataclass(frozen=True)
 class GeneratorRun:
     """A training run of one family as this workspace makes it now: its settings (where it starts among them, so
@@ -140,25 +164,25 @@ class GeneratorRun:
     start: Start
     base: BaseModelRecord | None
     directory: Path
+    world_size: int
 
 
-def generator_run(workspace: Workspace, kind: str, steps: int | None = None) -> GeneratorRun:
-    """The run ``soundtrail train`` would make (``steps`` overrides the family's default); also what ``soundtrail
-    run`` plans with, so a scheduled run and the command agree on the model and on where it starts."""
+def generator_run(workspace: Workspace, kind: str, steps: int | None = None,
+                  world_size: int | None = None) -> GeneratorRun:
+    """The run ``soundtrail train`` would make (``steps`` overrides the family's default; ``world_size``, the
+    launcher's ranks, defaults to ``[scaling] workers``); also what ``soundtrail run`` plans with, so a scheduled
+    run and the command agree on the model and on where it starts."""
     generator = family(kind)
     check_family_names(workspace.settings.base_models, "[base_models]")
     base = admit_base_model(workspace, kind)
-    train = workspace.settings.train
-    settings = GeneratorSettings(steps or generator.default_steps(train), train.batch_size, train.learning_rate,
-                                 train.crop_seconds, train.text_encoder, train.seed,
-                                 base=None if base is None else BaseModel(
-                                     base.path, base.id, workspace.settings.base_models[kind].lora_rank,
-                                     workspace.settings.base_models[kind].learning_rate))
+    settings = generator_settings(workspace, kind, steps, base)
     data = training_data(workspace)
     text_encoder = generator.text_encoder_id(settings)
-    start = starting_point(workspace, kind, data, text_encoder, base)
+    start = starting_point(workspace, kind, data, text_encoder, base, settings.preset)
     settings = dataclasses.replace(settings, init=start.init)
-    return GeneratorRun(kind, settings, data, text_encoder, start, base, run_dir(workspace, kind, data, settings))
+    world_size = world_size or workspace.settings.scaling.workers
+    return GeneratorRun(kind, settings, data, text_encoder, start, base,
+                        run_dir(workspace, kind, data, settings, world_size), world_size)
 
 
 @dataclass(frozen=True)
@@ -196,22 +220,30 @@ def plan_generator(workspace: Workspace, kind: str) -> GeneratorPlan:
 
 
 def train_generator(workspace: Workspace, kind: str, steps: int | None = None, on_step: StepCallback | None = None,
-                    run_id: str | None = None) -> TrainedModel:
+                    run_id: str | None = None, launcher: Launcher | None = None) -> TrainedModel:
     """Train (or resume, or find finished) a model of family ``kind`` on the current shards; record it.
 
     It starts from the family's previous model or afresh (:func:`~soundtrail.train.start.starting_point`), a
     fine-tuning family afresh from its admitted base model. ``on_step(step, loss)`` runs after every optimizer
-    step this call takes.
+    step this call takes; ``launcher`` runs the training on its ranks (default: in this process).
     """
     generator = family(kind)
-    run = generator_run(workspace, kind, steps)
-    data, start = run.data, run.start
-    result = generator.train(data, run.settings, run.directory, on_step)
+    launcher = launcher or InProcess()
+    run = generator_run(workspace, kind, steps, launcher.world_size)
+    data, settings, start, directory = run.data, run.settings, run.start, run.directory
+
+    def work(placement: Placement, on_step: StepCallback | None) -> TrainResult:
+        return generator.train(data, settings, directory, on_step, placement)
+
+    result = launcher(work, directory, on_step)
     metrics = {"initial_loss": result.initial_loss, "final_loss": result.final_loss, "steps": result.total_steps,
                "device": result.device, **generator.baselines(data)}
-    model = ModelRecord(sha256_file(run.directory / "model.safetensors")[:16], kind, str(run.directory),
-                        data.codec_id, tuple(sorted(data.shard_ids)), run.text_encoder, result.total_steps, metrics,
-                        utc_now(), parent=start.parent.id if start.parent is not None else None,
+    training = {"preset": settings.preset, "config": checkpoint.read_config(directory)["config"],
+                "world_size": run.world_size, "batch_size": settings.batch_size, "grad_accum": settings.grad_accum,
+                "ema_decay": settings.ema_decay, "shards_by_rank": settings.shards_read(data, run.world_size)}
+    model = ModelRecord(sha256_file(directory / checkpoint.WEIGHTS)[:16], kind, str(directory), data.codec_id,
+                        tuple(sorted(data.shard_ids)), run.text_encoder, result.total_steps, metrics, utc_now(),
+                        training, parent=start.parent.id if start.parent is not None else None,
                         predecessor=start.predecessor, base_model=run.base.id if run.base is not None else None,
                         init_reason=start.reason)
     return TrainedModel(record_model(workspace, model, run_id))
@@ -225,25 +257,36 @@ def check_codec_trainable(workspace: Workspace) -> None:
 
 
 def train_workspace_codec(workspace: Workspace, steps: int | None = None, config: CodecConfig | None = None,
-                          on_step: StepCallback | None = None,
+                          on_step: StepCallback | None = None, launcher: Launcher | None = None,
                           reason: str = "`soundtrail codec train`") -> TrainedCodec:
     """Train (or resume, or find finished) a codec on accepted assets, record it and choose it as the workspace
     codec, saying why (``reason``).
 
-    ``on_step(step, loss)`` runs after every optimizer step this call takes.
+    ``config`` (an architecture given directly) overrides ``[model] codec``'s preset. ``on_step(step, loss)``
+    runs after every optimizer step this call takes; ``launcher`` runs the training on its ranks (default: in
+    this process).
     """
     check_codec_trainable(workspace)
     settings = workspace.settings.codec
+    launcher = launcher or InProcess()
     steps = steps or settings.steps
-    config = config or CodecConfig()
+    preset = None if config is not None else workspace.settings.model.codec
+    config = config or PRESETS[workspace.settings.model.codec]()
     with Ledger(workspace.ledger_url) as ledger:
         train_rows, held_rows = split_assets(ledger.verified_rows("assets", status="accepted"))
     if not train_rows:
         raise ValueError("no accepted assets to train a codec on: run `soundtrail ingest` first")
     held_out = [row["id"] for row in held_rows]
-    train = CodecTrainConfig(batch_size=settings.batch_size, segment_seconds=settings.segment_s)
-    out_dir = codec_run_dir(workspace, [row["id"] for row in train_rows], config, train, steps)
-    result = train_codec([row["path"] for row in train_rows], out_dir, config, steps, train, on_step)
+    train = CodecTrainConfig(batch_size=settings.batch_size, segment_seconds=settings.segment_s,
+                             grad_accum=settings.grad_accum)
+    world_size = launcher.world_size
+    out_dir = codec_run_dir(workspace, [row["id"] for row in train_rows], config, train, steps, world_size, preset)
+    paths = sorted(row["path"] for row in train_rows)
+
+    def work(placement: Placement, on_step: StepCallback | None) -> TrainResult:
+        return run_codec(paths, out_dir, config, steps, train, on_step, placement, preset)
+
+    result = codec_result(launcher(work, out_dir, on_step), paths, config, train, world_size)
     with Ledger(workspace.ledger_url) as ledger:
         recorded = ledger.get("codecs", result.codec_id)
         if recorded is not None:  # finished earlier: its record (and held-out scores) stand
@@ -254,8 +297,10 @@ def train_workspace_codec(workspace: Workspace, steps: int | None = None, config
                                "steps": result.run.total_steps, "device": result.run.device}
     if held_rows:
         metrics["held_out"] = evaluate_codec(load_codec(out_dir), [row["path"] for row in held_rows])
-    codec = CodecRecord(result.codec_id, "soundtrail", str(out_dir), dataclasses.asdict(config),
-                        tuple(sorted(by_path[path] for path in result.assets_seen)), metrics)
+    training = {"world_size": world_size, "batch_size": train.batch_size, "grad_accum": train.grad_accum,
+                "assets_by_rank": [sorted(by_path[path] for path in files) for files in result.assets_by_rank]}
+    codec = CodecRecord(result.codec_id, "soundtrail", str(out_dir), {"preset": preset, **dataclasses.asdict(config)},
+                        tuple(sorted(by_path[path] for path in result.assets_seen)), metrics, training=training)
     with Ledger(workspace.ledger_url) as ledger:
         recorded_codec = record_codec(ledger, codec)
         choose_codec(ledger, codec.id, reason)

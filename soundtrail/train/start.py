@@ -12,6 +12,7 @@ and records it as its ``predecessor``, with the reason::
         [train] init = "scratch" ..................................... afresh, predecessor
         trained on another codec's tokens (its codes mean other sounds) afresh, predecessor
         another text encoder, or another base model .................. afresh, predecessor
+        another ``[model]`` preset (its weights fit another size) ..... afresh, predecessor
         its checkpoint is gone ....................................... afresh, predecessor
         it, or a model it continued from, learned from an asset that is
         no longer accepted (revoked by a takedown, disputed, ...) ..... afresh, predecessor
@@ -66,11 +67,11 @@ class Start:
 
 
 def starting_point(workspace: Workspace, kind: str, data: TrainingData, text_encoder: str,
-                   base: BaseModelRecord | None) -> Start:
+                   base: BaseModelRecord | None, preset: str | None = None) -> Start:
     """Continue from the family's previous model or start afresh; see the module docstring for the rules.
 
     ``text_encoder`` is the id of the encoder this run reads captions with; ``base`` the admitted base model of a
-    fine-tuning family.
+    fine-tuning family; ``preset`` the model size this run builds (None: a fine-tuning family's, its base's).
     """
     fresh = f"from base model {base.name}" if base is not None else "from scratch"
     with Ledger(workspace.ledger_url) as ledger:
@@ -81,14 +82,14 @@ def starting_point(workspace: Workspace, kind: str, data: TrainingData, text_enc
             return Start(f"{fresh}: no earlier {kind} model")
         same_codec = [model for model in earlier if model.codec_id == data.codec_id]
         previous = (same_codec or earlier)[-1]
-        why_not = _why_not_continue(workspace, ledger, previous, data, text_encoder, base)
+        why_not = _why_not_continue(workspace, ledger, previous, data, text_encoder, base, preset)
     if why_not:
         return Start(f"{fresh}, not continued from {kind} model {previous.id}: {why_not}", predecessor=previous.id)
     return Start(f"continued from {kind} model {previous.id}, trained on other shards", parent=previous)
 
 
 def _why_not_continue(workspace: Workspace, ledger: Ledger, previous: ModelRecord, data: TrainingData,
-                      text_encoder: str, base: BaseModelRecord | None) -> str | None:
+                      text_encoder: str, base: BaseModelRecord | None, preset: str | None) -> str | None:
     """Why ``previous`` cannot be this run's parent, or None when it can."""
     if workspace.settings.train.init == "scratch":
         return '[train] init = "scratch"'
@@ -99,6 +100,9 @@ def _why_not_continue(workspace: Workspace, ledger: Ledger, previous: ModelRecor
     base_id = base.id if base is not None else None
     if previous.base_model != base_id:
         return f"it descends from base model {previous.base_model or 'none'}, this run from {base_id or 'none'}"
+    previous_preset = previous.training.get("preset", preset)  # a model recorded without one: not compared
+    if previous_preset != preset:
+        return f"it is of the {previous_preset} preset, this run of the {preset} preset ([model])"
     if not checkpoint.is_complete(previous.path):
         return f"its checkpoint is missing from {previous.path}"
     withdrawn = withdrawn_assets(ledger, previous.id)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from soundtrail.data.dataset import ShardStream
 from soundtrail.data.shards import (
@@ -27,7 +27,7 @@ CODEC = CodecInfo(codec_id="c0ffee", sample_rate=16000, frame_rate=50.0, num_cod
 
 def _segments(asset: str, count: int, frames: int, seed: int) -> list[Segment]:
     rng = np.random.default_rng(seed)
-    return [Segment(segment_id=f"{asset}:{i}", asset_id=asset, start_s=i * 2.0, duration_s=2.0,
+    return [Segment(segment_id=f"{asset}:{i}", asset_id=asset, start_s=i * 2.0, duration_s=frames / CODEC.frame_rate,
                     codes=rng.integers(0, CODEC.codebook_size, size=(4, frames)).astype(np.int16),
                     text=f"track {asset} part {i}", tags=["demo", asset], license="CC0-1.0", rights_holder="Ann")
             for i in range(count)]
@@ -80,35 +80,89 @@ def test_datasets_loads_shards_as_they_are(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.asarray(row["codes"]), written[row["segment_id"]].codes)
 
 
-def test_stream_splits_files_across_workers_without_overlap(tmp_path: Path, monkeypatch) -> None:
+def _ids(stream: ShardStream, steps: range) -> list[str]:
+    return [segment for step in steps for segment in stream.batch(step)["segment_id"]]
+
+
+def test_ranks_read_disjoint_spans_that_cover_an_epoch(tmp_path: Path) -> None:
+    """4 shards of 5 segments, 2 ranks: each rank's first 10 examples are half the corpus, together all of it."""
     root, written = _make_set(tmp_path, shards=4)
-    stream = ShardStream(shard_paths(root), frames=16, seed=3, shuffle_buffer=4, epochs=1)
-    ids = []
-    for worker in range(2):  # what each of two DataLoader workers sees (torch's WorkerInfo, in-process)
-        info = SimpleNamespace(id=worker, num_workers=2)
-        monkeypatch.setattr("soundtrail.data.dataset.get_worker_info", lambda info=info: info)
-        ids.append([example["segment_id"] for example in stream])
-    assert ids[0] and ids[1] and not set(ids[0]) & set(ids[1])
-    assert sorted(ids[0] + ids[1]) == sorted(written), "every segment exactly once per epoch across workers"
-    monkeypatch.undo()
-    loader = DataLoader(stream, batch_size=None, num_workers=0)
-    assert len(list(loader)) == len(written)
-    ranks = [ShardStream(shard_paths(root), frames=16, seed=3, epochs=1, rank=r, world_size=2) for r in range(2)]
-    assets = [{example["asset_id"] for example in rank} for rank in ranks]
-    assert assets[0] and assets[1] and not assets[0] & assets[1]
+    ranks = [ShardStream(shard_paths(root), frames=16, batch_size=1, seed=3, shuffle_block=4, rank=rank,
+                         world_size=2) for rank in range(2)]
+    seen = [_ids(stream, range(10)) for stream in ranks]
+    assert len(set(seen[0])) == len(set(seen[1])) == 10
+    assert not set(seen[0]) & set(seen[1])
+    assert sorted(seen[0] + seen[1]) == sorted(written), "every segment exactly once per epoch across the ranks"
+    assets = [{segment.split(":")[0] for segment in ids} for ids in seen]
+    assert all(len(found) == 2 for found in assets), "each rank reads two whole shards"
+    assert _ids(ranks[0], range(10, 20)) != seen[0], "the next epoch reads in another order"
 
 
-def test_stream_resumes_at_a_step(tmp_path: Path) -> None:
-    root, _ = _make_set(tmp_path)
-    stream = ShardStream(shard_paths(root), frames=16, seed=7, shuffle_buffer=8)
-    full = list(zip(range(6), stream.batches(batch_size=3), strict=False))
-    resumed = list(zip(range(3), stream.batches(batch_size=3, start_step=3), strict=False))
-    for (_, expected), (_, actual) in zip(full[3:], resumed, strict=True):
+def test_more_ranks_and_loader_workers_than_shards_still_stream(tmp_path: Path) -> None:
+    """2 shards, 4 ranks, 2 DataLoader workers each: every rank gets its share (split at the segment level), and
+    the batches do not depend on how many DataLoader workers read them."""
+    root, written = _make_set(tmp_path, shards=2, per_shard=6)
+    ranks = [ShardStream(shard_paths(root), frames=16, batch_size=3, seed=1, rank=rank, world_size=4)
+             for rank in range(4)]
+    spans = [set(_ids(stream, range(1))) for stream in ranks]
+    assert all(len(span) == 3 for span in spans) and len(set().union(*spans)) == 12
+    for stream in ranks[:2]:
+        inline = [stream.batch(step) for step in range(4, 8)]
+        loaded = list(itertools.islice(stream.batches(start_step=4, workers=2), 4))
+        for expected, actual in zip(inline, loaded, strict=True):
+            assert torch.equal(expected["codes"], actual["codes"]) and expected["text"] == actual["text"]
+
+
+def test_fewer_segments_than_ranks_wrap_round(tmp_path: Path) -> None:
+    root, _ = _make_set(tmp_path, shards=1, per_shard=2)
+    batches = [ShardStream(shard_paths(root), frames=16, batch_size=2, rank=rank, world_size=3).batch(0)
+               for rank in range(3)]
+    assert all(batch["codes"].shape == (2, 4, 16) for batch in batches)
+
+
+def test_a_resumed_stream_reads_from_its_step_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Step 200 of a fresh stream equals step 200 of one that read steps 0..199, and reading it decodes one
+    block's shards, not the 600 examples before it."""
+    root, _ = _make_set(tmp_path, shards=6)
+    stream = ShardStream(shard_paths(root), frames=16, batch_size=3, seed=7, shuffle_block=8)
+    through = list(itertools.islice(stream.batches(), 203))[200:]
+    decoded: list[str] = []
+    read_table = pq.read_table
+
+    def counting(path, columns=None, **kwargs):
+        if columns and "codes" in columns:
+            decoded.append(Path(path).name)
+        return read_table(path, columns=columns, **kwargs)
+
+    monkeypatch.setattr("soundtrail.data.dataset.pq.read_table", counting)
+    resumed = ShardStream(shard_paths(root), frames=16, batch_size=3, seed=7, shuffle_block=8)
+    for expected, actual in zip(through, itertools.islice(resumed.batches(start_step=200), 3), strict=True):
         assert torch.equal(expected["codes"], actual["codes"])
-    assert full[0][1]["codes"].shape == (3, 4, 16)
+        assert expected["segment_id"] == actual["segment_id"]
+    assert 1 <= len(decoded) <= 3, decoded
+    assert through[0]["codes"].shape == (3, 4, 16)
+
+
+def test_shards_read_names_the_shards_a_rank_read(tmp_path: Path) -> None:
+    root, _ = _make_set(tmp_path, shards=4)
+    paths = shard_paths(root)
+    for rank in range(2):
+        stream = ShardStream(paths, frames=16, batch_size=2, seed=5, rank=rank, world_size=2)
+        assets = {asset for step in range(3) for asset in stream.batch(step)["asset_id"]}
+        read = stream.shards_read(3)
+        assert {f"a{paths.index(path)}" for path in read} == assets
+    whole = ShardStream(paths, frames=16, batch_size=2, seed=5)
+    assert whole.shards_read(100) == paths
 
 
 def test_segments_shorter_than_a_crop_are_skipped(tmp_path: Path) -> None:
     root, _ = _make_set(tmp_path, frames=10)
     with pytest.raises(ValueError, match="no segment of at least 16 frames"):
-        next(iter(ShardStream(shard_paths(root), frames=16, epochs=1)))
+        ShardStream(shard_paths(root), frames=16, batch_size=2)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    entries = [write_shard(mixed / "part-000.parquet", _segments("short", 3, 10, 0) + _segments("long", 2, 40, 1),
+                           CODEC)]
+    write_manifest(mixed, entries, CODEC, {"segment_s": 2.0})
+    stream = ShardStream(shard_paths(mixed), frames=16, batch_size=4)
+    assert {asset for step in range(5) for asset in stream.batch(step)["asset_id"]} == {"long"}

@@ -103,8 +103,8 @@ def test_an_undecodable_asset_is_skipped_with_its_reason_and_the_rest_of_its_gro
         loads: Path, tmp_path: Path) -> None:
     ledger, codec_path, codec_id = corpus(tmp_path, seconds=(1.5, 2.5, 2.0), broken=True)
     plan = plan_for(ledger, tmp_path / "shards", codec_path, codec_id, assets_per_shard=2)
-    assert [[asset["id"] for asset in group] for group in plan.groups] == [["a0", "a1"], ["a2", "b"]]
-    results = dict((group[0]["id"], result) for group, result in encode_on_pool(plan, pool_settings(1, 2)))
+    assert [[asset.id for asset in group] for group in plan.groups] == [["a0", "a1"], ["a2", "b"]]
+    results = dict((group[0].id, result) for group, result in encode_on_pool(plan, pool_settings(1, 2)))
     # One actor: ["a2", "b"] was the group it decoded while encoding the first.
     assert results["a0"].skipped == [] and results["a0"].entry["asset_ids"] == ["a0", "a1"]
     broken = results["a2"]

@@ -1,11 +1,11 @@
-"""Codec and model records: read from the ledger's rows and written back to them unchanged."""
+"""Codec and model records: read from the ledger's rows and written back to them unchanged; asset records read."""
 
 from __future__ import annotations
 
 import json
 
 from soundtrail.provenance.ledger import Ledger
-from soundtrail.provenance.records import CodecRecord, ModelRecord
+from soundtrail.provenance.records import AssetRecord, CodecRecord, ModelRecord
 
 
 def test_records_round_trip_through_the_ledger(ledger_url: str) -> None:
@@ -36,3 +36,17 @@ def test_a_row_with_empty_columns_reads_as_empty_values(ledger_url: str) -> None
     assert (codec.config, codec.assets, codec.metrics) == ({}, (), {})
     assert (model.shards, model.metrics, model.steps) == ((), {}, None)
     assert (model.parent, model.predecessor, model.base_model, model.init_reason) == (None, None, None, None)
+
+
+def test_an_asset_record_carries_the_caption_and_terms_its_segments_get(ledger_url: str) -> None:
+    with Ledger(ledger_url) as ledger:
+        ledger.record("assets", "a1", {"path": "/in/a1.flac", "status": "accepted", "title": "Sleepy Garden",
+                                       "tags": ["ambient", "pads"], "license": "CC-BY-4.0",
+                                       "rights_holder": "R. Holder"}, "asset.accepted")
+        ledger.record("assets", "a2", {"path": "/in/a2.flac", "status": "accepted", "title": "Ignored title",
+                                       "description": "a slow piano waltz"}, "asset.accepted")
+        titled, described = (AssetRecord.from_row(ledger.get("assets", asset_id)) for asset_id in ("a1", "a2"))
+    assert titled == AssetRecord("a1", "/in/a1.flac", "Sleepy Garden. ambient, pads", ("ambient", "pads"),
+                                 "CC-BY-4.0", "R. Holder")
+    assert described.caption == "a slow piano waltz", "a description wins over title and tags"
+    assert (described.tags, described.license, described.rights_holder) == ((), None, None)

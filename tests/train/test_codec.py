@@ -14,8 +14,9 @@ from soundtrail import checkpoint
 from soundtrail.atomic import sha256_file
 from soundtrail.audio import write_wav
 from soundtrail.codec.codecs import SoundtrailCodec, load_codec
+from soundtrail.data.crops import sample_segments
 from soundtrail.models.codec import CodecConfig
-from soundtrail.train.codec import CodecTrainConfig, sample_segments, train_codec
+from soundtrail.train.codec import CodecTrainConfig, train_codec
 
 SR = 8000
 TINY = CodecConfig(sample_rate=SR, channels=8, strides=(4, 4, 4), latent_dim=32, num_codebooks=4, codebook_size=64)

@@ -128,7 +128,7 @@ def test_frozen_encoder_stays_out_of_the_weights():
 
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
-    """Noise, timesteps and condition dropout come from the global RNG the loop checkpoints: resume is exact."""
+    """Noise, timesteps and condition dropout come from the global RNG the loop reseeds each step: resume is exact."""
     loop = LoopConfig(steps=30, checkpoint_every=10, log_every=10)
     optimizer = OptimizerConfig(lr=3e-3, min_lr=3e-4, warmup_steps=5)
     whole = tiny_model()

@@ -22,7 +22,7 @@ class NetConfig:
 
 
 class Net(nn.Module):
-    """Dropout makes the result depend on the RNG state, which a resume must restore."""
+    """Dropout makes the result depend on the RNG state, which a resumed step must draw again."""
 
     def __init__(self, config: NetConfig):
         super().__init__()

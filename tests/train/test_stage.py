@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import pytest
 
 from soundtrail import checkpoint
-from soundtrail.codec.stage import choose_codec
+from soundtrail.codec.stage import choose_codec, resolve_codec
 from soundtrail.config import CodecSettings, Settings, TokenizeSettings, TrainSettings
 from soundtrail.models.codec import CodecConfig
 from soundtrail.provenance.ledger import Ledger, utc_now
-from soundtrail.train.stage import GeneratorPlan, plan_generator, train_generator, train_workspace_codec
+from soundtrail.train.families import family
+from soundtrail.train.loop import Placement
+from soundtrail.train.stage import (
+    GeneratorPlan,
+    generator_settings,
+    plan_generator,
+    train_generator,
+    train_workspace_codec,
+    training_data,
+)
 from soundtrail.train.start import Start
 from soundtrail.workspace import Workspace
 from tests.audio_fixtures import melody, write
@@ -56,27 +66,26 @@ def test_changed_codec_training_settings_train_a_new_codec_beside_the_finished_o
     assert again == second, "the same settings find the finished run and its record"
     assert len(steps_seen) == 2, "nothing trained again"
     assert again.codec.assets == ("asset0", "asset1") and again.held_out_assets == ["asset2"]
+    assert again.codec.training == {"world_size": 1, "batch_size": changed_settings.batch_size, "grad_accum": 1,
+                                    "assets_by_rank": [["asset0", "asset1"]]}
+    assert again.codec.config["preset"] is None, "an architecture given directly is no preset"
 
 
-def tokenized_workspace(tmp_path: Path, ar_steps: int) -> tuple[Workspace, str, str]:
-    """(workspace, codec path, codec id): the assets of :func:`workspace_with_assets` in shards of a tiny codec
-    chosen as the workspace codec."""
-    settings = Settings(tokenize=TokenizeSettings(segment_s=1.0),
-                        train=TrainSettings(ar_steps=ar_steps, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
-    workspace = workspace_with_assets(tmp_path / "ws", settings)
-    codec_path, codec_id = tiny_codec(tmp_path / "codec")
+def workspace_with_shards(root: Path, train: TrainSettings) -> tuple[Workspace, str, list[str]]:
+    """The three assets tokenized in 1 s segments by a tiny untrained codec: (workspace, codec id, shard ids)."""
+    workspace = workspace_with_assets(root / "ws", Settings(tokenize=TokenizeSettings(segment_s=1.0), train=train))
+    codec_path, codec_id = tiny_codec(root / "codec")
     with Ledger(workspace.ledger_url) as ledger:
         ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
                       "codec.trained")
         choose_codec(ledger, codec_id, "the test's codec")
         tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
-    return workspace, codec_path, codec_id
+        return workspace, codec_id, sorted(row["id"] for row in ledger.rows("shards", status="current"))
 
 
 def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: Path) -> None:
-    workspace, _, codec_id = tokenized_workspace(tmp_path, ar_steps=3)
-    with Ledger(workspace.ledger_url) as ledger:
-        shards = sorted(row["id"] for row in ledger.rows("shards", status="current"))
+    workspace, codec_id, shards = workspace_with_shards(
+        tmp_path, TrainSettings(ar_steps=3, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
 
     steps: list[int] = []
     trained = train_generator(workspace, "ar", on_step=lambda step, loss: steps.append(step))
@@ -94,10 +103,23 @@ def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: 
         assert ledger.head() == head, "a re-run appends nothing"
     assert again == trained and steps == [1, 2, 3], "found finished, nothing trained again"
 
+    training = model.training
+    assert (training["preset"], training["world_size"], training["ema_decay"]) == ("tiny", 1, 0.999)
+    assert training["config"] == checkpoint.read_config(model.path)["config"]
+    assert (training["config"]["preset"], training["config"]["n_layers"], training["config"]["d_model"]) == \
+        ("tiny", 4, 256)
+    assert training["shards_by_rank"] == [list(shards)]
+
+    bigger = dataclasses.replace(generator_settings(workspace, "ar"), preset="small")
+    with pytest.raises(ValueError, match=r"config\.preset: 'tiny' there, 'small' here"):
+        family("ar").train(training_data(workspace), bigger, Path(model.path), None, Placement())
+
 
 def test_the_pipeline_keeps_a_model_that_saw_the_current_shards_and_plans_a_new_one_when_they_change(
         tmp_path: Path) -> None:
-    workspace, codec_path, codec_id = tokenized_workspace(tmp_path, ar_steps=2)
+    workspace, codec_id, _ = workspace_with_shards(
+        tmp_path, TrainSettings(ar_steps=2, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
+    codec_path = resolve_codec(workspace).path
     assert plan_generator(workspace, "ar") == GeneratorPlan("ar", None, "no ar model yet",
                                                             Start("from scratch: no earlier ar model"))
     model = train_generator(workspace, "ar").model

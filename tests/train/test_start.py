@@ -58,6 +58,7 @@ def test_a_family_continues_from_its_newest_model_of_other_shards_on_the_shards_
     ("policy", '[train] init = "scratch"'),
     ("encoder", "it reads captions with text encoder learned-words:test, this run with minilm-l6-v2:x"),
     ("base", "it descends from base model none, this run from ba5e"),
+    ("preset", "it is of the tiny preset, this run of the small preset ([model])"),
     ("checkpoint", "its checkpoint is missing"),
     ("revoked", "its weights learned from assets no longer accepted: a2 (revoked: takedown: rights holder)"),
     ("revoked-before-parent", "its weights learned from assets no longer accepted: a0 (disputed)"),
@@ -66,13 +67,16 @@ def test_a_family_continues_from_its_newest_model_of_other_shards_on_the_shards_
 def test_a_previous_model_that_cannot_be_continued_is_the_predecessor(tmp_path: Path, change: str,
                                                                       reason: str) -> None:
     workspace = make_workspace(tmp_path, "scratch" if change == "policy" else "continue")
-    encoder, base = ENCODER, None
+    encoder, base, preset = ENCODER, None, "tiny"
     with Ledger(workspace.ledger_url) as ledger:
         if change == "encoder":
             encoder = "minilm-l6-v2:x"
         elif change == "base":
             base = BaseModelRecord("ba5e", "tiny", "/base", "MusicgenForCausalLM", "CC0-1.0", "config", "stock",
                                    "accepted", "allow")
+        elif change == "preset":
+            ledger.record("models", "prev", {"training": {"preset": "tiny"}}, "model.trained")
+            preset = "small"
         elif change == "checkpoint":
             (tmp_path / "checkpoints" / "prev" / checkpoint.CONFIG).unlink()
         elif change == "revoked":
@@ -83,7 +87,7 @@ def test_a_previous_model_that_cannot_be_continued_is_the_predecessor(tmp_path: 
         elif change == "marked":
             ledger.record("models", "prev", {"status": "affected-by-takedown", "takedowns": ["t1"]},
                           "model.affected-by-takedown")
-    start = starting_point(workspace, "ar", DATA, encoder, base)
+    start = starting_point(workspace, "ar", DATA, encoder, base, preset)
     assert start.parent is None and start.init is None and start.predecessor == "prev"
     fresh = "from base model tiny" if base is not None else "from scratch"
     assert start.reason.startswith(f"{fresh}, not continued from ar model prev: {reason}")
