@@ -78,7 +78,14 @@ class _MicroBatched(_Section):
 
 
 class CodecSettings(_MicroBatched):
-    checkpoint: str = Field("", description="local soundtrail or transformers Encodec dir; '' trains one")
+    """The workspace codec: a pretrained one, or one trained here, and when ``soundtrail run`` trains another."""
+
+    checkpoint: str = Field("", description="local soundtrail or transformers Encodec dir (relative: in the "
+                                            "workspace) used as the workspace codec; '' trains one")
+    # A new codec re-encodes every asset into a new shard set and retrains every generator, so a run keeps the
+    # workspace codec unless told otherwise; `soundtrail codec train` always trains (and chooses) one.
+    retrain: Literal["never", "when-assets-change"] = Field(
+        "never", description="when `soundtrail run` trains a new workspace codec once one exists")
     steps: int = Field(300, ge=1)
     segment_s: float = Field(1.0, gt=0)
 
@@ -208,6 +215,10 @@ class PipelineSettings(_Section):
         "upbeat electronic track with bright synth lead, drums and bass",
         "calm ambient piece with soft pads and slow tempo",
     ])
+    # when-shards-change: a family whose model did not see the current shards trains a new one on them (where
+    # from is [train] init's decision); never: once a family has a model, runs keep generating with it
+    # (`soundtrail train` still trains)
+    retrain_models: Literal["when-shards-change", "never"] = "when-shards-change"
     generate_seconds: float = Field(4.0, gt=0)
     seed: int = 0
 

@@ -20,7 +20,8 @@ def codec_train(
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Train the codec on accepted assets (resumes after a kill; records which assets it saw)."""
+    """Train a codec on accepted assets and make it the workspace codec (resumes after a kill; records which
+    assets it saw)."""
     from soundtrail.flows.codec import codec_train_flow
     from soundtrail.flows.runtime import command_runtime
 
@@ -42,9 +43,25 @@ def codec_train(
     console.print(f"checkpoint: {codec.path}")
 
 
+@codec_app.command("use")
+def codec_use(
+    codec_id: Annotated[str, typer.Argument(help="a recorded codec's id")],
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make a recorded codec the workspace codec: tokenize, training and `run` use it from now on."""
+    from soundtrail.codec.stage import use_codec
+
+    codec, changed = use_codec(open_workspace(workspace), codec_id)
+    if as_json:
+        emit_json({"codec_id": codec.id, "kind": codec.kind, "path": codec.path, "changed": changed})
+    else:
+        console.print(f"workspace codec: {codec.id} ({codec.kind}, {codec.path})" + ("" if changed else ", as before"))
+
+
 @codec_app.command("eval")
 def codec_eval(
-    codec: Annotated[str | None, typer.Option("--codec", help="codec id (default: the newest)")] = None,
+    codec: Annotated[str | None, typer.Option("--codec", help="codec id (default: the workspace codec)")] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -62,7 +79,7 @@ def codec_eval(
 
 @app.command("tokenize")
 def tokenize(
-    codec: Annotated[str | None, typer.Option("--codec", help="codec id (default: configured or newest)")] = None,
+    codec: Annotated[str | None, typer.Option("--codec", help="codec id (default: the workspace codec)")] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:

@@ -103,17 +103,19 @@ def print_pipeline_summary(summary: dict[str, Any]) -> None:
         if item["status"] != "accepted":
             console.print(f"  {item['status']:<11} {escape(Path(item['path']).name)}: {escape(item['reason'] or '')}")
     codec = summary["codec"]
-    console.print(f"codec {codec['codec_id']}: loss {codec['metrics']['initial_loss']:.3f} -> "
-                  f"{codec['metrics']['final_loss']:.3f}")
+    loss = (f": loss {codec['metrics']['initial_loss']:.3f} -> {codec['metrics']['final_loss']:.3f}"
+            if codec["action"] == "trained" else "")
+    console.print(f"codec {codec['codec_id']} {codec['action']} ({escape(codec['reason'])}){loss}")
     tokens = summary["tokenize"]
-    console.print(f"shards: {tokens['rows']} segments in {tokens['shards']} shards ({tokens['shard_set']})")
+    console.print(f"shards: {tokens['rows']} segments in {tokens['shards']} shards ({tokens['shard_set']}), "
+                  f"{tokens['new_shards']} new")
     for kind, model in summary["models"].items():
         metrics = model["metrics"]
-        console.print(f"{kind} model {model['model_id']}: loss {metrics['initial_loss']:.3f} -> "
-                      f"{metrics['final_loss']:.3f} over {metrics['steps']} steps")
-    table = Table("output", "model", "status", "verdict", "watermark", "file")
+        console.print(f"{kind} model {model['model_id']} {model['action']} ({escape(model['reason'])}): loss "
+                      f"{metrics['initial_loss']:.3f} -> {metrics['final_loss']:.3f} over {metrics['steps']} steps")
+    table = Table("output", "model", "", "status", "verdict", "watermark", "file")
     for output in summary["outputs"]:
-        table.add_row(output["output_id"], output["model_kind"], output["status"], output["verdict"],
+        table.add_row(output["output_id"], output["model_kind"], output["action"], output["status"], output["verdict"],
                       output["payload_hex"] or "", escape(str(output["path"] or output["evidence"] or "")))
     console.print(table)
     console.print(f"outputs: {Path(summary['workspace']) / 'outputs'}")

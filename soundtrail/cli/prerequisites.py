@@ -28,6 +28,10 @@ def _as_command_error() -> Iterator[None]:
 
 
 def codec_training(workspace: Workspace) -> None:
+    from soundtrail.train.stage import check_codec_trainable
+
+    with _as_command_error():
+        check_codec_trainable(workspace)
     with Ledger(workspace.ledger_url) as ledger:
         if not ledger.rows("assets", status="accepted"):
             raise CommandError("no accepted assets to train a codec on: run `soundtrail ingest` first")

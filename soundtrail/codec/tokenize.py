@@ -94,6 +94,14 @@ def plan_tokenize(ledger: Ledger, shards_root: Path, codec_path: str, codec_id: 
     return TokenizePlan(str(set_dir), codec_path, codec_id, keep, stale, groups, sorted(accepted))
 
 
+def unchanged_summary(plan: TokenizePlan) -> dict[str, Any] | None:
+    """What a tokenize run reports for a shard set that needs nothing done; None when the plan has work."""
+    if not plan.nothing_to_do or not plan.keep:
+        return None
+    return {"shard_set": Path(plan.set_dir).name, "shards": len(plan.keep), "new_shards": 0, "superseded": 0,
+            "rows": sum(entry["rows"] for entry in plan.keep), "skipped": []}
+
+
 def group_file_name(codec_id: str, asset_ids: list[str]) -> str:
     digest = hashlib.sha256(f"{codec_id}|{','.join(sorted(asset_ids))}".encode()).hexdigest()[:16]
     return f"part-{digest}.parquet"

@@ -13,11 +13,12 @@ from soundtrail.workspace import Workspace
 
 
 @task(name="train-codec", retries=1)
-def train_codec_task(workspace_root: str, steps: int | None, progress: str | None = None) -> TrainedCodec:
+def train_codec_task(workspace_root: str, steps: int | None, reason: str,
+                     progress: str | None = None) -> TrainedCodec:
     """Resumes from the newest checkpoint if a previous attempt was killed; steps go to ``progress``."""
     workspace = Workspace(workspace_root)
     return train_workspace_codec(workspace, steps, on_step=step_callback(progress),
-                                 launcher=training_launcher(workspace.settings.scaling))
+                                 launcher=training_launcher(workspace.settings.scaling), reason=reason)
 
 
 CODEC = Stage("codec", inputs=lambda ws, params: ledger_refs(ws, "assets", status="accepted"),
@@ -26,11 +27,13 @@ CODEC = Stage("codec", inputs=lambda ws, params: ledger_refs(ws, "assets", statu
 
 
 @stage_flow(CODEC)
-def codec_train_flow(workspace: str | None = None, steps: int | None = None) -> TrainedCodec:
+def codec_train_flow(workspace: str | None = None, steps: int | None = None,
+                     reason: str = "`soundtrail codec train`") -> TrainedCodec:
+    """Train a codec and choose it as the workspace codec, recording ``reason`` with the choice."""
     from prefect_ray.context import remote_options
 
     ws = Workspace(workspace)
     progress = RemoteSteps("codec", steps or ws.settings.codec.steps)
     with remote_options(**training_task_options(ws.settings.scaling, ws.settings.ingest.workers)):
-        future = train_codec_task.submit(str(ws.root), steps, progress.name)
+        future = train_codec_task.submit(str(ws.root), steps, reason, progress.name)
     return progress.wait(future)

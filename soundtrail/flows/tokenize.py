@@ -18,14 +18,14 @@ from typing import Any
 from prefect import get_run_logger
 from prefect.context import get_run_context
 
-from soundtrail.codec.stage import resolve_codec
+from soundtrail.codec.stage import resolve_codec, tokenize_plan
 from soundtrail.codec.tokenize import (
     GroupEncoder,
     GroupResult,
     TokenizePlan,
     finalize_set,
-    plan_tokenize,
     rewrite_without,
+    unchanged_summary,
 )
 from soundtrail.config import TokenizeSettings
 from soundtrail.flows.progress import reporter
@@ -108,14 +108,11 @@ def tokenize_flow(workspace: str | None = None, codec_id: str | None = None) -> 
     logger = get_run_logger()
     ws = Workspace(workspace)
     settings = ws.settings.tokenize
-    codec = resolve_codec(ws, codec_id)
-    with Ledger(ws.ledger_url) as ledger:
-        plan = plan_tokenize(ledger, ws.path("shards"), codec.path, codec.id, settings.segment_s,
-                             settings.assets_per_shard)
-    if plan.nothing_to_do and plan.keep:
-        logger.info("shard set %s is up to date", Path(plan.set_dir).name)
-        return {"shard_set": Path(plan.set_dir).name, "shards": len(plan.keep), "new_shards": 0, "superseded": 0,
-                "rows": sum(entry["rows"] for entry in plan.keep), "skipped": []}
+    plan = tokenize_plan(ws, resolve_codec(ws, codec_id))
+    unchanged = unchanged_summary(plan)
+    if unchanged is not None:
+        logger.info("shard set %s is up to date", unchanged["shard_set"])
+        return unchanged
     accepted = set(plan.accepted)
     new_entries = [entry for entry in (rewrite_without(Path(plan.set_dir), stale, accepted) for stale in plan.stale)
                    if entry is not None]

@@ -6,6 +6,7 @@ a self-contained HTML page, Markdown, JSON); :func:`write_report` builds, render
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,21 @@ def output_audit(ledger: Ledger, output_id: str) -> dict[str, Any]:
     return {"output": {key: value for key, value in output.items() if key != "credential"},
             "credential": output.get("credential"), **model}
 
+
+_HEAD_META = re.compile(rb'<meta name="soundtrail-ledger-head" content="([0-9a-f]{64})">')
+
+
+def report_covers(path: Path, head: str) -> bool:
+    """Whether the HTML report at ``path`` was rendered from the ledger whose newest event has chain hash ``head``.
+
+    What lets a scheduled run that changed nothing keep its report instead of verifying the whole chain again.
+    """
+    try:
+        with Path(path).open("rb") as handle:
+            found = _HEAD_META.search(handle.read(4096))  # the tag is in the page's <head>
+    except FileNotFoundError:
+        return False
+    return found is not None and found.group(1).decode() == head
 
 
 def write_report(workspace: Workspace, fmt: str = "html", out: Path | None = None,

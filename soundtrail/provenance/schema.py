@@ -173,6 +173,20 @@ class CodecRow(Projection):
     takedowns: Mapped[Any] = _json()
 
 
+class Choice(Projection):
+    """What the workspace uses where several candidates exist (``id`` names the role, e.g. ``codec``).
+
+    The choice is its own event, so which codec tokenizes is stated by whoever chose it (``codec train``,
+    ``codec use``, ``[codec] checkpoint``, the pipeline's retrain policy); only a workspace from before choices
+    were recorded has its newest codec recorded as the choice, once.
+    """
+
+    __tablename__ = "choices"
+    chosen_id: Mapped[str | None] = _text()
+    reason: Mapped[str | None] = _text()
+    chosen_at: Mapped[str | None] = _text()
+
+
 class Shard(Projection):
     """A Parquet shard (``id`` is its sha256) and the assets whose segments it holds."""
 
@@ -289,6 +303,6 @@ class Review(Projection):
 
 PROJECTIONS: dict[str, type[Projection]] = {
     cls.__tablename__: cls
-    for cls in (Source, Licence, Asset, Consent, Fingerprint, BlockedWork, CodecRow, Shard, ModelRow, BaseModelRow,
-                Output, Takedown, Override, Review)
+    for cls in (Source, Licence, Asset, Consent, Fingerprint, BlockedWork, CodecRow, Choice, Shard, ModelRow,
+                BaseModelRow, Output, Takedown, Override, Review)
 }

@@ -27,7 +27,7 @@ from soundtrail.provenance.outputs import refuse_outputs_path
 from soundtrail.provenance.overrides import Override, record_override
 from soundtrail.provenance.records import CodecRecord, ModelRecord
 from soundtrail.provenance.takedown import takedown_holds
-from soundtrail.release.gate import recorded_release, release_staged
+from soundtrail.release.gate import ReleaseResult, recorded_release, release_staged
 from soundtrail.release.staging import staging_area
 from soundtrail.train import families
 from soundtrail.train.stage import resolve_model
@@ -61,14 +61,28 @@ def generate(workspace: Workspace, model: str, prompt: str, seconds: float, seed
             generation_s = generated.seconds_taken
             result = release_staged(workspace, folder, candidate, output_id=output_id, model_id=record.id,
                                     prompt=prompt, seed=seed, seconds=seconds, codes=generated.codes)
-    document = result.to_dict()
-    document.update(model_id=record.id, model_kind=record.kind, prompt=prompt, seed=seed,
-                    generation_s=generation_s)
+    document = _report(result, record, prompt, seed, generation_s)
     if result.status == "released" and out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result.path, out)
         document["out"] = str(out)
     return document
+
+
+def recorded_output(workspace: Workspace, model: str, prompt: str, seconds: float, seed: int) -> dict[str, Any] | None:
+    """What :func:`generate` reports for a request the gate already decided (None if it has not), without
+    loading the model or the screen: how a scheduled run reports the outputs it released before."""
+    record = resolve_model(workspace, model)
+    output_id = output_id_for(record.id, prompt, seed, seconds)
+    with staging_area(workspace, output_id) as folder:
+        result = recorded_release(workspace, output_id, folder)
+    return None if result is None else _report(result, record, prompt, seed, None)
+
+
+def _report(result: ReleaseResult, record: ModelRecord, prompt: str, seed: int,
+            generation_s: float | None) -> dict[str, Any]:
+    return {**result.to_dict(), "model_id": record.id, "model_kind": record.kind, "prompt": prompt, "seed": seed,
+            "generation_s": generation_s}
 
 
 def check_request(workspace: Workspace, model: str, prompt: str, seconds: float, seed: int,

@@ -28,7 +28,7 @@ from soundtrail import checkpoint
 from soundtrail.atomic import sha256_file
 from soundtrail.codec.codecs import load_codec
 from soundtrail.codec.quality import evaluate_codec
-from soundtrail.codec.stage import record_codec, resolve_codec, split_assets
+from soundtrail.codec.stage import choose_codec, record_codec, resolve_codec, split_assets
 from soundtrail.codec.tokenize import shard_set_dir
 from soundtrail.data.shards import manifest_entries, read_codec_info
 from soundtrail.models.codec import CodecConfig
@@ -38,7 +38,7 @@ from soundtrail.train.codec import PRESETS, CodecTrainConfig, codec_result, run_
 from soundtrail.train.families import FAMILIES, check_family_names, family
 from soundtrail.train.generator import BaseModel, GeneratorSettings, TrainingData
 from soundtrail.train.loop import InProcess, Launcher, Placement, StepCallback, TrainResult
-from soundtrail.train.start import admit_base_model, starting_point
+from soundtrail.train.start import Start, admit_base_model, starting_point
 from soundtrail.workspace import Workspace
 
 
@@ -152,6 +152,73 @@ def generator_settings(workspace: Workspace, kind: str, steps: int | None = None
                              ema_decay=train.ema_decay, loader_workers=train.loader_workers, base=start)
 
 
+@dataclass(frozen=True)
+class GeneratorRun:
+    """A training run of one family as this workspace makes it now: its settings (where it starts among them, so
+    its checkpoint folder names its parent), the current shards, and the decision where its weights begin."""
+
+    kind: str
+    settings: GeneratorSettings
+    data: TrainingData
+    text_encoder: str
+    start: Start
+    base: BaseModelRecord | None
+    directory: Path
+    world_size: int
+
+
+def generator_run(workspace: Workspace, kind: str, steps: int | None = None,
+                  world_size: int | None = None) -> GeneratorRun:
+    """The run ``soundtrail train`` would make (``steps`` overrides the family's default; ``world_size``, the
+    launcher's ranks, defaults to ``[scaling] workers``); also what ``soundtrail run`` plans with, so a scheduled
+    run and the command agree on the model and on where it starts."""
+    generator = family(kind)
+    check_family_names(workspace.settings.base_models, "[base_models]")
+    base = admit_base_model(workspace, kind)
+    settings = generator_settings(workspace, kind, steps, base)
+    data = training_data(workspace)
+    text_encoder = generator.text_encoder_id(settings)
+    start = starting_point(workspace, kind, data, text_encoder, base, settings.preset)
+    settings = dataclasses.replace(settings, init=start.init)
+    world_size = world_size or workspace.settings.scaling.workers
+    return GeneratorRun(kind, settings, data, text_encoder, start, base,
+                        run_dir(workspace, kind, data, settings, world_size), world_size)
+
+
+@dataclass(frozen=True)
+class GeneratorPlan:
+    """What ``soundtrail run`` does about one generator family: keep ``model``, or train one on the current shards
+    starting where ``start`` says."""
+
+    kind: str
+    model: ModelRecord | None  # None: train one
+    reason: str
+    start: Start | None = None  # for a model to train: its parent, or afresh and why
+
+    @property
+    def train(self) -> bool:
+        return self.model is None
+
+
+def plan_generator(workspace: Workspace, kind: str) -> GeneratorPlan:
+    """Keep the model that already saw the current shards with these settings; else ``[pipeline] retrain_models``
+    says whether to train one.
+
+    Whether is the pipeline's policy; where a new model starts (its previous model as parent, or afresh under
+    ``[train] init = "scratch"`` and the other rules of :mod:`soundtrail.train.start`) is the decision
+    ``soundtrail train`` makes, taken here from the same :func:`generator_run`.
+    """
+    run = generator_run(workspace, kind)
+    with Ledger(workspace.ledger_url) as ledger:
+        found = ledger.rows("models", kind=kind, path=str(run.directory))
+        previous = ledger.rows("models", kind=kind)
+    if found:
+        return GeneratorPlan(kind, ModelRecord.from_row(found[0]), "trained on the current shards already")
+    if previous and workspace.settings.pipeline.retrain_models == "never":
+        return GeneratorPlan(kind, resolve_model(workspace, kind), "[pipeline] retrain_models = \"never\"")
+    return GeneratorPlan(kind, None, "the shards changed" if previous else f"no {kind} model yet", run.start)
+
+
 def train_generator(workspace: Workspace, kind: str, steps: int | None = None, on_step: StepCallback | None = None,
                     run_id: str | None = None, launcher: Launcher | None = None) -> TrainedModel:
     """Train (or resume, or find finished) a model of family ``kind`` on the current shards; record it.
@@ -162,15 +229,8 @@ def train_generator(workspace: Workspace, kind: str, steps: int | None = None, o
     """
     generator = family(kind)
     launcher = launcher or InProcess()
-    check_family_names(workspace.settings.base_models, "[base_models]")
-    base = admit_base_model(workspace, kind)
-    settings = generator_settings(workspace, kind, steps, base)
-    data = training_data(workspace)
-    text_encoder = generator.text_encoder_id(settings)
-    start = starting_point(workspace, kind, data, text_encoder, base, settings.preset)
-    settings = dataclasses.replace(settings, init=start.init)
-    world_size = launcher.world_size
-    directory = run_dir(workspace, kind, data, settings, world_size)
+    run = generator_run(workspace, kind, steps, launcher.world_size)
+    data, settings, start, directory = run.data, run.settings, run.start, run.directory
 
     def work(placement: Placement, on_step: StepCallback | None) -> TrainResult:
         return generator.train(data, settings, directory, on_step, placement)
@@ -179,24 +239,34 @@ def train_generator(workspace: Workspace, kind: str, steps: int | None = None, o
     metrics = {"initial_loss": result.initial_loss, "final_loss": result.final_loss, "steps": result.total_steps,
                "device": result.device, **generator.baselines(data)}
     training = {"preset": settings.preset, "config": checkpoint.read_config(directory)["config"],
-                "world_size": world_size, "batch_size": settings.batch_size, "grad_accum": settings.grad_accum,
-                "ema_decay": settings.ema_decay, "shards_by_rank": settings.shards_read(data, world_size)}
+                "world_size": run.world_size, "batch_size": settings.batch_size, "grad_accum": settings.grad_accum,
+                "ema_decay": settings.ema_decay, "shards_by_rank": settings.shards_read(data, run.world_size)}
     model = ModelRecord(sha256_file(directory / checkpoint.WEIGHTS)[:16], kind, str(directory), data.codec_id,
-                        tuple(sorted(data.shard_ids)), text_encoder, result.total_steps, metrics, utc_now(),
+                        tuple(sorted(data.shard_ids)), run.text_encoder, result.total_steps, metrics, utc_now(),
                         training, parent=start.parent.id if start.parent is not None else None,
-                        predecessor=start.predecessor, base_model=base.id if base is not None else None,
+                        predecessor=start.predecessor, base_model=run.base.id if run.base is not None else None,
                         init_reason=start.reason)
     return TrainedModel(record_model(workspace, model, run_id))
 
 
+def check_codec_trainable(workspace: Workspace) -> None:
+    """A codec trained here could not become the workspace codec while ``[codec] checkpoint`` names another."""
+    if workspace.settings.codec.checkpoint:
+        raise ValueError(f"[codec] checkpoint = {workspace.settings.codec.checkpoint!r} is the workspace codec: "
+                         "remove it from soundtrail.toml to train one")
+
+
 def train_workspace_codec(workspace: Workspace, steps: int | None = None, config: CodecConfig | None = None,
-                          on_step: StepCallback | None = None, launcher: Launcher | None = None) -> TrainedCodec:
-    """Train (or resume, or find finished) the workspace codec on accepted assets and record it.
+                          on_step: StepCallback | None = None, launcher: Launcher | None = None,
+                          reason: str = "`soundtrail codec train`") -> TrainedCodec:
+    """Train (or resume, or find finished) a codec on accepted assets, record it and choose it as the workspace
+    codec, saying why (``reason``).
 
     ``config`` (an architecture given directly) overrides ``[model] codec``'s preset. ``on_step(step, loss)``
     runs after every optimizer step this call takes; ``launcher`` runs the training on its ranks (default: in
     this process).
     """
+    check_codec_trainable(workspace)
     settings = workspace.settings.codec
     launcher = launcher or InProcess()
     steps = steps or settings.steps
@@ -219,8 +289,9 @@ def train_workspace_codec(workspace: Workspace, steps: int | None = None, config
     result = codec_result(launcher(work, out_dir, on_step), paths, config, train, world_size)
     with Ledger(workspace.ledger_url) as ledger:
         recorded = ledger.get("codecs", result.codec_id)
-    if recorded is not None:  # finished earlier: its record (and held-out scores) stand, nothing to append
-        return TrainedCodec(CodecRecord.from_row(recorded), held_out)
+        if recorded is not None:  # finished earlier: its record (and held-out scores) stand
+            choose_codec(ledger, result.codec_id, reason)
+            return TrainedCodec(CodecRecord.from_row(recorded), held_out)
     by_path = {row["path"]: row["id"] for row in train_rows}
     metrics: dict[str, Any] = {"initial_loss": result.run.initial_loss, "final_loss": result.run.final_loss,
                                "steps": result.run.total_steps, "device": result.run.device}
@@ -231,4 +302,6 @@ def train_workspace_codec(workspace: Workspace, steps: int | None = None, config
     codec = CodecRecord(result.codec_id, "soundtrail", str(out_dir), {"preset": preset, **dataclasses.asdict(config)},
                         tuple(sorted(by_path[path] for path in result.assets_seen)), metrics, training=training)
     with Ledger(workspace.ledger_url) as ledger:
-        return TrainedCodec(record_codec(ledger, codec), held_out)
+        recorded_codec = record_codec(ledger, codec)
+        choose_codec(ledger, codec.id, reason)
+        return TrainedCodec(recorded_codec, held_out)

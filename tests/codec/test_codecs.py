@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -175,16 +177,24 @@ def test_soundtrail_checkpoint_loads_through_load_codec(tmp_path):
         assert torch.equal(codec.encode(wav), model.eval().encode(wav))
 
 
-def test_transformers_encodec_adapter_round_trip(tmp_path):
+def save_tiny_encodec(folder: Path, **config: Any) -> Any:
+    """A randomly initialised mono ``transformers`` ``EncodecModel`` saved with ``save_pretrained`` (no chunking, no
+    normalisation: what the tokenizer accepts); ``config`` overrides the tiny defaults. Returns the model."""
     from transformers import EncodecConfig, EncodecModel
 
     torch.manual_seed(0)
-    config = EncodecConfig(sampling_rate=8000, num_filters=4, upsampling_ratios=[4, 2], hidden_size=16,
-                           codebook_size=64, target_bandwidths=[6.0, 12.0], num_lstm_layers=1)
-    model = EncodecModel(config).eval()
+    model = EncodecModel(EncodecConfig(**{"sampling_rate": 8000, "num_filters": 4, "upsampling_ratios": [4, 2],
+                                          "hidden_size": 16, "codebook_size": 64, "target_bandwidths": [6.0, 12.0],
+                                          "num_lstm_layers": 1, **config})).eval()
     for layer in model.quantizer.layers:  # random init leaves codebooks at zero: give them content
         layer.codebook.embed.normal_()
-    model.save_pretrained(tmp_path)
+    model.save_pretrained(folder)
+    return model
+
+
+def test_transformers_encodec_adapter_round_trip(tmp_path):
+    model = save_tiny_encodec(tmp_path)
+    config = model.config
     codec = load_codec(tmp_path, "cpu")
     assert isinstance(codec, EncodecAdapter) and isinstance(codec, Codec)
     assert codec.codec_id == sha256_file(tmp_path / "model.safetensors")[:16]

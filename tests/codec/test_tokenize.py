@@ -25,8 +25,8 @@ STATUSES = ("accepted", "quarantined", "duplicate", "blocked", "revoked", "dispu
 TINY = CodecConfig(sample_rate=8000, channels=4, strides=(4, 4, 2), latent_dim=16, num_codebooks=2, codebook_size=16)
 
 
-def tiny_codec(folder: Path) -> tuple[str, str]:
-    torch.manual_seed(0)
+def tiny_codec(folder: Path, seed: int = 0) -> tuple[str, str]:
+    torch.manual_seed(seed)
     checkpoint.save_weights(folder, NeuralCodec(TINY).eval(), KIND, TINY, step=0)
     return str(folder), codec_id_of(folder / checkpoint.WEIGHTS)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.stats import ortho_group
 
-from soundtrail.codec.stage import split_assets
+from soundtrail.codec.stage import choose_codec, split_assets
 from soundtrail.config import Settings, TokenizeSettings, TrainSettings
 from soundtrail.evaluate.compare import (
     CompareConfig,
@@ -150,6 +150,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
                                         [Path(row["path"]) for row in train_rows])
     ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now(),
                                        "assets": [row["id"] for row in train_rows]}, "codec.trained")
+    choose_codec(ledger, codec_id, "the test's codec")
     tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
     ledger.close()
     for kind in ("ar", "diffusion"):

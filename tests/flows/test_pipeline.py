@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
 
@@ -19,6 +21,8 @@ from soundtrail.corpus.build import BLOCKLIST_REASON
 from soundtrail.ingest.blocklist import add_to_blocklist
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.workspace import Workspace
+from tests.audio_fixtures import melody, write
+from tests.codec.test_codecs import save_tiny_encodec
 
 pytestmark = pytest.mark.slow
 
@@ -80,8 +84,10 @@ def test_pipeline_runs_every_stage_and_a_rerun_redoes_nothing(pipeline_workspace
     from soundtrail.flows.progress import reporting
 
     ws = pipeline_workspace
+    first_started = datetime.now(UTC)
     with mock.patch.object(ray, "init", wraps=ray.init) as ray_init, reporting(RecordingReporter()) as progress:
         summary = pipeline_flow(str(ws.root))
+    assert _tasks_started_since(first_started) >= MODEL_WORK, "the first run trains, encodes and generates"
     assert ray_init.call_count == 1, "every stage's subflow runs on the pipeline's one Ray session"
     # Training runs in Ray tasks; its steps and losses reached the driver's reporter while it ran.
     assert {"codec": 12, "train ar": 40, "train diffusion": 12}.items() <= progress.totals.items()
@@ -101,13 +107,27 @@ def test_pipeline_runs_every_stage_and_a_rerun_redoes_nothing(pipeline_workspace
         if output["status"] == "released":
             assert Path(output["path"]).is_file() and output["payload_hex"] == output["output_id"]
     assert Path(summary["report"]).is_file()
+    assert summary["codec"]["action"] == "trained" and summary["codec"]["reason"] == "the workspace has no codec yet"
+    assert {(model["action"], model["parent"]) for model in summary["models"].values()} == {("trained", None)}
+    assert {output["action"] for output in summary["outputs"]} == {"generated"}
     ledger = Ledger(ws.ledger_url)
     assert ledger.verify().ok
+    assert [event["payload"]["chosen_id"] for event in ledger.events("choices")] == [summary["codec"]["codec_id"]]
     head = ledger.head()
+    files = _files(ws)
 
+    started = datetime.now(UTC)
     again = pipeline_flow(str(ws.root))
     assert ledger.head() == head, "a re-run with unchanged inputs appends nothing to the ledger"
-    assert [o["output_id"] for o in again["outputs"]] == [o["output_id"] for o in summary["outputs"]]
+    assert _tasks_started_since(started) & MODEL_WORK == set(), "nothing trained, encoded or generated again"
+    assert _files(ws) == files, "no checkpoint, shard, output or report written again"
+    assert (again["codec"]["codec_id"], again["codec"]["action"]) == (summary["codec"]["codec_id"], "kept")
+    assert again["tokenize"]["new_shards"] == 0 and again["tokenize"]["shard_set"] == summary["tokenize"]["shard_set"]
+    assert {kind: (model["model_id"], model["action"]) for kind, model in again["models"].items()} == {
+        kind: (model["model_id"], "kept") for kind, model in summary["models"].items()}
+    assert [(o["output_id"], o["status"], o["action"]) for o in again["outputs"]] == [
+        (o["output_id"], o["status"], "kept") for o in summary["outputs"]], "released outputs reported, not redone"
+    assert again["report"] == summary["report"]
 
     events = [json.loads(line) for line in (ws.root / "reports" / "openlineage.jsonl").read_text().splitlines()]
     jobs = {event["job"]["name"] for event in events}
@@ -116,6 +136,43 @@ def test_pipeline_runs_every_stage_and_a_rerun_redoes_nothing(pipeline_workspace
     assert parents == {"pipeline"}, "every stage run names the pipeline run as its parent"
     completes = [e for e in events if e["eventType"] == "COMPLETE" and e["job"]["name"] == "tokenize"]
     assert completes and all(out["name"].startswith("shards/") for out in completes[0]["outputs"])
+
+
+# Prefect tasks that train or generate, and the stage flow that encodes (on its pool of Ray actors, not in
+# tasks): a run over unchanged inputs starts none of them.
+MODEL_WORK = {"train-codec", "train", "generate", "tokenize"}
+
+
+def _tasks_started_since(when: datetime) -> set[str]:
+    """Names of the Prefect tasks (without their run suffix) and of the flows that started after ``when``."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterStartTime,
+        TaskRunFilter,
+        TaskRunFilterStartTime,
+    )
+
+    async def names() -> set[str]:
+        async with get_client() as client:
+            tasks = await client.read_task_runs(
+                task_run_filter=TaskRunFilter(start_time=TaskRunFilterStartTime(after_=when)), limit=200)
+            flows = await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(start_time=FlowRunFilterStartTime(after_=when)), limit=200)
+            flow_names = {flow.id: flow.name for flow in await client.read_flows(limit=200)}
+        return ({re.sub(r"-[0-9a-f]{3}$", "", run.name) for run in tasks}
+                | {flow_names[run.flow_id] for run in flows if run.flow_id in flow_names})
+
+    return asyncio.run(names())
+
+
+def _files(ws: Workspace) -> dict[str, tuple[int, int]]:
+    """(mtime, size) of every checkpoint, shard, released output and the audit report."""
+    found = [path for folder in ("checkpoints", "shards", "outputs") for path in (ws.root / folder).rglob("*")]
+    return {str(path): (path.stat().st_mtime_ns, path.stat().st_size)
+            for path in [*found, ws.root / "reports" / "audit.html"] if path.is_file()}
 
 
 def test_pipeline_leaves_prefect_artifacts(pipeline_workspace: Workspace, prefect_server) -> None:
@@ -133,6 +190,80 @@ def test_pipeline_leaves_prefect_artifacts(pipeline_workspace: Workspace, prefec
     assert "ar model" in str(summary[0].data) and "shard set" in str(summary[0].data)
     releases = asyncio.run(latest("release-log"))  # published by each generate stage run
     assert releases and "output_id" in str(releases[0].data)
+
+
+def test_a_run_with_one_new_file_keeps_the_codec_and_encodes_only_that_file(pipeline_workspace: Workspace,
+                                                                            prefect_server) -> None:
+    """After the runs above: the workspace codec stays, the new asset gets one new shard in the same shard set, and
+    the generators (by the default policy) train new models on the shards now current, continuing their previous
+    ones."""
+    from soundtrail.flows.pipeline import pipeline_flow
+
+    ws = pipeline_workspace
+    ledger = Ledger(ws.ledger_url)
+    codecs = ledger.rows("codecs")
+    (codec,) = [row["chosen_id"] for row in ledger.rows("choices")]
+    shards = {row["id"] for row in ledger.rows("shards", status="current")}
+    previous = {row["kind"]: row["id"] for row in ledger.rows("models")}  # one model per family so far
+    write(ws.root / "inputs" / "tracks" / "new-melody.wav", melody(41, seconds=8.0))
+    with (ws.root / "inputs" / "manifest.jsonl").open("a") as manifest:
+        manifest.write(json.dumps({"path": "tracks/new-melody.wav", "license": "CC0-1.0", "rights_holder": "Test Label",
+                                   "title": "New Melody", "description": "a plucked melody"}) + "\n")
+
+    started = datetime.now(UTC)
+    summary = pipeline_flow(str(ws.root))
+    (new_asset,) = [item["asset_id"] for item in summary["ingest"]["items"]
+                    if item["path"].endswith("new-melody.wav") and item["status"] == "accepted"]
+    assert (summary["codec"]["codec_id"], summary["codec"]["action"]) == (codec, "kept")
+    assert ledger.rows("codecs") == codecs and len(ledger.events("choices")) == 1, "no codec trained or chosen"
+    assert "train-codec" not in _tasks_started_since(started)
+    assert summary["tokenize"]["new_shards"] == 1 and summary["tokenize"]["superseded"] == 0
+    current = ledger.rows("shards", status="current")
+    (added,) = [row for row in current if row["id"] not in shards]
+    assert {row["id"] for row in current} == shards | {added["id"]}, "the earlier shards stay current"
+    assert added["asset_ids"] == [new_asset] and added["codec_id"] == codec
+    assert added["shard_set"] == summary["tokenize"]["shard_set"]
+    for kind, model in summary["models"].items():
+        assert (model["action"], model["reason"], model["codec_id"]) == ("trained", "the shards changed", codec)
+        assert model["model_id"] not in previous.values() and model["shards"] == len(shards) + 1
+        # Where it starts is soundtrail train's decision ([train] init = "continue"): the family's previous model.
+        assert (model["parent"], model["init_reason"]) == (
+            previous[kind], f"continued from {kind} model {previous[kind]}, trained on other shards")
+    ar = summary["models"]["ar"]["metrics"]
+    assert ar["final_loss"] < ar["uniform_baseline"] - 0.5, ar
+    assert {output["action"] for output in summary["outputs"]} == {"generated"}, "new models, new outputs"
+    assert ledger.verify().ok
+
+
+def test_run_tokenizes_and_trains_on_a_pretrained_encodec(tmp_path: Path, prefect_server) -> None:
+    """`[codec] checkpoint` naming a local transformers EncodecModel: no codec is trained, the shards and the
+    generator are made with it (one family and no prompts: the runs above cover the rest of the pipeline)."""
+    from soundtrail.flows.pipeline import pipeline_flow
+
+    encodec = save_tiny_encodec(tmp_path / "models" / "encodec", upsampling_ratios=[8, 5, 4],  # 50 frames/s
+                                target_bandwidths=[1.2]).config  # 4 codebooks
+    (tmp_path / "soundtrail.toml").write_text(
+        TINY_PIPELINE.replace("[codec]\n", '[codec]\ncheckpoint = "models/encodec"\n')
+        .replace('prompts = ["calm piano with soft pads"]', 'prompts = []\nmodels = ["ar"]'))
+    synthesize_corpus(tmp_path / "inputs", tracks=3, seconds=8.0, seed=4)
+    ws = Workspace(tmp_path)
+
+    summary = pipeline_flow(str(ws.root))
+    codec = summary["codec"]
+    assert (codec["kind"], codec["action"], codec["reason"]) == ("pretrained", "kept", "[codec] checkpoint names it")
+    assert codec["config"] == {"sample_rate": encodec.sampling_rate, "frame_rate": encodec.frame_rate,
+                               "num_codebooks": encodec.num_quantizers, "codebook_size": encodec.codebook_size}
+    assert not (tmp_path / "checkpoints" / "codec").exists(), "no codec trained"
+    ledger = Ledger(ws.ledger_url)
+    assert [row["id"] for row in ledger.rows("codecs")] == [codec["codec_id"]]
+    shards = ledger.rows("shards", status="current")
+    assert shards and {row["codec_id"] for row in shards} == {codec["codec_id"]}
+    assert summary["tokenize"]["shard_set"].startswith(codec["codec_id"])
+    (ar,) = summary["models"].values()
+    assert (ar["kind"], ar["action"], ar["codec_id"], ar["shards"]) == ("ar", "trained", codec["codec_id"], len(shards))
+    assert ar["metrics"]["final_loss"] < ar["metrics"]["uniform_baseline"] - 0.5, ar["metrics"]
+    assert summary["outputs"] == []
+    assert ledger.verify().ok
 
 
 def _busy_ray_workers() -> list[int]:

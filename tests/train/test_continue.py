@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from soundtrail.codec.stage import choose_codec
 from soundtrail.config import Settings, TokenizeSettings, TrainSettings
 from soundtrail.provenance.audit import model_audit
 from soundtrail.provenance.ledger import Ledger, utc_now
@@ -38,6 +39,7 @@ def test_new_shards_continue_the_previous_model_and_a_takedown_starts_afresh(tmp
     with Ledger(workspace.ledger_url) as ledger:
         ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
                       "codec.trained")
+        choose_codec(ledger, codec_id, "the test's codec")
         tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
     first = train_generator(workspace, "ar").model
     assert (first.parent, first.predecessor, first.init_reason) == (None, None, "from scratch: no earlier ar model")

@@ -9,12 +9,21 @@ from pathlib import Path
 import pytest
 
 from soundtrail import checkpoint
+from soundtrail.codec.stage import choose_codec, resolve_codec
 from soundtrail.config import CodecSettings, Settings, TokenizeSettings, TrainSettings
 from soundtrail.models.codec import CodecConfig
 from soundtrail.provenance.ledger import Ledger, utc_now
 from soundtrail.train.families import family
 from soundtrail.train.loop import Placement
-from soundtrail.train.stage import generator_settings, train_generator, train_workspace_codec, training_data
+from soundtrail.train.stage import (
+    GeneratorPlan,
+    generator_settings,
+    plan_generator,
+    train_generator,
+    train_workspace_codec,
+    training_data,
+)
+from soundtrail.train.start import Start
 from soundtrail.workspace import Workspace
 from tests.audio_fixtures import melody, write
 from tests.codec.test_tokenize import tiny_codec, tokenize
@@ -69,6 +78,7 @@ def workspace_with_shards(root: Path, train: TrainSettings) -> tuple[Workspace, 
     with Ledger(workspace.ledger_url) as ledger:
         ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
                       "codec.trained")
+        choose_codec(ledger, codec_id, "the test's codec")
         tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
         return workspace, codec_id, sorted(row["id"] for row in ledger.rows("shards", status="current"))
 
@@ -103,3 +113,34 @@ def test_a_generator_is_recorded_with_its_shards_and_a_rerun_finds_it(tmp_path: 
     bigger = dataclasses.replace(generator_settings(workspace, "ar"), preset="small")
     with pytest.raises(ValueError, match=r"config\.preset: 'tiny' there, 'small' here"):
         family("ar").train(training_data(workspace), bigger, Path(model.path), None, Placement())
+
+
+def test_the_pipeline_keeps_a_model_that_saw_the_current_shards_and_plans_a_new_one_when_they_change(
+        tmp_path: Path) -> None:
+    workspace, codec_id, _ = workspace_with_shards(
+        tmp_path, TrainSettings(ar_steps=2, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
+    codec_path = resolve_codec(workspace).path
+    assert plan_generator(workspace, "ar") == GeneratorPlan("ar", None, "no ar model yet",
+                                                            Start("from scratch: no earlier ar model"))
+    model = train_generator(workspace, "ar").model
+    assert plan_generator(workspace, "ar") == GeneratorPlan("ar", model, "trained on the current shards already")
+
+    path = write(workspace.root / "corpus" / "a3.wav", melody(3, seconds=2.0, rate=8000), rate=8000)
+    with Ledger(workspace.ledger_url) as ledger:
+        ledger.record("assets", "asset3", {"path": str(path), "status": "accepted", "license": "CC0-1.0"},
+                      "asset.test")
+        assert tokenize(ledger, workspace.path("shards"), codec_path, codec_id)["new_shards"] == 1
+    # The plan decides whether; where the new model starts is soundtrail train's own decision ([train] init).
+    plan = plan_generator(workspace, "ar")
+    assert (plan.model, plan.reason, plan.start.parent) == (None, "the shards changed", model)
+    settings = workspace.settings
+    scratch = Workspace(workspace.root, settings.model_copy(
+        update={"train": settings.train.model_copy(update={"init": "scratch"})}))
+    assert (plan_generator(scratch, "ar").start.parent, plan_generator(scratch, "ar").start.predecessor) == (
+        None, model.id)
+    keep = Workspace(workspace.root, settings.model_copy(
+        update={"pipeline": settings.pipeline.model_copy(update={"retrain_models": "never"})}))
+    assert plan_generator(keep, "ar") == GeneratorPlan("ar", model, '[pipeline] retrain_models = "never"')
+    continued = train_generator(workspace, "ar").model
+    assert continued.parent == model.id and continued.init_reason == plan.start.reason
+    assert plan_generator(workspace, "ar") == GeneratorPlan("ar", continued, "trained on the current shards already")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from soundtrail.codec.stage import choose_codec
 from soundtrail.provenance.ledger import Ledger, ProjectionMismatch, utc_now
 from soundtrail.train.stage import train_workspace_codec, training_data
 from soundtrail.workspace import Workspace
@@ -23,6 +24,7 @@ def test_training_refuses_an_nc_asset_relabelled_accepted_in_the_table(ledger_ur
     codec_path, codec_id = tiny_codec(tmp_path / "codec")
     ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
                   "codec.trained")
+    choose_codec(ledger, codec_id, "the test's codec")
     for index in range(2):
         path = write(tmp_path / f"a{index}.wav", melody(index, seconds=1.5), rate=8000)
         ledger.record("assets", f"a{index}", {"path": str(path), "status": "accepted", "license": "CC0-1.0"},
