@@ -22,9 +22,9 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from unittest import mock
 
 import soundfile as sf
+from timing import seconds_inside  # benchmarks/timing.py: scripts run with benchmarks/ on sys.path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -88,27 +88,17 @@ def ingest_flow_seconds(corpus: Path, manifest: Path, root: Path, workers: int) 
     from soundtrail.flows.runtime import ray_task_runner
     from soundtrail.ingest.catalog import Catalog
 
-    walls, recording = [], [0.0]
-    real_admit_batch = Catalog.admit_batch
-
-    def timed_admit_batch(catalog: Catalog, records: list[dict], run_id: str | None) -> list:
-        began = time.perf_counter()
-        try:
-            return real_admit_batch(catalog, records, run_id)
-        finally:
-            recording[0] += time.perf_counter() - began
-
+    walls = []
     for run in ("cold", "warm"):
         workspace = root / f"ws-flow{workers}-{run}"
         workspace.mkdir(parents=True)
         (workspace / "soundtrail.toml").write_text(f"[ingest]\nworkers = {workers}\n")
         ws = Workspace(workspace)
-        recording[0] = 0.0
         start = time.perf_counter()
         if not ray.is_initialized():  # the task runner reuses a running Ray session instead of starting its own
             ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
                      runtime_env={"env_vars": {"PREFECT_API_URL": os.environ["PREFECT_API_URL"]}})
-        with mock.patch.object(Catalog, "admit_batch", timed_admit_batch):
+        with seconds_inside(Catalog, "admit_batch") as recording:
             state = ingest_flow.with_options(task_runner=ray_task_runner(ws))(
                 str(ws.root), [str(corpus)], str(manifest), return_state=True)
         walls.append(time.perf_counter() - start)

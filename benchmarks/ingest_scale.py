@@ -25,10 +25,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 import soundfile as sf
+from timing import seconds_inside  # benchmarks/timing.py: scripts run with benchmarks/ on sys.path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -132,17 +132,7 @@ def measure(size: int, seconds: float, workers: int, root: Path) -> dict:
             return time.perf_counter() - began, summary
 
         run([warmup], warmup / "manifest.jsonl")  # Ray's workers and Prefect's task machinery, started once
-        recording = [0.0]
-        real_admit_batch = Catalog.admit_batch
-
-        def timed_admit_batch(catalog: Catalog, records: list[dict], run_id: str | None) -> list:
-            began = time.perf_counter()
-            try:
-                return real_admit_batch(catalog, records, run_id)
-            finally:
-                recording[0] += time.perf_counter() - began
-
-        with PeakMemory() as memory, mock.patch.object(Catalog, "admit_batch", timed_admit_batch):
+        with PeakMemory() as memory, seconds_inside(Catalog, "admit_batch") as recording:
             first_s, summary = run([corpus], manifest)
         figures.update(first_s=first_s, accepted=summary["accepted"], duplicate=summary["duplicate"],
                        disputed=summary["disputed"], peak_rss=memory.peak,

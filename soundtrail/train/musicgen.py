@@ -58,6 +58,7 @@ from soundtrail.data.shards import CodecInfo
 from soundtrail.models.ar import apply_cfg, codebook_cross_entropy, sample_logits
 from soundtrail.models.conditioning import (
     FrozenMiniLMEncoder,
+    FrozenTextEncoder,
     LearnedTextConfig,
     LearnedTextEncoder,
     build_text_encoder,
@@ -93,33 +94,11 @@ def quiet_transformers() -> Iterator[None]:
         hf_logging.set_verbosity(level)
 
 
-class T5Text(nn.Module):
+class T5Text(FrozenTextEncoder):
     """A MusicGen's frozen T5 encoder and its tokenizer, with soundtrail's text-encoder interface."""
 
-    trainable = False
-
     def __init__(self, tokenizer: Any, model: nn.Module, encoder_id: str, max_tokens: int = 256):
-        super().__init__()
-        self.tokenizer = tokenizer
-        self.model = model.eval().requires_grad_(False)
-        self.encoder_id = encoder_id
-        self.max_tokens = max_tokens
-
-    @property
-    def dim(self) -> int:
-        return int(self.model.config.d_model)
-
-    def train(self, mode: bool = True) -> T5Text:
-        """Stays in eval mode: a frozen encoder must not switch on its dropout."""
-        return super().train(False)
-
-    def forward(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        device = next(self.model.parameters()).device
-        tokens = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_tokens,
-                                return_tensors="pt").to(device)
-        with torch.no_grad():
-            output = self.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"])
-        return output.last_hidden_state, tokens["attention_mask"].bool()
+        super().__init__(tokenizer, model, encoder_id, max_tokens)
 
     def save(self, directory: Path) -> str:
         """Write the encoder and tokenizer to ``directory`` (complete or absent after a kill); its weights' id."""
