@@ -16,7 +16,7 @@ from soundtrail.atomic import sha256_file
 from soundtrail.audio import write_wav
 from soundtrail.codec.codecs import Codec, EncodecAdapter, SoundtrailCodec, bitrate_kbps, encode_segments, load_codec
 from soundtrail.codec.quality import evaluate_codec, segment_quality, si_snr_db
-from soundtrail.models.codec import Codebook, CodecConfig, Conv, NeuralCodec, encodec_24k
+from soundtrail.models.codec import CodecConfig, Conv, NeuralCodec, encodec_24k
 from soundtrail.models.codec_discriminator import (
     DiscriminatorConfig,
     MultiScaleSTFTDiscriminator,
@@ -24,6 +24,7 @@ from soundtrail.models.codec_discriminator import (
     feature_matching_loss,
     generator_loss,
 )
+from soundtrail.models.quantizer import Codebook
 
 TINY = CodecConfig(sample_rate=8000, channels=4, strides=(4, 4, 2), latent_dim=16, num_codebooks=4, codebook_size=32)
 
