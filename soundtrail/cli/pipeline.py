@@ -113,7 +113,7 @@ def print_pipeline_summary(summary: dict[str, Any]) -> None:
         metrics = model["metrics"]
         console.print(f"{kind} model {model['model_id']} {model['action']} ({escape(model['reason'])}): loss "
                       f"{metrics['initial_loss']:.3f} -> {metrics['final_loss']:.3f} over {metrics['steps']} steps")
-    table = Table("output", "model", "", "status", "verdict", "watermark", "file")
+    table = Table("output", "model", "this run", "status", "verdict", "watermark", "file")
     for output in summary["outputs"]:
         table.add_row(output["output_id"], output["model_kind"], output["action"], output["status"], output["verdict"],
                       output["payload_hex"] or "", escape(str(output["path"] or output["evidence"] or "")))
