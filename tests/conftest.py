@@ -1,27 +1,30 @@
-"""Shared fixtures: ledger URLs for both backends, fast defaults for torch on 2 cores."""
+"""Shared fixtures: ledger URLs for both backends (a real PostgreSQL), fast defaults for torch on 2 cores."""
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-POSTGRES_URL = os.environ.get("SOUNDTRAIL_TEST_POSTGRES_URL", "")
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
-    """On CI every dependency is installed by `make test`: a skipped test there is a failure, not a pass."""
+    """`make test` installs every dependency the suite uses: a skipped test is a failure, not a pass."""
     outcome = yield
     report = outcome.get_result()
-    if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
+    if report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
-        report.longrepr = f"skipped on CI, where nothing may be missing: {report.longrepr}"
+        report.longrepr = f"skipped, but nothing may be missing under `make test`: {report.longrepr}"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -31,15 +34,27 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(1)
 
 
+@functools.cache
+def postgres_url() -> str:
+    """The test server: SOUNDTRAIL_TEST_POSTGRES_URL (what `make test` passes), else Debian's PostgreSQL started
+    by scripts/postgres.sh, as `make test` starts it."""
+    if url := os.environ.get("SOUNDTRAIL_TEST_POSTGRES_URL"):
+        return url
+    started = subprocess.run(["bash", str(REPO / "scripts" / "postgres.sh")], capture_output=True, text=True)
+    if started.returncode != 0:
+        raise RuntimeError(f"scripts/postgres.sh could not start PostgreSQL: {started.stderr.strip()[-500:]}")
+    return started.stdout.strip().splitlines()[-1]
+
+
 def _postgres_database() -> Iterator[str]:
     """A fresh database on the test server, dropped afterwards."""
     from sqlalchemy import create_engine, text
 
     name = f"st_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    admin = create_engine(postgres_url(), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
-    base, _, _ = POSTGRES_URL.rpartition("/")
+    base, _, _ = postgres_url().rpartition("/")
     try:
         yield f"{base}/{name}"
     finally:
@@ -50,12 +65,10 @@ def _postgres_database() -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def ledger_url(request: pytest.FixtureRequest, tmp_path) -> Iterator[str]:
-    """The ledger tests run against both backends; PostgreSQL comes from SOUNDTRAIL_TEST_POSTGRES_URL."""
+    """The ledger tests run against both backends; PostgreSQL is a real server (:func:`postgres_url`)."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ledger.db'}"
         return
-    if not POSTGRES_URL:
-        pytest.skip("SOUNDTRAIL_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
     yield from _postgres_database()
 
 

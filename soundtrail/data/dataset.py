@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from pathlib import Path
@@ -67,8 +68,9 @@ class StepBatches(IterableDataset):
 
     start_step: int = 0
 
+    @abstractmethod
     def batch(self, step: int) -> Any:
-        raise NotImplementedError
+        """The batch of optimizer step ``step``, a function of the step alone."""
 
     def from_step(self, start_step: int) -> StepBatches:
         """This dataset iterating from ``start_step`` on (a copy)."""

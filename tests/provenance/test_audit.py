@@ -201,9 +201,9 @@ def test_html_is_self_contained_and_escaped(workspace: Workspace, tmp_path: Path
     assert newest_only.count("<audio") == 1 and 'id="output-o2"' in newest_only, "media for the newest release only"
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (`make setup` installs Debian's chromium)")
 def test_html_media_loads_in_headless_chromium(workspace: Workspace, tmp_path: Path) -> None:
     """Chromium opens the page offline; the page's own check marks each spectrogram and player as decoded."""
+    assert CHROMIUM, "chromium is missing: `make setup` installs Debian's chromium"
     page = write_report(workspace, "html")
     command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",

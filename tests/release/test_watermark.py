@@ -133,7 +133,6 @@ def test_survives_a_16_khz_round_trip(marked: np.ndarray):
     assert wm.detect(attacks.resample_roundtrip(marked, RATE, 16_000), RATE).payload == PAYLOAD
 
 
-@pytest.mark.skipif(not attacks.have_ffmpeg(), reason="ffmpeg is not installed")
 def test_survives_mp3_at_128_kbps(marked: np.ndarray):
     decoded = attacks.mp3_roundtrip(marked, RATE, "128k")
     assert decoded.shape[0] == marked.shape[0]

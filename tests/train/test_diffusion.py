@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from soundtrail.checkpoint import read_config
-from soundtrail.models.conditioning import LearnedTextConfig, LearnedTextEncoder, minilm_path
+from soundtrail.models.conditioning import LearnedTextConfig, LearnedTextEncoder
 from soundtrail.models.diffusion import DiT, DiTConfig
 from soundtrail.train.diffusion import TextToLatent, build_model, load_model, model_config, train_diffusion
 from soundtrail.train.loop import LoopConfig
@@ -111,7 +111,6 @@ def test_config_round_trip_and_mismatched_widths():
         build_model(wrong)
 
 
-@pytest.mark.skipif(minilm_path() is None, reason="the packaged MiniLM is not installed")
 def test_frozen_encoder_stays_out_of_the_weights():
     from soundtrail.models.conditioning import FrozenMiniLMEncoder
 
