@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from soundtrail.codec.stage import choose_codec
 from soundtrail.config import Settings, TokenizeSettings, TrainSettings
 from soundtrail.provenance.audit import model_audit
-from soundtrail.provenance.ledger import Ledger, utc_now
+from soundtrail.provenance.ledger import Ledger
 from soundtrail.provenance.lineage import asset_descendants, model_sources, training_license_summary
 from soundtrail.provenance.takedown import revoke
 from soundtrail.train.stage import train_generator
 from soundtrail.workspace import Workspace
 from tests.audio_fixtures import melody, write
-from tests.codec.test_tokenize import tiny_codec, tokenize
-from tests.train.test_stage import workspace_with_assets
+from tests.codec.test_tokenize import tokenize
+from tests.train.test_stage import tokenize_with_tiny_codec, workspace_with_assets
 
 SETTINGS = Settings(tokenize=TokenizeSettings(segment_s=1.0),
                     train=TrainSettings(ar_steps=20, batch_size=4, crop_seconds=0.25, text_encoder="learned"))
@@ -35,12 +34,7 @@ def add_asset(workspace: Workspace, index: int) -> None:
 
 def test_new_shards_continue_the_previous_model_and_a_takedown_starts_afresh(tmp_path: Path) -> None:
     workspace = workspace_with_assets(tmp_path / "ws", SETTINGS)
-    codec_path, codec_id = tiny_codec(tmp_path / "codec")
-    with Ledger(workspace.ledger_url) as ledger:
-        ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
-                      "codec.trained")
-        choose_codec(ledger, codec_id, "the test's codec")
-        tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
+    codec_path, codec_id = tokenize_with_tiny_codec(workspace, tmp_path / "codec")
     first = train_generator(workspace, "ar").model
     assert (first.parent, first.predecessor, first.init_reason) == (None, None, "from scratch: no earlier ar model")
 

@@ -71,15 +71,23 @@ def test_changed_codec_training_settings_train_a_new_codec_beside_the_finished_o
     assert again.codec.config["preset"] is None, "an architecture given directly is no preset"
 
 
-def workspace_with_shards(root: Path, train: TrainSettings) -> tuple[Workspace, str, list[str]]:
-    """The three assets tokenized in 1 s segments by a tiny untrained codec: (workspace, codec id, shard ids)."""
-    workspace = workspace_with_assets(root / "ws", Settings(tokenize=TokenizeSettings(segment_s=1.0), train=train))
-    codec_path, codec_id = tiny_codec(root / "codec")
+def tokenize_with_tiny_codec(workspace: Workspace, folder: Path) -> tuple[str, str]:
+    """Record a tiny untrained codec in ``folder`` as the workspace codec and tokenize the accepted assets with
+    it: (codec path, codec id)."""
+    codec_path, codec_id = tiny_codec(folder)
     with Ledger(workspace.ledger_url) as ledger:
         ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
                       "codec.trained")
         choose_codec(ledger, codec_id, "the test's codec")
         tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
+    return codec_path, codec_id
+
+
+def workspace_with_shards(root: Path, train: TrainSettings) -> tuple[Workspace, str, list[str]]:
+    """The three assets tokenized in 1 s segments by a tiny untrained codec: (workspace, codec id, shard ids)."""
+    workspace = workspace_with_assets(root / "ws", Settings(tokenize=TokenizeSettings(segment_s=1.0), train=train))
+    _, codec_id = tokenize_with_tiny_codec(workspace, root / "codec")
+    with Ledger(workspace.ledger_url) as ledger:
         return workspace, codec_id, sorted(row["id"] for row in ledger.rows("shards", status="current"))
 
 
