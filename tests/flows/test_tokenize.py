@@ -4,6 +4,7 @@ guarantees (progress, skipped reasons, re-runs, takedowns, the ledger) on top of
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,10 @@ pytestmark = pytest.mark.slow
 
 SECONDS = (1.5, 2.5, 0.7, 3.2, 1.1)  # uneven lengths: short last segments, one asset shorter than a segment
 
+# The setup hook lives in this repository's tests package, which workers import only with the checkout on their
+# path (`make test` runs pytest from the checkout without PYTHONPATH).
+WORKER_PATH = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]), os.environ.get("PYTHONPATH")]))
+
 
 @pytest.fixture(scope="module")
 def codec_loads(tmp_path_factory) -> Path:
@@ -31,7 +36,8 @@ def codec_loads(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("codec-loads")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {ENV: str(folder)}, "worker_process_setup_hook": count_codec_loads})
+             runtime_env={"env_vars": {ENV: str(folder), "PYTHONPATH": WORKER_PATH},
+                          "worker_process_setup_hook": count_codec_loads})
     try:
         yield folder
     finally:
