@@ -228,6 +228,8 @@ class Settings(_Section):
 
     ledger_url: str = "sqlite:///ledger.db"
     ray_address: str = ""
+    storage_uri: str = Field("", description="pyarrow.fs URI (s3://, gs://, abfs://, file://) for shards and "
+                                             "published checkpoints; '' keeps them in the workspace")
     ledger: LedgerSettings = Field(default_factory=LedgerSettings)
     licenses: LicenseSettings = Field(default_factory=LicenseSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
@@ -246,11 +248,12 @@ class Settings(_Section):
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
 
 
-# Cluster pods get their ledger and Ray address from the environment (a Secret, the RayJob spec),
+# Cluster pods get their ledger, Ray address and storage from the environment (a Secret, the RayJob spec),
 # not from a file baked into the image.
 ENVIRONMENT_OVERRIDES = {
     "SOUNDTRAIL_LEDGER_URL": "ledger_url",
     "SOUNDTRAIL_RAY_ADDRESS": "ray_address",
+    "SOUNDTRAIL_STORAGE_URI": "storage_uri",
 }
 
 

@@ -22,6 +22,7 @@ from soundtrail import checkpoint
 from soundtrail.codec.codecs import codec_id_of, load_codec
 from soundtrail.codec.quality import evaluate_codec
 from soundtrail.codec.tokenize import TokenizePlan, plan_tokenize
+from soundtrail.data.storage import Storage
 from soundtrail.provenance.ledger import Ledger, utc_now
 from soundtrail.provenance.records import CodecRecord
 from soundtrail.workspace import Workspace
@@ -168,7 +169,8 @@ def plan_codec(workspace: Workspace) -> CodecPlan:
         if retrain == "never" or chosen.kind != "soundtrail":
             return CodecPlan(chosen, f"the workspace codec ([codec] retrain = \"{retrain}\")")
         train_rows, _ = split_assets(ledger.verified_rows("assets", status="accepted"))
-    if checkpoint.read_config(chosen.path).get("data") == sorted({row["path"] for row in train_rows}):
+    trained_on = checkpoint.read_config(Storage.of(workspace).fetch(chosen.path)).get("data")
+    if trained_on == sorted({row["path"] for row in train_rows}):
         return CodecPlan(chosen, "the workspace codec: the assets it trains on are unchanged")
     return CodecPlan(None, f"the accepted assets changed since codec {chosen.id} trained "
                            f"([codec] retrain = \"{retrain}\")")
@@ -178,8 +180,9 @@ def tokenize_plan(workspace: Workspace, codec: CodecRecord) -> TokenizePlan:
     """What tokenizing the workspace's accepted assets with ``codec`` has to do (see :func:`plan_tokenize`)."""
     settings = workspace.settings.tokenize
     with Ledger(workspace.ledger_url) as ledger:
-        return plan_tokenize(ledger, workspace.path("shards"), codec.path, codec.id, settings.segment_s,
-                             settings.assets_per_shard)
+        storage = Storage.of(workspace)
+        return plan_tokenize(ledger, storage.shards(), str(storage.fetch(codec.path)), codec.id,
+                             settings.segment_s, settings.assets_per_shard)
 
 
 def evaluate_workspace_codec(workspace: Workspace, codec_id: str | None = None) -> dict[str, Any]:
@@ -190,4 +193,5 @@ def evaluate_workspace_codec(workspace: Workspace, codec_id: str | None = None) 
     paths = [asset["path"] for asset in held if asset["id"] not in set(codec.assets)]
     if not paths:
         raise ValueError("no held-out accepted asset to evaluate on")
-    return {"codec_id": codec.id, "held_out": len(paths), **evaluate_codec(load_codec(Path(codec.path)), paths)}
+    loaded = load_codec(Storage.of(workspace).fetch(codec.path))
+    return {"codec_id": codec.id, "held_out": len(paths), **evaluate_codec(loaded, paths)}

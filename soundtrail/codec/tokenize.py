@@ -1,6 +1,7 @@
 """Tokenize: encode accepted assets with the codec into a shard set, incrementally.
 
-A shard set lives in ``shards/<codec_id>-<segment>s/``. Planning compares the ledger with the
+A shard set lives in ``shards/<codec_id>-<segment>s/`` of the workspace's storage (the workspace itself, or
+``storage_uri``: :mod:`soundtrail.data.storage`). Planning compares the ledger with the
 set's manifest:
 
 - shards holding an asset that is no longer accepted (revoked by a takedown) are *stale*: they
@@ -24,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from soundtrail.atomic import sha256_file
 from soundtrail.audio import AudioError, load_mono
 from soundtrail.codec.codecs import encode_segments, load_codec
 from soundtrail.codec.quality import segment_quality
+from soundtrail.data.location import Location
 from soundtrail.data.shards import (
     CodecInfo,
     Segment,
@@ -46,8 +47,8 @@ from soundtrail.provenance.records import AssetRecord
 class TokenizePlan:
     """What a tokenize run has to do for one shard set."""
 
-    set_dir: str
-    codec_path: str
+    set_dir: Location
+    codec_path: str  # a local folder (fetched from storage by the planner)
     codec_id: str
     keep: list[dict[str, Any]]
     stale: list[dict[str, Any]]
@@ -67,11 +68,11 @@ class GroupResult:
     skipped: list[dict[str, str]] = field(default_factory=list)
 
 
-def shard_set_dir(shards_root: Path, codec_id: str, segment_s: float) -> Path:
+def shard_set_dir(shards_root: Location, codec_id: str, segment_s: float) -> Location:
     return shards_root / f"{codec_id}-{segment_s:g}s"
 
 
-def plan_tokenize(ledger: Ledger, shards_root: Path, codec_path: str, codec_id: str, segment_s: float,
+def plan_tokenize(ledger: Ledger, shards_root: Location, codec_path: str, codec_id: str, segment_s: float,
                   assets_per_shard: int) -> TokenizePlan:
     """Compare the ledger's accepted assets with the shard set's manifest.
 
@@ -91,14 +92,14 @@ def plan_tokenize(ledger: Ledger, shards_root: Path, codec_path: str, codec_id: 
         covered.update(asset for asset in entry["asset_ids"] if asset in accepted)
     pending = [AssetRecord.from_row(accepted[asset_id]) for asset_id in sorted(set(accepted) - covered)]
     groups = [pending[start:start + assets_per_shard] for start in range(0, len(pending), assets_per_shard)]
-    return TokenizePlan(str(set_dir), codec_path, codec_id, keep, stale, groups, sorted(accepted))
+    return TokenizePlan(set_dir, codec_path, codec_id, keep, stale, groups, sorted(accepted))
 
 
 def unchanged_summary(plan: TokenizePlan) -> dict[str, Any] | None:
     """What a tokenize run reports for a shard set that needs nothing done; None when the plan has work."""
     if not plan.nothing_to_do or not plan.keep:
         return None
-    return {"shard_set": Path(plan.set_dir).name, "shards": len(plan.keep), "new_shards": 0, "superseded": 0,
+    return {"shard_set": plan.set_dir.name, "shards": len(plan.keep), "new_shards": 0, "superseded": 0,
             "rows": sum(entry["rows"] for entry in plan.keep), "skipped": []}
 
 
@@ -111,7 +112,7 @@ def group_file_name(codec_id: str, asset_ids: list[str]) -> str:
 class _DecodedGroup:
     """A group's audio cut into codec windows, ready to encode; or the shard a run before a kill finished."""
 
-    path: Path
+    path: Location
     finished: dict[str, Any] | None = None
     segments: list[Segment] = field(default_factory=list)
     windows: list[np.ndarray] = field(default_factory=list)
@@ -132,15 +133,15 @@ class GroupEncoder:
     so which encoder, and how many, encode a set changes no byte of it.
     """
 
-    def __init__(self, codec_path: str, set_dir: str, segment_s: float, batch_size: int) -> None:
+    def __init__(self, codec_path: str, set_dir: Location, segment_s: float, batch_size: int) -> None:
         self.codec = load_codec(Path(codec_path))
-        self.set_dir = Path(set_dir)
+        self.set_dir = set_dir
         self.segment_s = segment_s
         self.batch_size = batch_size
         self.info = CodecInfo(self.codec.codec_id, self.codec.sample_rate, float(self.codec.frame_rate),
                               self.codec.num_codebooks, self.codec.codebook_size)
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize-decode")
-        self._ahead: dict[Path, Future[_DecodedGroup]] = {}
+        self._ahead: dict[str, Future[_DecodedGroup]] = {}  # by the shard's reference
 
     def __enter__(self) -> GroupEncoder:
         return self
@@ -153,10 +154,10 @@ class GroupEncoder:
 
     def encode(self, assets: list[AssetRecord], then: list[AssetRecord] | None = None) -> GroupResult:
         """Write the shard of ``assets`` (or find it finished) while ``then``, the next group, is decoded."""
-        ahead = self._ahead.pop(self._shard_path(assets), None)
+        ahead = self._ahead.pop(self._shard_path(assets).reference, None)
         decoded = ahead.result() if ahead is not None else self._decode(assets)
         if then:
-            self._ahead.setdefault(self._shard_path(then), self._decoder.submit(self._decode, then))
+            self._ahead.setdefault(self._shard_path(then).reference, self._decoder.submit(self._decode, then))
         if decoded.finished is not None:
             return GroupResult(decoded.finished)
         if not decoded.segments:
@@ -167,15 +168,15 @@ class GroupEncoder:
             segment.codes = segment_codes[:, :frames]
         return GroupResult(asdict(write_shard(decoded.path, decoded.segments, self.info)), decoded.skipped)
 
-    def _shard_path(self, assets: list[AssetRecord]) -> Path:
+    def _shard_path(self, assets: list[AssetRecord]) -> Location:
         return self.set_dir / group_file_name(self.codec.codec_id, [asset.id for asset in assets])
 
     def _decode(self, assets: list[AssetRecord]) -> _DecodedGroup:
         """Decode, segment and quality-check a group; an undecodable asset is skipped with its reason."""
         path = self._shard_path(assets)
-        if path.exists():  # finished before a kill: reuse it
+        if path.is_file():  # finished before a kill: reuse it
             rows = list(iter_segments(path, columns=["asset_id"]))
-            entry = ShardEntry(path.name, sha256_file(path), len(rows), sorted({row["asset_id"] for row in rows}))
+            entry = ShardEntry(path.name, path.sha256(), len(rows), sorted({row["asset_id"] for row in rows}))
             return _DecodedGroup(path, finished=asdict(entry))
         group = _DecodedGroup(path)
         rate = self.codec.sample_rate
@@ -200,7 +201,7 @@ class GroupEncoder:
         return group
 
 
-def rewrite_without(set_dir: Path, entry: dict[str, Any], allowed: set[str]) -> dict[str, Any] | None:
+def rewrite_without(set_dir: Location, entry: dict[str, Any], allowed: set[str]) -> dict[str, Any] | None:
     """Rewrite a stale shard keeping only rows of still-accepted assets (None if nothing is left)."""
     source = set_dir / entry["file"]
     rows = [row for row in iter_segments(source) if row["asset_id"] in allowed]
@@ -217,7 +218,7 @@ def rewrite_without(set_dir: Path, entry: dict[str, Any], allowed: set[str]) -> 
 def finalize_set(ledger: Ledger, plan: TokenizePlan, new_entries: list[dict[str, Any]], segment_s: float,
                  run_id: str | None) -> dict[str, Any]:
     """Write the manifest last, record current and superseded shards, delete superseded files."""
-    set_dir = Path(plan.set_dir)
+    set_dir = plan.set_dir
     entries = [ShardEntry(**entry) for entry in plan.keep + new_entries]
     described_by = [set_dir / entry.file for entry in entries] + [set_dir / entry["file"] for entry in plan.stale]
     if not described_by:
@@ -227,14 +228,15 @@ def finalize_set(ledger: Ledger, plan: TokenizePlan, new_entries: list[dict[str,
     with ledger.writer(run_id=run_id) as writer:
         for entry in entries:
             writer.record("shards", entry.sha256, {
-                "shard_set": set_dir.name, "status": "current", "path": str(set_dir / entry.file), "rows": entry.rows,
+                "shard_set": set_dir.name, "status": "current", "path": (set_dir / entry.file).reference,
+                "rows": entry.rows,
                 "asset_ids": entry.asset_ids, "codec_id": plan.codec_id, "created_at": utc_now(),
             } if writer.get("shards", entry.sha256) is None else {"status": "current"}, "shard.written")
         current_files = {entry.file for entry in entries}
         for entry in plan.stale:
             writer.record("shards", entry["sha256"], {"status": "superseded"}, "shard.superseded")
             if entry["file"] not in current_files:
-                (set_dir / entry["file"]).unlink(missing_ok=True)
-    return {"shard_set": set_dir.name, "manifest": str(manifest), "shards": len(entries),
+                (set_dir / entry["file"]).delete()
+    return {"shard_set": set_dir.name, "manifest": manifest.reference, "shards": len(entries),
             "rows": sum(entry.rows for entry in entries), "new_shards": len(new_entries),
             "superseded": len(plan.stale)}

@@ -31,7 +31,6 @@ import itertools
 from abc import abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
-from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import numpy as np
@@ -40,6 +39,7 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from soundtrail.data.location import Location
 from soundtrail.data.shards import read_codec_info
 
 Value = TypeVar("Value")
@@ -94,14 +94,14 @@ class StepBatches(IterableDataset):
 class ShardStream(StepBatches):
     """Batches ``{"codes": LongTensor [B, K, frames], "text": [str], "asset_id": [str]}`` of one rank."""
 
-    def __init__(self, files: list[Path], frames: int, batch_size: int, *, seed: int = 0, rank: int = 0,
+    def __init__(self, files: list[Location], frames: int, batch_size: int, *, seed: int = 0, rank: int = 0,
                  world_size: int = 1, shuffle_block: int = 256, cached_shards: int = 4) -> None:
         super().__init__()
         if not files:
             raise ValueError("no shards to read: run `soundtrail tokenize` first")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not one of {world_size}")
-        self.files = [Path(file) for file in files]
+        self.files = list(files)
         self.frames, self.batch_size, self.seed = frames, batch_size, seed
         self.rank, self.world_size = rank, world_size
         self.shuffle_block = max(1, shuffle_block)
@@ -147,7 +147,7 @@ class ShardStream(StepBatches):
         return (self.rank * self.span + within) % self.total
 
     def _table(self, shard: int) -> pa.Table:
-        return self._shards.get(shard, lambda: pq.read_table(self.files[shard], columns=COLUMNS).combine_chunks())
+        return self._shards.get(shard, lambda: _read_columns(self.files[shard], COLUMNS).combine_chunks())
 
     def _example(self, position: int) -> dict[str, Any]:
         epoch, offset = divmod(position, self.span)
@@ -171,7 +171,7 @@ class ShardStream(StepBatches):
         first = step * self.batch_size
         return collate([self._example(position) for position in range(first, first + self.batch_size)])
 
-    def shards_read(self, steps: int) -> list[Path]:
+    def shards_read(self, steps: int) -> list[Location]:
         """The shards this rank reads in steps 0 .. ``steps`` - 1, in file order."""
         seen: set[int] = set()
         full_epochs, remainder = divmod(steps * self.batch_size, self.span)
@@ -184,10 +184,15 @@ class ShardStream(StepBatches):
         return [self.files[index] for index in sorted(seen)]
 
 
-def _usable_rows(path: Path, frames: int, frame_rate: float) -> np.ndarray:
+def _read_columns(path: Location, columns: list[str]) -> pa.Table:
+    with path.open_input() as source:
+        return pq.read_table(source, columns=columns)
+
+
+def _usable_rows(path: Location, frames: int, frame_rate: float) -> np.ndarray:
     """Rows holding at least ``frames`` frames: tokenize writes ceil(duration_s * frame_rate) of them, so the
     duration column (a few bytes a row, read without the codes) says which, rounding down to be safe."""
-    durations = pq.read_table(path, columns=["duration_s"]).column("duration_s").to_numpy()
+    durations = _read_columns(path, ["duration_s"]).column("duration_s").to_numpy()
     return np.flatnonzero(np.floor(durations * frame_rate + 1e-6) >= frames)
 
 

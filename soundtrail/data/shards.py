@@ -15,22 +15,23 @@ Schema (zstd Parquet, loadable as-is by ``datasets.load_dataset("parquet", data_
 The codec's id, sample rate, frame rate, codebooks and codebook size sit in the schema
 metadata, so a shard says how to decode itself. A shard set is a folder with the shards and a
 ``manifest.json`` (each shard's sha256 and row count) written last: a folder without a
-manifest, or a shard not named in it, is unfinished work.
+manifest, or a shard not named in it, is unfinished work. Sets live in the workspace or in object storage
+(``storage_uri``), so every function here takes a :class:`~soundtrail.data.location.Location`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from soundtrail.atomic import atomic_path, atomic_write_text, sha256_file
+from soundtrail.data.location import Location
 
 MANIFEST = "manifest.json"
 METADATA_KEY = b"soundtrail"
@@ -84,8 +85,8 @@ class ShardEntry:
     asset_ids: list[str]
 
 
-def write_shard(path: Path, segments: Iterable[Segment], codec: CodecInfo) -> ShardEntry:
-    """Write segments to ``path`` atomically (temporary name, then rename) and describe the result."""
+def write_shard(path: Location, segments: Iterable[Segment], codec: CodecInfo) -> ShardEntry:
+    """Write segments to ``path`` whole or not at all (:meth:`Location.write_bytes`) and describe the result."""
     rows = list(segments)
     for segment in rows:
         if segment.codes.ndim != 2 or segment.codes.shape[0] != codec.num_codebooks:
@@ -103,60 +104,68 @@ def write_shard(path: Path, segments: Iterable[Segment], codec: CodecInfo) -> Sh
         "license": [s.license for s in rows],
         "rights_holder": [s.rights_holder for s in rows],
     }, schema=schema)
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-    return ShardEntry(file=path.name, sha256=sha256_file(path), rows=len(rows),
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    data = sink.getvalue().to_pybytes()
+    path.write_bytes(data)
+    return ShardEntry(file=path.name, sha256=hashlib.sha256(data).hexdigest(), rows=len(rows),
                       asset_ids=sorted({s.asset_id for s in rows}))
 
 
-def read_codec_info(path: Path) -> CodecInfo:
-    metadata = pq.read_schema(path).metadata or {}
+def read_codec_info(path: Location) -> CodecInfo:
+    with path.open_input() as source:
+        metadata = pq.read_schema(source).metadata or {}
     return CodecInfo(**json.loads(metadata[METADATA_KEY]))
 
 
-def write_manifest(set_dir: Path, entries: list[ShardEntry], codec: CodecInfo, extra: dict[str, Any]) -> Path:
+def write_manifest(set_dir: Location, entries: list[ShardEntry], codec: CodecInfo,
+                   extra: dict[str, Any]) -> Location:
     """Write the set manifest last: the shard set is complete once this file exists."""
     document = {"codec": asdict(codec), "shards": [asdict(entry) for entry in sorted(entries, key=lambda e: e.file)],
                 "rows": sum(entry.rows for entry in entries), **extra}
     path = set_dir / MANIFEST
-    atomic_write_text(path, json.dumps(document, indent=2, sort_keys=True))
+    path.write_text(json.dumps(document, indent=2, sort_keys=True))
     return path
 
 
-def read_manifest(set_dir: Path) -> dict[str, Any] | None:
-    path = Path(set_dir) / MANIFEST
-    return json.loads(path.read_text()) if path.exists() else None
+def read_manifest(set_dir: Location) -> dict[str, Any] | None:
+    path = set_dir / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
-def manifest_entries(set_dir: Path) -> list[ShardEntry]:
+def manifest_entries(set_dir: Location) -> list[ShardEntry]:
     document = read_manifest(set_dir)
     return [ShardEntry(**entry) for entry in document["shards"]] if document else []
 
 
-def verify_shards(set_dir: Path) -> list[str]:
+def verify_shards(set_dir: Location) -> list[str]:
     """Problems with a shard set: missing shards, changed bytes, wrong row counts (empty = fine)."""
     problems = []
     for entry in manifest_entries(set_dir):
-        path = Path(set_dir) / entry.file
-        if not path.exists():
+        path = set_dir / entry.file
+        if not path.is_file():
             problems.append(f"{entry.file}: missing")
-        elif sha256_file(path) != entry.sha256:
+        elif path.sha256() != entry.sha256:
             problems.append(f"{entry.file}: sha256 differs from the manifest")
-        elif pq.read_metadata(path).num_rows != entry.rows:
-            problems.append(f"{entry.file}: row count differs from the manifest")
+        else:
+            with path.open_input() as source:
+                if pq.read_metadata(source).num_rows != entry.rows:
+                    problems.append(f"{entry.file}: row count differs from the manifest")
     return problems
 
 
-def shard_paths(set_dir: Path) -> list[Path]:
+def shard_paths(set_dir: Location) -> list[Location]:
     """The finished shards of a set, in manifest order."""
-    return [Path(set_dir) / entry.file for entry in manifest_entries(set_dir)]
+    return [set_dir / entry.file for entry in manifest_entries(set_dir)]
 
 
-def iter_segments(path: Path, columns: list[str] | None = None, batch_size: int = 256) -> Iterator[dict[str, Any]]:
+def iter_segments(path: Location, columns: list[str] | None = None,
+                  batch_size: int = 256) -> Iterator[dict[str, Any]]:
     """Rows of one shard as dicts, codes as int16 ``[K, F]`` arrays."""
-    parquet = pq.ParquetFile(path)
-    for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
-        for row in batch.to_pylist():
-            if "codes" in row:
-                row["codes"] = np.asarray(row["codes"], dtype=np.int16)
-            yield row
+    with path.open_input() as source:
+        parquet = pq.ParquetFile(source)
+        for batch in parquet.iter_batches(batch_size=batch_size, columns=columns):
+            for row in batch.to_pylist():
+                if "codes" in row:
+                    row["codes"] = np.asarray(row["codes"], dtype=np.int16)
+                yield row

@@ -58,6 +58,7 @@ from soundtrail.checkpoint import pick_device
 from soundtrail.codec.codecs import Codec, load_codec
 from soundtrail.codec.quality import reconstruct
 from soundtrail.codec.stage import resolve_codec, split_assets
+from soundtrail.data.storage import Storage
 from soundtrail.provenance.ledger import Ledger, utc_now
 from soundtrail.provenance.records import AssetRecord, CodecRecord, ModelRecord
 from soundtrail.train.families import FAMILIES, Generator
@@ -280,7 +281,8 @@ def compare_generators(workspace: Workspace, config: CompareConfig | None = None
     models = {kind: resolve_model(workspace, kind) for kind in compared_families(workspace)}
     codec_record = resolve_codec(workspace, _shared_codec(models))
     device = pick_device()
-    codec = load_codec(Path(codec_record.path), device)
+    storage = Storage.of(workspace)
+    codec = load_codec(storage.fetch(codec_record.path), device)
     references = held_out_assets(workspace, codec_record)
     prompts = prompts_for(references, config.prompts, config.seed)
     embeddings: dict[str, Embedding] = {"mel": MelFrames(codec.sample_rate), "codec": CodecFrames(codec)}
@@ -294,7 +296,7 @@ def compare_generators(workspace: Workspace, config: CompareConfig | None = None
     results = []
     for kind in models:
         family = FAMILIES[kind]
-        generator = Generator(models[kind], codec, device)
+        generator = Generator(models[kind], storage.fetch(models[kind].path), codec, device)
         step_counts = sorted(set(config.diffusion_steps)) if family.sampling_steps else [None]
         for steps in step_counts:
             sampling = Sampling(config.cfg_scale) if steps is None else Sampling(config.cfg_scale, steps)

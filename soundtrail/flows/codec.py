@@ -18,7 +18,7 @@ def train_codec_task(workspace_root: str, steps: int | None, reason: str,
     """Resumes from the newest checkpoint if a previous attempt was killed; steps go to ``progress``."""
     workspace = Workspace(workspace_root)
     return train_workspace_codec(workspace, steps, on_step=step_callback(progress),
-                                 launcher=training_launcher(workspace.settings.scaling), reason=reason)
+                                 launcher=training_launcher(workspace), reason=reason)
 
 
 CODEC = Stage("codec", inputs=lambda ws, params: ledger_refs(ws, "assets", status="accepted"),

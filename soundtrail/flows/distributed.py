@@ -3,7 +3,7 @@
 ::
 
     TorchTrainer(one_rank, ScalingConfig(workers, use_gpu, CPU/GPU per worker),     gloo on CPU, NCCL on GPU
-                 RunConfig(storage_path=checkpoint_dir, name="steps", FailureConfig(max_failures),
+                 RunConfig(storage_path=checkpoint_dir (in storage), name="steps", FailureConfig(max_failures),
                            CheckpointConfig(num_to_keep=1)))
       every worker:  Placement(rank, world size, ray.train.torch.get_device(), RayTrainCheckpoints())
                      -> work(placement, on_step)        the stage's training of one rank (train/loop.py)
@@ -11,8 +11,11 @@
 
 Step checkpoints go through Ray Train: rank 0 writes one into a temporary folder and reports it, Ray Train
 copies it to ``checkpoint_dir/steps/step-N`` and keeps the newest; the other ranks report the step's metrics
-only. A worker group restarted after a killed worker (up to ``max_failures`` times), or a re-run of the same
-command (Ray Train finds the run's snapshot under ``checkpoint_dir/steps``), resumes from
+only. With a ``storage_uri`` the launcher is given the workspace's storage and ``steps/`` lives at the checkpoint
+folder's place there instead (Ray Train's ``storage_path`` and ``storage_filesystem``), so the run's snapshot is
+on the shared object store Ray Train wants for a cluster of several nodes. A worker group restarted after a
+killed worker (up to ``max_failures`` times), or a re-run of the same command (Ray Train finds the run's
+snapshot under ``steps/``), resumes from
 ``ray.train.get_checkpoint()``. Rank 0 writes the finished model beside ``steps/`` as a single process would;
 the launcher removes ``steps/`` once the run is finished, and reads the result back from that model.
 
@@ -23,7 +26,6 @@ a checkpoint store (:mod:`soundtrail.train.loop`).
 from __future__ import annotations
 
 import queue
-import shutil
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -31,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from soundtrail.config import ScalingSettings
+from soundtrail.data.location import Location
+from soundtrail.data.storage import Storage
 from soundtrail.flows.runtime import accelerator_options, cluster_has_gpu
 from soundtrail.train.loop import (
     STEPS_DIR,
@@ -44,16 +48,27 @@ from soundtrail.train.loop import (
     finished_result,
     step_dir_name,
 )
+from soundtrail.workspace import Workspace
 
 
 class RayTrainCheckpoints:
     """A :class:`~soundtrail.train.loop.CheckpointStore` that reports step checkpoints to Ray Train."""
 
+    def __init__(self) -> None:
+        self._downloaded: tempfile.TemporaryDirectory[str] | None = None
+
     def latest(self) -> Path | None:
+        """The snapshot to resume from: where it lies, or a local copy of one on object storage."""
+        import pyarrow.fs
         import ray.train
 
         found = ray.train.get_checkpoint()
-        return Path(found.path) if found is not None else None
+        if found is None:
+            return None
+        if isinstance(found.filesystem, pyarrow.fs.LocalFileSystem):
+            return Path(found.path)
+        self._downloaded = tempfile.TemporaryDirectory(prefix="soundtrail-resume-")
+        return Path(found.to_directory(self._downloaded.name))
 
     def save(self, step: int, write: WriteCheckpoint | None, metrics: Mapping[str, float]) -> None:
         import ray.train
@@ -68,6 +83,8 @@ class RayTrainCheckpoints:
 
     def finish(self) -> None:
         """Ray Train owns ``steps/`` while the run lasts; the launcher removes it afterwards."""
+        if self._downloaded is not None:
+            self._downloaded.cleanup()
 
 
 def _one_rank(config: dict[str, Any]) -> None:
@@ -83,9 +100,11 @@ def _one_rank(config: dict[str, Any]) -> None:
     config["work"](placement, on_step)
 
 
-def training_launcher(scaling: ScalingSettings) -> Launcher:
-    """In the stage's own Ray task for one worker (the demo's path), on Ray Train for more."""
-    return RayTrainLauncher(scaling) if scaling.workers > 1 else InProcess()
+def training_launcher(workspace: Workspace) -> Launcher:
+    """In the stage's own Ray task for one worker (the demo's path), on Ray Train for more (``[scaling]``), their
+    step checkpoints in the workspace's storage."""
+    scaling = workspace.settings.scaling
+    return RayTrainLauncher(scaling, Storage.of(workspace)) if scaling.workers > 1 else InProcess()
 
 
 def training_task_options(scaling: ScalingSettings, cpus: int) -> dict[str, Any]:
@@ -95,10 +114,13 @@ def training_task_options(scaling: ScalingSettings, cpus: int) -> dict[str, Any]
 
 
 class RayTrainLauncher:
-    """Runs a stage's training on ``workers`` Ray Train workers (a :class:`~soundtrail.train.loop.Launcher`)."""
+    """Runs a stage's training on ``workers`` Ray Train workers (a :class:`~soundtrail.train.loop.Launcher`).
 
-    def __init__(self, scaling: ScalingSettings):
+    Step checkpoints go to ``checkpoint_dir``'s place in ``storage``; without one, into ``checkpoint_dir``."""
+
+    def __init__(self, scaling: ScalingSettings, storage: Storage | None = None):
         self.scaling = scaling
+        self.storage = storage
         self.world_size = scaling.workers
 
     def gpus_per_worker(self) -> float:
@@ -114,18 +136,19 @@ class RayTrainLauncher:
         gpus = self.gpus_per_worker()
         resources = {"CPU": self.scaling.cpus_per_worker, **({"GPU": gpus} if gpus else {})}
         steps = Queue(actor_options={"num_cpus": 0}) if on_step is not None else None
+        home = self.storage.mirror(checkpoint_dir) if self.storage is not None else Location.local(checkpoint_dir)
         trainer = TorchTrainer(
             _one_rank,
             train_loop_config={"work": work, "steps": steps},
             scaling_config=ScalingConfig(num_workers=self.world_size, use_gpu=gpus > 0,
                                          resources_per_worker=resources),
-            run_config=RunConfig(name=STEPS_DIR, storage_path=str(checkpoint_dir),
+            run_config=RunConfig(name=STEPS_DIR, storage_path=home.path, storage_filesystem=home.filesystem,
                                  failure_config=FailureConfig(max_failures=self.scaling.max_failures),
                                  checkpoint_config=CheckpointConfig(num_to_keep=1),
                                  logging_config=LoggingConfig(log_level="WARNING")),
         )
         result = _fit_relaying(trainer, steps, on_step)  # raises what a worker raised, once retries are spent
-        shutil.rmtree(Path(checkpoint_dir) / STEPS_DIR, ignore_errors=True)
+        (home / STEPS_DIR).delete()
         start = (result.metrics or {}).get("start_step")
         return finished_result(Path(checkpoint_dir), None if start is None else int(start))
 

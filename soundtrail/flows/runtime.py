@@ -36,7 +36,7 @@ from soundtrail.workspace import Workspace
 # Workers inherit these, so a worker's Prefect client talks to the driver's API.
 _FORWARDED_ENV = ("PREFECT_API_URL", "PREFECT_SERVER_ANALYTICS_ENABLED", "PREFECT_LOGGING_LEVEL",
                   "SOUNDTRAIL_WORKSPACE", "SOUNDTRAIL_CONFIG", "SOUNDTRAIL_LEDGER_URL", "SOUNDTRAIL_RAY_ADDRESS",
-                  "RAY_USAGE_STATS_ENABLED")
+                  "SOUNDTRAIL_STORAGE_URI", "RAY_USAGE_STATS_ENABLED")
 
 
 @contextlib.contextmanager

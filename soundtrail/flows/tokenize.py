@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from prefect import get_run_logger
@@ -114,7 +113,7 @@ def tokenize_flow(workspace: str | None = None, codec_id: str | None = None) -> 
         logger.info("shard set %s is up to date", unchanged["shard_set"])
         return unchanged
     accepted = set(plan.accepted)
-    new_entries = [entry for entry in (rewrite_without(Path(plan.set_dir), stale, accepted) for stale in plan.stale)
+    new_entries = [entry for entry in (rewrite_without(plan.set_dir, stale, accepted) for stale in plan.stale)
                    if entry is not None]
     progress = reporter()
     progress.start("tokenize", sum(len(group) for group in plan.groups))

@@ -36,7 +36,7 @@ def train_task(workspace_root: str, kind: str, steps: int | None, run_id: str,
             relay(step, loss)
 
     workspace = Workspace(workspace_root)
-    return train_generator(workspace, kind, steps, on_step, run_id, training_launcher(workspace.settings.scaling))
+    return train_generator(workspace, kind, steps, on_step, run_id, training_launcher(workspace))
 
 
 TRAIN = Stage("train", inputs=lambda ws, params: ledger_refs(ws, "shards", status="current"),

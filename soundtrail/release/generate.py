@@ -22,6 +22,7 @@ from typing import Any
 
 from soundtrail.audio import write_wav
 from soundtrail.codec.stage import resolve_codec
+from soundtrail.data.storage import Storage
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.provenance.outputs import refuse_outputs_path
 from soundtrail.provenance.overrides import Override, record_override
@@ -55,7 +56,9 @@ def generate(workspace: Workspace, model: str, prompt: str, seconds: float, seed
     with staging_area(workspace, output_id) as folder:
         result = recorded_release(workspace, output_id, folder)
         if result is None:
-            generated = families.generate(record, codec, prompt, seconds, seed)
+            storage = Storage.of(workspace)
+            generated = families.generate(record, storage.fetch(record.path), storage.fetch(codec.path), prompt,
+                                          seconds, seed)
             candidate = folder / "candidate.wav"
             write_wav(candidate, generated.audio, generated.sample_rate)
             generation_s = generated.seconds_taken

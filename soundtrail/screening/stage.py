@@ -54,7 +54,9 @@ from soundtrail.atomic import sha256_file
 from soundtrail.audio import AudioError, decode, load_mono
 from soundtrail.codec.codecs import encode_segments, load_codec
 from soundtrail.config import ConfigError
+from soundtrail.data.location import Location
 from soundtrail.data.shards import iter_segments, read_codec_info
+from soundtrail.data.storage import Storage
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.screening.chromaprint import decode_fingerprint
 from soundtrail.screening.method import Content, ScreeningMethod
@@ -77,10 +79,10 @@ class TokenSource:
     """The codec whose current shards feed the token method, and those shards."""
 
     codec_id: str
-    codec_path: str
+    codec_path: str  # the ledger's reference: fetched from storage when a query needs the codec
     frame_rate: float
     codebook_size: int
-    shard_paths: tuple[str, ...]
+    shards: tuple[Location, ...]
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,8 @@ def screen_thresholds(workspace: Workspace, methods: Sequence[type[ScreeningMeth
         raise ConfigError(f"[screening] {exc}") from exc
 
 
-def corpus_snapshot(ledger: Ledger) -> CorpusSnapshot:
-    """Accepted assets and current shards as the ledger has them now."""
+def corpus_snapshot(ledger: Ledger, storage: Storage) -> CorpusSnapshot:
+    """Accepted assets and current shards as the ledger has them now (the shards where ``storage`` keeps them)."""
     assets = {row["id"]: row["path"] for row in ledger.rows("assets", status="accepted")}
     shards = ledger.rows("shards", status="current")
     by_codec: dict[str, list[str]] = defaultdict(list)
@@ -169,9 +171,9 @@ def corpus_snapshot(ledger: Ledger) -> CorpusSnapshot:
         note = "the codec of the current shards is not in the ledger: token method off"
     else:
         newest = max(codecs, key=lambda row: row.get("created_at") or "")
-        paths = tuple(sorted(by_codec[newest["id"]]))
-        info = read_codec_info(Path(paths[0]))
-        tokens = TokenSource(newest["id"], newest["path"], info.frame_rate, info.codebook_size, paths)
+        shards = tuple(storage.locate(reference) for reference in sorted(by_codec[newest["id"]]))
+        info = read_codec_info(shards[0])
+        tokens = TokenSource(newest["id"], newest["path"], info.frame_rate, info.codebook_size, shards)
     return CorpusSnapshot(assets, tuple(row["id"] for row in shards), tokens, note, protected_works(ledger))
 
 
@@ -263,8 +265,8 @@ def asset_codes(source: TokenSource, accepted: set[str]) -> dict[str, np.ndarray
     Frames no segment covers hold ``codebook_size``, a code the codec never emits, so no n-gram bridges them.
     """
     pieces: dict[str, list[tuple[int, np.ndarray]]] = defaultdict(list)
-    for path in source.shard_paths:
-        for row in iter_segments(Path(path), columns=["asset_id", "start_s", "codes"]):
+    for shard in source.shards:
+        for row in iter_segments(shard, columns=["asset_id", "start_s", "codes"]):
             if row["asset_id"] in accepted:
                 pieces[row["asset_id"]].append((int(round(row["start_s"] * source.frame_rate)), row["codes"][0]))
     laid_out = {}
@@ -284,6 +286,7 @@ class ScreeningIndex:
     screener: Screener
     snapshot: CorpusSnapshot
     directory: Path
+    storage: Storage
 
     @property
     def methods(self) -> list[str]:
@@ -295,7 +298,7 @@ class ScreeningIndex:
         if self.snapshot.tokens is None or not any(self.screener.methods[name].reads == "codes"
                                                    for name in self.methods):
             return None
-        codec = load_codec(self.snapshot.tokens.codec_path)
+        codec = load_codec(self.storage.fetch(self.snapshot.tokens.codec_path))
         audio = load_mono(audio_path, codec.sample_rate)
         return encode_segments(codec, audio[None, :], batch_size=1)[0]
 
@@ -315,11 +318,12 @@ class ScreeningIndex:
 
 def screening_index(workspace: Workspace, ledger: Ledger | None = None) -> ScreeningIndex:
     """The index for the corpus as it is now: loaded from ``workspace/index/`` or built and cached there."""
+    storage = Storage.of(workspace)
     if ledger is None:
         with Ledger(workspace.ledger_url) as own:
-            snapshot = corpus_snapshot(own)
+            snapshot = corpus_snapshot(own, storage)
     else:
-        snapshot = corpus_snapshot(ledger)
+        snapshot = corpus_snapshot(ledger, storage)
     thresholds = screen_thresholds(workspace)
     root = workspace.path(INDEX_DIR)
     directory = root / f"{INDEX_PREFIX}{snapshot.key}"
@@ -330,7 +334,7 @@ def screening_index(workspace: Workspace, ledger: Ledger | None = None) -> Scree
         screener = build_screener(snapshot, thresholds, _previous(root))
         _save_whole(screener, directory)
     _remove_other_indexes(root, keep=directory)
-    return ScreeningIndex(screener, snapshot, directory)
+    return ScreeningIndex(screener, snapshot, directory, storage)
 
 
 def screen_file(workspace: Workspace, path: str | Path, codes: np.ndarray | None = None) -> ScreenResult:

@@ -23,7 +23,7 @@ import torch
 
 from soundtrail.checkpoint import pick_device
 from soundtrail.codec.codecs import Codec, load_codec
-from soundtrail.provenance.records import CodecRecord, ModelRecord
+from soundtrail.provenance.records import ModelRecord
 from soundtrail.train.ar import ARFamily
 from soundtrail.train.diffusion import DiffusionFamily
 from soundtrail.train.generator import GeneratorFamily, Sampling
@@ -69,13 +69,15 @@ class Generated:
 
 
 class Generator:
-    """A recorded model loaded with its codec, ready to generate again and again (``eval compare`` times it)."""
+    """A recorded model loaded with its codec, ready to generate again and again (``eval compare`` times it).
 
-    def __init__(self, model: ModelRecord, codec: Codec, device: torch.device | str | None = None):
+    ``folder`` is the model's checkpoint on this machine (the stage code fetches it from storage)."""
+
+    def __init__(self, model: ModelRecord, folder: Path, codec: Codec, device: torch.device | str | None = None):
         self.record = model
         self.family = family(model.kind)
         self.codec = codec
-        self.network: Any = self.family.load(Path(model.path), device or pick_device())
+        self.network: Any = self.family.load(folder, device or pick_device())
 
     def generate(self, prompt: str, seconds: float, seed: int, sampling: Sampling = DEFAULT_SAMPLING) -> Generated:
         """``seconds`` of audio for ``prompt``; the same seed gives the same audio."""
@@ -88,7 +90,8 @@ class Generator:
                          time.perf_counter() - start)
 
 
-def generate(model: ModelRecord, codec: CodecRecord, prompt: str, seconds: float, seed: int,
+def generate(model: ModelRecord, model_folder: Path, codec_folder: Path, prompt: str, seconds: float, seed: int,
              sampling: Sampling = DEFAULT_SAMPLING) -> Generated:
-    """Load ``model`` and its ``codec``, then generate ``seconds`` of audio for ``prompt``."""
-    return Generator(model, load_codec(Path(codec.path))).generate(prompt, seconds, seed, sampling)
+    """Load ``model`` (from ``model_folder``) and its codec (from ``codec_folder``), then generate ``seconds`` of
+    audio for ``prompt``."""
+    return Generator(model, model_folder, load_codec(codec_folder)).generate(prompt, seconds, seed, sampling)

@@ -35,6 +35,7 @@ import torch
 from soundtrail.codec.codecs import Codec
 from soundtrail.config import ModelSettings, TrainSettings
 from soundtrail.data.dataset import ShardStream
+from soundtrail.data.location import Location
 from soundtrail.data.shards import CodecInfo
 from soundtrail.train.loop import LoopConfig, Placement, StepCallback, TrainResult
 from soundtrail.train.unit import OptimizerConfig
@@ -47,7 +48,7 @@ class TrainingData:
     codec_id: str
     codec_path: str
     codec: CodecInfo
-    files: list[Path]
+    files: list[Location]
     shard_ids: list[str]
 
 
@@ -105,8 +106,8 @@ class GeneratorSettings:
 
     def shards_read(self, data: TrainingData, world_size: int) -> list[list[str]]:
         """For each rank, the sha256s of the shards its batches came from over the whole run."""
-        ids = dict(zip(data.files, data.shard_ids, strict=True))
-        return [[ids[path] for path in self.stream(data, Placement(rank, world_size)).shards_read(self.steps)]
+        ids = dict(zip([file.reference for file in data.files], data.shard_ids, strict=True))
+        return [[ids[path.reference] for path in self.stream(data, Placement(rank, world_size)).shards_read(self.steps)]
                 for rank in range(world_size)]
 
 

@@ -31,13 +31,14 @@ from soundtrail.codec.quality import evaluate_codec
 from soundtrail.codec.stage import choose_codec, record_codec, resolve_codec, split_assets
 from soundtrail.codec.tokenize import shard_set_dir
 from soundtrail.data.shards import manifest_entries, read_codec_info
+from soundtrail.data.storage import Storage
 from soundtrail.models.codec import CodecConfig
 from soundtrail.provenance.ledger import Ledger, utc_now
 from soundtrail.provenance.records import BaseModelRecord, CodecRecord, ModelRecord
 from soundtrail.train.codec import PRESETS, CodecTrainConfig, codec_result, run_codec
 from soundtrail.train.families import FAMILIES, check_family_names, family
 from soundtrail.train.generator import BaseModel, GeneratorSettings, TrainingData
-from soundtrail.train.loop import InProcess, Launcher, Placement, StepCallback, TrainResult
+from soundtrail.train.loop import STEPS_DIR, InProcess, Launcher, Placement, StepCallback, TrainResult
 from soundtrail.train.start import Start, admit_base_model, starting_point
 from soundtrail.workspace import Workspace
 
@@ -73,7 +74,8 @@ class TrainedCodec:
 def training_data(workspace: Workspace, codec_id: str | None = None) -> TrainingData:
     """Current shards of the codec's shard set, checked against the manifest's sha256s."""
     codec = resolve_codec(workspace, codec_id)
-    set_dir = shard_set_dir(workspace.path("shards"), codec.id, workspace.settings.tokenize.segment_s)
+    storage = Storage.of(workspace)
+    set_dir = shard_set_dir(storage.shards(), codec.id, workspace.settings.tokenize.segment_s)
     entries = manifest_entries(set_dir)
     if not entries:
         raise ValueError(f"no shards for codec {codec.id}: run `soundtrail tokenize` first")
@@ -86,11 +88,11 @@ def training_data(workspace: Workspace, codec_id: str | None = None) -> Training
         path = set_dir / entry.file
         if entry.sha256 not in current:
             raise ValueError(f"shard {entry.file} is not a current shard in the ledger: re-run `soundtrail tokenize`")
-        if sha256_file(path) != entry.sha256:
+        if path.sha256() != entry.sha256:
             raise ValueError(f"shard {entry.file} changed since it was written (sha256 differs from the manifest)")
         files.append(path)
         ids.append(entry.sha256)
-    return TrainingData(codec.id, codec.path, read_codec_info(files[0]), files, ids)
+    return TrainingData(codec.id, str(storage.fetch(codec.path)), read_codec_info(files[0]), files, ids)
 
 
 def _folder(workspace: Workspace, kind: str, key: dict[str, Any]) -> Path:
@@ -179,7 +181,8 @@ def generator_run(workspace: Workspace, kind: str, steps: int | None = None,
     data = training_data(workspace)
     text_encoder = generator.text_encoder_id(settings)
     start = starting_point(workspace, kind, data, text_encoder, base, settings.preset)
-    settings = dataclasses.replace(settings, init=start.init)
+    init = str(Storage.of(workspace).fetch(start.init)) if start.init is not None else None
+    settings = dataclasses.replace(settings, init=init)
     world_size = world_size or workspace.settings.scaling.workers
     return GeneratorRun(kind, settings, data, text_encoder, start, base,
                         run_dir(workspace, kind, data, settings, world_size), world_size)
@@ -210,7 +213,7 @@ def plan_generator(workspace: Workspace, kind: str) -> GeneratorPlan:
     """
     run = generator_run(workspace, kind)
     with Ledger(workspace.ledger_url) as ledger:
-        found = ledger.rows("models", kind=kind, path=str(run.directory))
+        found = ledger.rows("models", kind=kind, path=Storage.of(workspace).mirror(run.directory).reference)
         previous = ledger.rows("models", kind=kind)
     if found:
         return GeneratorPlan(kind, ModelRecord.from_row(found[0]), "trained on the current shards already")
@@ -241,7 +244,8 @@ def train_generator(workspace: Workspace, kind: str, steps: int | None = None, o
     training = {"preset": settings.preset, "config": checkpoint.read_config(directory)["config"],
                 "world_size": run.world_size, "batch_size": settings.batch_size, "grad_accum": settings.grad_accum,
                 "ema_decay": settings.ema_decay, "shards_by_rank": settings.shards_read(data, run.world_size)}
-    model = ModelRecord(sha256_file(directory / checkpoint.WEIGHTS)[:16], kind, str(directory), data.codec_id,
+    stored = Storage.of(workspace).publish(directory, leave_out=(STEPS_DIR,))
+    model = ModelRecord(sha256_file(directory / checkpoint.WEIGHTS)[:16], kind, stored, data.codec_id,
                         tuple(sorted(data.shard_ids)), run.text_encoder, result.total_steps, metrics, utc_now(),
                         training, parent=start.parent.id if start.parent is not None else None,
                         predecessor=start.predecessor, base_model=run.base.id if run.base is not None else None,
@@ -299,7 +303,8 @@ def train_workspace_codec(workspace: Workspace, steps: int | None = None, config
         metrics["held_out"] = evaluate_codec(load_codec(out_dir), [row["path"] for row in held_rows])
     training = {"world_size": world_size, "batch_size": train.batch_size, "grad_accum": train.grad_accum,
                 "assets_by_rank": [sorted(by_path[path] for path in files) for files in result.assets_by_rank]}
-    codec = CodecRecord(result.codec_id, "soundtrail", str(out_dir), {"preset": preset, **dataclasses.asdict(config)},
+    stored = Storage.of(workspace).publish(out_dir, leave_out=(STEPS_DIR,))
+    codec = CodecRecord(result.codec_id, "soundtrail", stored, {"preset": preset, **dataclasses.asdict(config)},
                         tuple(sorted(by_path[path] for path in result.assets_seen)), metrics, training=training)
     with Ledger(workspace.ledger_url) as ledger:
         recorded_codec = record_codec(ledger, codec)

@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from soundtrail import checkpoint
+from soundtrail.data.location import StorageError
+from soundtrail.data.storage import Storage
 from soundtrail.licenses import LicensePolicy, normalize_license
 from soundtrail.provenance.ledger import Ledger, utc_now
 from soundtrail.provenance.lineage import model_ancestors
@@ -62,7 +64,8 @@ class Start:
 
     @property
     def init(self) -> str | None:
-        """The checkpoint folder the run starts from (``GeneratorSettings.init``)."""
+        """Where the checkpoint the run starts from is recorded (fetched from storage for the run's
+        ``GeneratorSettings.init``)."""
         return self.parent.path if self.parent is not None else None
 
 
@@ -103,7 +106,11 @@ def _why_not_continue(workspace: Workspace, ledger: Ledger, previous: ModelRecor
     previous_preset = previous.training.get("preset", preset)  # a model recorded without one: not compared
     if previous_preset != preset:
         return f"it is of the {previous_preset} preset, this run of the {preset} preset ([model])"
-    if not checkpoint.is_complete(previous.path):
+    try:
+        fetched = Storage.of(workspace).fetch(previous.path)
+    except (StorageError, OSError):
+        fetched = None
+    if fetched is None or not checkpoint.is_complete(fetched):
         return f"its checkpoint is missing from {previous.path}"
     withdrawn = withdrawn_assets(ledger, previous.id)
     if withdrawn:
