@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from soundtrail.data.location import AZURE_ACCOUNT_KEY
+from tests.object_store import KEY, ObjectStore, running_azurite
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -94,3 +97,17 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
     code = main([str(arg) for arg in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """One Azurite server for the session (tests/object_store.py)."""
+    with running_azurite(tmp_path_factory.mktemp("azurite")) as store:
+        yield store
+
+
+@pytest.fixture
+def object_store(azurite: ObjectStore, monkeypatch: pytest.MonkeyPatch) -> ObjectStore:
+    """The session's Azurite, its account key where soundtrail reads one (``AZURE_STORAGE_ACCOUNT_KEY``)."""
+    monkeypatch.setenv(AZURE_ACCOUNT_KEY, KEY)
+    return azurite

@@ -1,0 +1,207 @@
+"""Shards and checkpoints on ``storage_uri``: a ``file://`` folder elsewhere and a real object store (Azurite).
+
+The same tests run against both: a local filesystem with rename, and an object store without directories or
+rename where an object appears when its upload completes.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from soundtrail import checkpoint
+from soundtrail.config import CodecSettings, Settings, TokenizeSettings, TrainSettings
+from soundtrail.data.dataset import ShardStream
+from soundtrail.data.location import Location, StorageError, open_filesystem
+from soundtrail.data.shards import (
+    CodecInfo,
+    Segment,
+    iter_segments,
+    read_codec_info,
+    shard_paths,
+    verify_shards,
+    write_manifest,
+    write_shard,
+)
+from soundtrail.data.storage import Storage
+from soundtrail.workspace import Workspace
+from tests.object_store import ObjectStore
+
+CODEC = CodecInfo(codec_id="c0ffee", sample_rate=16000, frame_rate=50.0, num_codebooks=4, codebook_size=256)
+
+
+@pytest.fixture(params=["file", "azurite"])
+def storage_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A storage URI outside the workspace: another local folder, or a container on Azurite."""
+    if request.param == "file":
+        return (tmp_path / "elsewhere" / "soundtrail").as_uri()
+    store: ObjectStore = request.getfixturevalue("object_store")
+    return store.uri()
+
+
+def _stored_files(storage: Storage) -> list[str]:
+    return storage.root.files()
+
+
+def _segments(asset: str, count: int, frames: int, seed: int) -> list[Segment]:
+    rng = np.random.default_rng(seed)
+    return [Segment(f"{asset}:{i}", asset, i * 2.0, frames / CODEC.frame_rate,
+                    rng.integers(0, CODEC.codebook_size, size=(4, frames)).astype(np.int16), f"{asset} part {i}")
+            for i in range(count)]
+
+
+def _write_set(set_dir: Location) -> None:
+    entries = [write_shard(set_dir / f"part-{index}.parquet", _segments(f"a{index}", 4, 40, index), CODEC)
+               for index in range(3)]
+    write_manifest(set_dir, entries, CODEC, {"segment_s": 2.0})
+
+
+def test_a_shard_set_on_storage_is_the_same_bytes_and_batches_as_in_the_workspace(
+        tmp_path: Path, storage_uri: str) -> None:
+    storage = Storage.of(Workspace(tmp_path / "ws", Settings(storage_uri=storage_uri)))
+    stored, local = storage.shards() / "set", Location.local(tmp_path / "local" / "set")
+    _write_set(stored)
+    _write_set(local)
+
+    assert verify_shards(stored) == []
+    assert read_codec_info(shard_paths(stored)[0]) == CODEC
+    assert [shard.sha256() for shard in shard_paths(stored)] == [shard.sha256() for shard in shard_paths(local)]
+    assert [row["segment_id"] for shard in shard_paths(stored) for row in iter_segments(shard)] == \
+        [f"a{index}:{i}" for index in range(3) for i in range(4)]
+    from_storage = ShardStream(shard_paths(stored), frames=16, batch_size=3, seed=4)
+    from_workspace = ShardStream(shard_paths(local), frames=16, batch_size=3, seed=4)
+    for step in range(5):
+        assert torch.equal(from_storage.batch(step)["codes"], from_workspace.batch(step)["codes"])
+
+    assert _stored_files(storage) == ["shards/set/manifest.json"] + [f"shards/set/part-{i}.parquet" for i in range(3)]
+    assert not (tmp_path / "ws" / "shards").exists(), "nothing of the shards lands in the workspace"
+    reference = shard_paths(stored)[0].reference
+    assert reference.startswith(storage_uri.split("?")[0]) and "Eby8" not in reference
+    assert storage.locate(reference).sha256() == shard_paths(stored)[0].sha256()
+
+    (stored / "part-1.parquet").write_bytes(b"not the shard")
+    (stored / "part-2.parquet").delete()
+    assert verify_shards(stored) == ["part-1.parquet: sha256 differs from the manifest", "part-2.parquet: missing"]
+
+
+def _finished_checkpoint(folder: Path) -> None:
+    """A checkpoint folder as training leaves it: weights, a sub-folder, step checkpoints, config.json last."""
+    (folder / "text_encoder").mkdir(parents=True)
+    (folder / "steps" / "step-3").mkdir(parents=True)
+    (folder / checkpoint.WEIGHTS).write_bytes(np.arange(1000, dtype=np.float32).tobytes())
+    (folder / "text_encoder" / "tokenizer.json").write_text('{"vocab": 3}')
+    (folder / "steps" / "step-3" / checkpoint.TRAIN_STATE).write_bytes(b"optimizer state")
+    (folder / checkpoint.CONFIG).write_text('{"kind": "ar"}')
+
+
+def test_a_published_checkpoint_is_fetched_whole_where_the_workspace_lost_it(
+        tmp_path: Path, storage_uri: str) -> None:
+    workspace = Workspace(tmp_path / "ws", Settings(storage_uri=storage_uri))
+    storage = Storage.of(workspace)
+    folder = workspace.path("checkpoints") / "ar" / "run1"
+    _finished_checkpoint(folder)
+
+    reference = storage.publish(folder, leave_out=("steps",))
+    assert _stored_files(storage) == ["checkpoints/ar/run1/config.json", "checkpoints/ar/run1/model.safetensors",
+                                      "checkpoints/ar/run1/text_encoder/tokenizer.json"], "steps/ stays behind"
+    assert storage.publish(folder, leave_out=("steps",)) == reference, "publishing again finds it published"
+
+    expected = {name: (folder / name).read_bytes() for name in (checkpoint.WEIGHTS, checkpoint.CONFIG,
+                                                                "text_encoder/tokenizer.json")}
+    shutil.rmtree(workspace.root / "checkpoints")
+    fetched = storage.fetch(reference)
+    assert fetched == folder
+    assert {name: (fetched / name).read_bytes() for name in expected} == expected
+    assert not (fetched / "steps").exists()
+
+
+def test_an_unfinished_upload_or_download_is_never_taken_for_a_checkpoint(tmp_path: Path, storage_uri: str) -> None:
+    workspace = Workspace(tmp_path / "ws", Settings(storage_uri=storage_uri))
+    storage = Storage.of(workspace)
+    folder = workspace.path("checkpoints") / "ar" / "run2"
+    _finished_checkpoint(folder)
+    (folder / checkpoint.CONFIG).unlink()
+    with pytest.raises(StorageError, match="is not finished: it has no config.json"):
+        storage.publish(folder)
+
+    # An upload killed before its last file: the weights are there, config.json is not.
+    target = storage.mirror(folder)
+    (target / checkpoint.WEIGHTS).upload_from(folder / checkpoint.WEIGHTS)
+    with pytest.raises(StorageError, match="holds no finished checkpoint"):
+        storage.fetch(target.reference)
+
+    # Finished now; a download killed before config.json left the weights only: it is downloaded again.
+    (folder / checkpoint.CONFIG).write_text('{"kind": "ar"}')
+    reference = storage.publish(folder)
+    shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    (folder / checkpoint.WEIGHTS).write_bytes(b"half a download")
+    assert checkpoint.is_complete(storage.fetch(reference))
+    assert (folder / checkpoint.WEIGHTS).read_bytes() == np.arange(1000, dtype=np.float32).tobytes()
+
+
+def test_storage_refuses_secrets_in_its_uri_and_references_from_elsewhere(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="must not carry a password"):
+        open_filesystem("s3://KEYID:SECRET@bucket/soundtrail")
+    with pytest.raises(StorageError, match="storage_uri 'nowhere://x'"):
+        open_filesystem("nowhere://x")
+    storage = Storage.of(Workspace(tmp_path / "ws", Settings(storage_uri=(tmp_path / "a").as_uri())))
+    with pytest.raises(StorageError, match="stored under another storage_uri"):
+        storage.locate((tmp_path / "b" / "shards" / "x.parquet").as_uri())
+
+
+def test_without_storage_uri_the_workspace_is_the_storage_and_references_are_its_paths(tmp_path: Path) -> None:
+    """What a workspace from before storage_uri recorded (plain paths) is what it records and reads now."""
+    workspace = Workspace(tmp_path / "ws", Settings())
+    storage = Storage.of(workspace)
+    folder = workspace.path("checkpoints") / "ar" / "run3"
+    _finished_checkpoint(folder)
+    assert storage.publish(folder, leave_out=("steps",)) == str(folder)
+    assert storage.fetch(str(folder)) == folder
+    assert (storage.shards() / "set" / "part-0.parquet").reference == str(workspace.root / "shards" / "set" /
+                                                                          "part-0.parquet")
+
+
+def test_training_on_storage_then_generating_on_a_workspace_that_lost_its_checkpoints(
+        tmp_path: Path, object_store: ObjectStore) -> None:
+    """Codec, shards and model go to Azurite; with the workspace's checkpoints gone, a plan still finds the model
+    and generation fetches model and codec back (the stages as the flows run them, in this process)."""
+    from soundtrail.codec.stage import resolve_codec, tokenize_plan
+    from soundtrail.codec.tokenize import GroupEncoder, finalize_set
+    from soundtrail.provenance.ledger import Ledger
+    from soundtrail.train import families
+    from soundtrail.train.stage import plan_generator, train_generator, train_workspace_codec
+    from tests.codec.test_codecs import TINY
+    from tests.train.test_stage import workspace_with_assets
+
+    uri = object_store.uri()
+    settings = Settings(storage_uri=uri, codec=CodecSettings(steps=2, batch_size=2, segment_s=0.25),
+                        tokenize=TokenizeSettings(segment_s=1.0),
+                        train=TrainSettings(ar_steps=3, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
+    workspace = workspace_with_assets(tmp_path / "ws", settings)
+    codec = train_workspace_codec(workspace, config=TINY).codec
+    plan = tokenize_plan(workspace, resolve_codec(workspace))
+    with GroupEncoder(plan.codec_path, plan.set_dir, 1.0, batch_size=4) as encoder:
+        entries = [encoder.encode(group).entry for group in plan.groups]
+    with Ledger(workspace.ledger_url) as ledger:
+        finalize_set(ledger, plan, [entry for entry in entries if entry], 1.0, None)
+    model = train_generator(workspace, "ar").model
+    assert model.metrics["final_loss"] < model.metrics["initial_loss"]
+
+    stored = object_store.files(uri)
+    assert codec.path.startswith(uri.split("?")[0]) and model.path.startswith(uri.split("?")[0])
+    assert any(name.startswith("shards/") and name.endswith("/manifest.json") for name in stored)
+    assert f"{model.path.split('?')[0].removeprefix(uri.split('?')[0] + '/')}/{checkpoint.WEIGHTS}" in stored
+    assert not (workspace.root / "shards").exists()
+    assert not any("/steps/" in name for name in stored)
+
+    shutil.rmtree(workspace.root / "checkpoints")
+    assert plan_generator(workspace, "ar").model == model, "the plan finds the stored model: nothing to train"
+    storage = Storage.of(workspace)
+    generated = families.generate(model, storage.fetch(model.path), storage.fetch(codec.path), "melody", 0.5, 1)
+    assert generated.audio.shape == (generated.sample_rate // 2,) and np.isfinite(generated.audio).all()
+    assert np.abs(generated.audio).max() > 0
