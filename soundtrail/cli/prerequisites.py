@@ -27,9 +27,22 @@ def _as_command_error() -> Iterator[None]:
         raise CommandError(str(exc)) from None
 
 
+def storage(workspace: Workspace) -> None:
+    """``storage_uri`` opens and its store answers: a wrong URI, bucket or key is one line before Ray starts."""
+    from soundtrail.data.storage import Storage
+
+    try:
+        Storage.of(workspace).check()
+    except ValueError as exc:  # the URI, or its bucket (StorageError says which)
+        raise CommandError(str(exc)) from None
+    except OSError as exc:  # the store: unreachable, no such bucket or container, credentials refused
+        raise CommandError(f"storage_uri {workspace.settings.storage_uri!r}: {exc}") from None
+
+
 def codec_training(workspace: Workspace) -> None:
     from soundtrail.train.stage import check_codec_trainable
 
+    storage(workspace)
     with _as_command_error():
         check_codec_trainable(workspace)
     with Ledger(workspace.ledger_url) as ledger:
@@ -40,6 +53,7 @@ def codec_training(workspace: Workspace) -> None:
 def tokenizing(workspace: Workspace, codec_id: str | None) -> None:
     from soundtrail.codec.stage import resolve_codec
 
+    storage(workspace)
     with _as_command_error():
         resolve_codec(workspace, codec_id)
 
@@ -47,6 +61,7 @@ def tokenizing(workspace: Workspace, codec_id: str | None) -> None:
 def training(workspace: Workspace) -> None:
     from soundtrail.train.stage import training_data
 
+    storage(workspace)
     with _as_command_error():
         training_data(workspace)
 
@@ -65,7 +80,9 @@ def generating(workspace: Workspace, model: str, prompt: str, seconds: float, se
 
 
 def pipeline(workspace: Workspace, inputs: Callable[[Workspace], tuple[list[str], Any]]) -> None:
-    """The configured inputs exist (``inputs`` is the pipeline's own reading of ``[pipeline] inputs``)."""
+    """The configured inputs exist (``inputs`` is the pipeline's own reading of ``[pipeline] inputs``), and so
+    does the storage."""
+    storage(workspace)
     paths, _ = inputs(workspace)
     missing = [path for path in paths if not Path(path).exists()]
     if missing:

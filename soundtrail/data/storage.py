@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pyarrow.fs as pafs
+
 from soundtrail.checkpoint import CONFIG
 from soundtrail.data.location import Location, StorageError, open_filesystem
 from soundtrail.workspace import Workspace
@@ -44,6 +46,17 @@ class Storage:
             return cls(Location.local(workspace.root), workspace.root)
         filesystem, base = open_filesystem(uri)
         return cls(Location(filesystem, base, uri), workspace.root)
+
+    def check(self) -> None:
+        """Raise :class:`StorageError` when the bucket or container ``storage_uri`` names does not exist (an
+        object store's writes would fail only then, deep inside a run); errors reaching the store pass as
+        ``OSError``. Local folders are made as needed."""
+        if self.root.is_local:
+            return
+        bucket = self.root.path.split("/", 1)[0]
+        if self.root.filesystem.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise StorageError(f"storage_uri {self.root.reference!r}: its bucket or container {bucket!r} does "
+                               "not exist (create it, or correct the URI)")
 
     @property
     def separate(self) -> bool:

@@ -109,6 +109,29 @@ def test_missing_prerequisites_are_reported_before_prefect_or_ray_start(command:
     assert code == 1 and message in one_line(err)
 
 
+@pytest.mark.parametrize(("storage_uri", "message"), [
+    ("nowhere://bucket/x", "storage_uri 'nowhere://bucket/x': Unrecognized filesystem type in URI"),
+    ("s3://KEYID:SECRET@bucket/x", "storage_uri must not carry a password"),
+    ("azurite", "its bucket or container 'missing"),
+])
+def test_a_storage_uri_that_cannot_be_used_is_one_line_before_ray_starts(
+        storage_uri: str, message: str, tmp_path: Path, capsys, monkeypatch, request) -> None:
+    """A wrong scheme, a secret in the URI, a container nobody made: each named before Prefect or Ray start."""
+    import ray
+
+    if storage_uri == "azurite":
+        store = request.getfixturevalue("object_store")
+        storage_uri = store.uri().replace("/c", "/missing", 1)
+    monkeypatch.setenv("SOUNDTRAIL_STORAGE_URI", storage_uri)
+    started = AssertionError("Prefect or Ray started before the storage was checked")
+    workspace = empty_workspace(tmp_path / "ws")
+    with mock.patch("soundtrail.flows.runtime.prefect_api", side_effect=started), \
+            mock.patch.object(ray, "init", side_effect=started):
+        code, _, err = run_cli(["tokenize", "--workspace", workspace], capsys)
+    assert code == 1 and message in one_line(err)
+    assert "SECRET" not in err
+
+
 @pytest.mark.slow
 def test_a_failing_flow_is_one_line_without_prefects_log_or_traceback(tmp_path: Path, prefect_server) -> None:
     """The ingest flow fails in its ledger task (the ledger file is not a database), after Ray ran its batches."""
