@@ -280,7 +280,8 @@ def test_kuberay_cluster_scales_gpu_workers_and_shares_ledger_and_storage() -> N
     for container in _containers(spec):
         env = {item["name"]: item for item in container["env"]}
         assert env["SOUNDTRAIL_LEDGER_URL"]["valueFrom"]["secretKeyRef"] == {"name": "soundtrail-ledger", "key": "url"}
-        assert "SOUNDTRAIL_STORAGE_URI" not in env, "no setting reads it: shards and checkpoints stay in /workspace"
+        assert env["SOUNDTRAIL_STORAGE_URI"]["valueFrom"]["secretKeyRef"] == {
+            "name": "soundtrail-storage", "key": "uri", "optional": True}, "without the Secret: /workspace"
         assert env["SOUNDTRAIL_RAY_ADDRESS"]["value"] == "auto"
         _assert_ray_token_from_secret(env)
         assert {mount["mountPath"] for mount in container["volumeMounts"]} >= {"/workspace", "/dev/shm"}
