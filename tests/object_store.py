@@ -63,6 +63,7 @@ def running_azurite(folder: Path) -> Iterator[ObjectStore]:
     if not AZURITE.exists():
         raise RuntimeError(f"{AZURITE} is missing: `make setup` (scripts/setup.sh) installs Azurite")
     port = _free_port()
+    folder.mkdir(parents=True, exist_ok=True)
     log = folder / "azurite.log"
     with open(log, "wb") as output:
         server = subprocess.Popen([str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port),

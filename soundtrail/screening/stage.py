@@ -171,9 +171,9 @@ def corpus_snapshot(ledger: Ledger, storage: Storage) -> CorpusSnapshot:
         note = "the codec of the current shards is not in the ledger: token method off"
     else:
         newest = max(codecs, key=lambda row: row.get("created_at") or "")
-        shards = tuple(storage.locate(reference) for reference in sorted(by_codec[newest["id"]]))
-        info = read_codec_info(shards[0])
-        tokens = TokenSource(newest["id"], newest["path"], info.frame_rate, info.codebook_size, shards)
+        stored = tuple(storage.locate(reference) for reference in sorted(by_codec[newest["id"]]))
+        info = read_codec_info(stored[0])
+        tokens = TokenSource(newest["id"], newest["path"], info.frame_rate, info.codebook_size, stored)
     return CorpusSnapshot(assets, tuple(row["id"] for row in shards), tokens, note, protected_works(ledger))
 
 

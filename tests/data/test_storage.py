@@ -169,11 +169,12 @@ def test_without_storage_uri_the_workspace_is_the_storage_and_references_are_its
 def test_training_on_storage_then_generating_on_a_workspace_that_lost_its_checkpoints(
         tmp_path: Path, object_store: ObjectStore) -> None:
     """Codec, shards and model go to Azurite; with the workspace's checkpoints gone, a plan still finds the model
-    and generation fetches model and codec back (the stages as the flows run them, in this process)."""
+    and a release fetches model and codec back and screens against the stored shards (the stages as the flows
+    run them, in this process)."""
     from soundtrail.codec.stage import resolve_codec, tokenize_plan
     from soundtrail.codec.tokenize import GroupEncoder, finalize_set
     from soundtrail.provenance.ledger import Ledger
-    from soundtrail.train import families
+    from soundtrail.release.generate import generate
     from soundtrail.train.stage import plan_generator, train_generator, train_workspace_codec
     from tests.codec.test_codecs import TINY
     from tests.train.test_stage import workspace_with_assets
@@ -201,7 +202,9 @@ def test_training_on_storage_then_generating_on_a_workspace_that_lost_its_checkp
 
     shutil.rmtree(workspace.root / "checkpoints")
     assert plan_generator(workspace, "ar").model == model, "the plan finds the stored model: nothing to train"
-    storage = Storage.of(workspace)
-    generated = families.generate(model, storage.fetch(model.path), storage.fetch(codec.path), "melody", 0.5, 1)
-    assert generated.audio.shape == (generated.sample_rate // 2,) and np.isfinite(generated.audio).all()
-    assert np.abs(generated.audio).max() > 0
+    released = generate(workspace, "ar", "melody", 1.0, seed=1)  # screened against the shards on Azurite
+    assert released["status"] == "released" and Path(released["path"]).is_file()
+    with Ledger(workspace.ledger_url) as ledger:
+        screening = ledger.get("outputs", released["output_id"])["screening"]
+    assert "tokens" in screening["methods"], "the token method read the stored shards"
+    assert checkpoint.is_complete(Path(model.path.split("?")[0].replace(uri.split("?")[0], str(workspace.root))))

@@ -1,5 +1,6 @@
-"""The end-to-end pipeline on a tiny corpus: every stage, a re-run that appends nothing, lineage
-events, Prefect artifacts, and an ingest that survives a Ray worker killed in the middle of a task."""
+"""The end-to-end pipeline on a tiny corpus: every stage (shards and checkpoints on an object store), a re-run
+that appends nothing, lineage events, Prefect artifacts, and an ingest that survives a Ray worker killed in the
+middle of a task."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
@@ -18,11 +20,14 @@ import pytest
 
 from soundtrail.corpus import synthesize_corpus
 from soundtrail.corpus.build import BLOCKLIST_REASON
+from soundtrail.data.location import AZURE_ACCOUNT_KEY
+from soundtrail.data.storage import Storage
 from soundtrail.ingest.blocklist import add_to_blocklist
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.workspace import Workspace
 from tests.audio_fixtures import melody, write
 from tests.codec.test_codecs import save_tiny_encodec
+from tests.object_store import KEY, ObjectStore
 
 pytestmark = pytest.mark.slow
 
@@ -47,13 +52,17 @@ text_encoder = "learned"
 
 
 @pytest.fixture(scope="module")
-def pipeline_workspace(tmp_path_factory) -> Workspace:
+def pipeline_workspace(tmp_path_factory, azurite: ObjectStore) -> Iterator[Workspace]:
+    """The scheduled runs below keep their shards and checkpoints on object storage (Azurite), as a cluster
+    deployment with ``storage_uri`` does; the stages reach it from the pipeline's Ray workers."""
     root = tmp_path_factory.mktemp("pipeline")
-    (root / "soundtrail.toml").write_text(TINY_PIPELINE)
+    (root / "soundtrail.toml").write_text(f'storage_uri = "{azurite.uri()}"\n' + TINY_PIPELINE)
     corpus = synthesize_corpus(root / "inputs", tracks=4, seconds=8.0, seed=3)
-    ws = Workspace(root)
-    add_to_blocklist(ws, list(corpus.protected_paths), BLOCKLIST_REASON)
-    return ws
+    with pytest.MonkeyPatch.context() as environment:
+        environment.setenv(AZURE_ACCOUNT_KEY, KEY)
+        ws = Workspace(root)
+        add_to_blocklist(ws, list(corpus.protected_paths), BLOCKLIST_REASON)
+        yield ws
 
 
 class RecordingReporter:
@@ -107,6 +116,10 @@ def test_pipeline_runs_every_stage_and_a_rerun_redoes_nothing(pipeline_workspace
         if output["status"] == "released":
             assert Path(output["path"]).is_file() and output["payload_hex"] == output["output_id"]
     assert Path(summary["report"]).is_file()
+    storage = Storage.of(ws)
+    assert any(name.startswith("shards/") and name.endswith(".parquet") for name in storage.root.files())
+    assert all((storage.locate(model["path"]) / "model.safetensors").is_file() for model in summary["models"].values())
+    assert not (ws.root / "shards").exists(), "the shards are on the object store only"
     assert summary["codec"]["action"] == "trained" and summary["codec"]["reason"] == "the workspace has no codec yet"
     assert {(model["action"], model["parent"]) for model in summary["models"].values()} == {("trained", None)}
     assert {output["action"] for output in summary["outputs"]} == {"generated"}
@@ -169,10 +182,14 @@ def _tasks_started_since(when: datetime) -> set[str]:
 
 
 def _files(ws: Workspace) -> dict[str, tuple[int, int]]:
-    """(mtime, size) of every checkpoint, shard, released output and the audit report."""
+    """(mtime, size) of every checkpoint, shard, released output and the audit report, in the workspace and in
+    its storage."""
     found = [path for folder in ("checkpoints", "shards", "outputs") for path in (ws.root / folder).rglob("*")]
-    return {str(path): (path.stat().st_mtime_ns, path.stat().st_size)
-            for path in [*found, ws.root / "reports" / "audit.html"] if path.is_file()}
+    local = {str(path): (path.stat().st_mtime_ns, path.stat().st_size)
+             for path in [*found, ws.root / "reports" / "audit.html"] if path.is_file()}
+    root = Storage.of(ws).root
+    stored = root.filesystem.get_file_info([(root / name).path for name in root.files()])
+    return {**local, **{info.path: (info.mtime_ns, info.size) for info in stored}}
 
 
 def test_pipeline_leaves_prefect_artifacts(pipeline_workspace: Workspace, prefect_server) -> None:
