@@ -227,11 +227,13 @@ def finalize_set(ledger: Ledger, plan: TokenizePlan, new_entries: list[dict[str,
     manifest = write_manifest(set_dir, entries, info, {"segment_s": segment_s})
     with ledger.writer(run_id=run_id) as writer:
         for entry in entries:
+            where = (set_dir / entry.file).reference
+            known = writer.get("shards", entry.sha256)
             writer.record("shards", entry.sha256, {
-                "shard_set": set_dir.name, "status": "current", "path": (set_dir / entry.file).reference,
-                "rows": entry.rows,
+                "shard_set": set_dir.name, "status": "current", "path": where, "rows": entry.rows,
                 "asset_ids": entry.asset_ids, "codec_id": plan.codec_id, "created_at": utc_now(),
-            } if writer.get("shards", entry.sha256) is None else {"status": "current"}, "shard.written")
+            } if known is None else {"status": "current", **({"path": where} if known["path"] != where else {})},
+                "shard.written")  # the same bytes written elsewhere (a storage_uri set later): recorded where
         current_files = {entry.file for entry in entries}
         for entry in plan.stale:
             writer.record("shards", entry["sha256"], {"status": "superseded"}, "shard.superseded")

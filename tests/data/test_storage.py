@@ -28,6 +28,7 @@ from soundtrail.data.shards import (
     write_shard,
 )
 from soundtrail.data.storage import Storage
+from soundtrail.provenance.ledger import Ledger
 from soundtrail.workspace import Workspace
 from tests.object_store import ObjectStore
 
@@ -171,9 +172,6 @@ def test_training_on_storage_then_generating_on_a_workspace_that_lost_its_checkp
     """Codec, shards and model go to Azurite; with the workspace's checkpoints gone, a plan still finds the model
     and a release fetches model and codec back and screens against the stored shards (the stages as the flows
     run them, in this process)."""
-    from soundtrail.codec.stage import resolve_codec, tokenize_plan
-    from soundtrail.codec.tokenize import GroupEncoder, finalize_set
-    from soundtrail.provenance.ledger import Ledger
     from soundtrail.release.generate import generate
     from soundtrail.train.stage import plan_generator, train_generator, train_workspace_codec
     from tests.codec.test_codecs import TINY
@@ -185,11 +183,7 @@ def test_training_on_storage_then_generating_on_a_workspace_that_lost_its_checkp
                         train=TrainSettings(ar_steps=3, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
     workspace = workspace_with_assets(tmp_path / "ws", settings)
     codec = train_workspace_codec(workspace, config=TINY).codec
-    plan = tokenize_plan(workspace, resolve_codec(workspace))
-    with GroupEncoder(plan.codec_path, plan.set_dir, 1.0, batch_size=4) as encoder:
-        entries = [encoder.encode(group).entry for group in plan.groups]
-    with Ledger(workspace.ledger_url) as ledger:
-        finalize_set(ledger, plan, [entry for entry in entries if entry], 1.0, None)
+    _tokenize(workspace)
     model = train_generator(workspace, "ar").model
     assert model.metrics["final_loss"] < model.metrics["initial_loss"]
 
@@ -208,3 +202,46 @@ def test_training_on_storage_then_generating_on_a_workspace_that_lost_its_checkp
         screening = ledger.get("outputs", released["output_id"])["screening"]
     assert "tokens" in screening["methods"], "the token method read the stored shards"
     assert checkpoint.is_complete(Path(model.path.split("?")[0].replace(uri.split("?")[0], str(workspace.root))))
+
+
+def _tokenize(workspace: Workspace) -> dict:
+    """The tokenize flow's steps in this process, into the workspace's storage."""
+    from soundtrail.codec.stage import resolve_codec, tokenize_plan
+    from soundtrail.codec.tokenize import GroupEncoder, finalize_set
+
+    plan = tokenize_plan(workspace, resolve_codec(workspace))
+    with GroupEncoder(plan.codec_path, plan.set_dir, 1.0, batch_size=4) as encoder:
+        entries = [encoder.encode(group).entry for group in plan.groups]
+    with Ledger(workspace.ledger_url) as ledger:
+        return finalize_set(ledger, plan, [entry for entry in entries if entry], 1.0, None)
+
+
+def test_a_workspace_given_a_storage_uri_later_writes_its_shards_there_and_the_ledger_says_so(
+        tmp_path: Path) -> None:
+    """The same shards (same bytes, same ids) written again to the new storage; their rows point there."""
+    from soundtrail.codec.stage import choose_codec, record_codec
+    from soundtrail.provenance.records import CodecRecord
+    from soundtrail.train.stage import training_data
+    from tests.codec.test_tokenize import tiny_codec
+    from tests.train.test_stage import workspace_with_assets
+
+    settings = Settings(tokenize=TokenizeSettings(segment_s=1.0))
+    workspace = workspace_with_assets(tmp_path / "ws", settings)
+    codec_path, codec_id = tiny_codec(tmp_path / "codec")
+    with Ledger(workspace.ledger_url) as ledger:
+        record_codec(ledger, CodecRecord(codec_id, "soundtrail", codec_path, {}, ()))
+        choose_codec(ledger, codec_id, "the test's codec")
+    _tokenize(workspace)
+    with Ledger(workspace.ledger_url) as ledger:
+        before = {row["id"]: row["path"] for row in ledger.rows("shards", status="current")}
+    assert all(path.startswith(str(workspace.root / "shards")) for path in before.values())
+
+    uri = (tmp_path / "archive").as_uri()
+    moved = Workspace(workspace.root, settings.model_copy(update={"storage_uri": uri}))
+    assert _tokenize(moved)["new_shards"] == len(before)
+    with Ledger(moved.ledger_url) as ledger:
+        after = {row["id"]: row["path"] for row in ledger.rows("shards", status="current")}
+        assert ledger.verify().ok
+    assert after.keys() == before.keys(), "the same bytes: the same shard ids"
+    assert all(path.startswith(uri + "/shards/") for path in after.values())
+    assert sorted(file.reference for file in training_data(moved).files) == sorted(after.values())
