@@ -18,6 +18,7 @@ from soundtrail.atomic import sha256_file
 from soundtrail.codec.codecs import KIND, codec_id_of
 from soundtrail.config import Settings
 from soundtrail.data.shards import iter_segments
+from soundtrail.data.storage import Storage
 from soundtrail.models.ar import ARConfig
 from soundtrail.models.codec import NeuralCodec
 from soundtrail.models.conditioning import LearnedTextConfig, LearnedTextEncoder
@@ -77,8 +78,9 @@ def train_tiny_ar(workspace: Workspace, steps: int = 2) -> ModelRecord:
     with Ledger(workspace.ledger_url) as ledger:
         model_row = ledger.get("models", MODEL)
         shards = ledger.rows("shards", status="current")
+    storage = Storage.of(workspace)
     codes = [torch.from_numpy(row["codes"].astype(np.int64)) for shard in shards
-             for row in iter_segments(Path(shard["path"]), columns=["codes"])]
+             for row in iter_segments(storage.locate(shard["path"]), columns=["codes"])]
     frames = min(piece.shape[-1] for piece in codes)
     examples = torch.stack([piece[:, :frames] for piece in codes])
     directory = workspace.path("checkpoints") / "tiny-ar"
