@@ -50,7 +50,7 @@ def build_release_workspace(root: Path) -> Path:
     codec_path, codec_id = corpus_codec(workspace.path("checkpoints") / "codec", sorted(corpus.glob("*.flac")))
     ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
                   "codec.trained")
-    tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
+    tokenize(ledger, Storage.of(workspace).shards(), codec_path, codec_id)
     shards = [row["id"] for row in ledger.rows("shards", status="current")]
     ledger.record("models", MODEL, {"kind": "ar", "codec_id": codec_id, "shards": shards, "created_at": utc_now()},
                   "model.trained")

@@ -68,7 +68,7 @@ def add_assets(workspace: Workspace, indices: range, encodec: Path) -> None:
             ledger.record("assets", f"asset{index}", {
                 "path": str(path), "status": "accepted", "license": "CC0-1.0", "duration_s": 2.0,
                 "description": f"calm piano melody {index}"}, "asset.test")
-        tokenize(ledger, workspace.path("shards"), str(encodec), codec_id_of(encodec / checkpoint.WEIGHTS))
+        tokenize(ledger, Storage.of(workspace).shards(), str(encodec), codec_id_of(encodec / checkpoint.WEIGHTS))
 
 
 def test_a_full_musicgen_fine_tunes_generates_and_is_named_in_the_ledger_audit_and_credentials(
