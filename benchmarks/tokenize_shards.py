@@ -28,7 +28,6 @@ import argparse
 import dataclasses
 import multiprocessing
 import os
-import shutil
 import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
@@ -51,10 +50,12 @@ from soundtrail import checkpoint  # noqa: E402
 from soundtrail.audio import load_mono  # noqa: E402
 from soundtrail.codec.codecs import KIND, encode_segments, load_codec  # noqa: E402
 from soundtrail.codec.quality import segment_quality  # noqa: E402
-from soundtrail.codec.stage import resolve_codec  # noqa: E402
-from soundtrail.codec.tokenize import GroupEncoder, finalize_set, plan_tokenize  # noqa: E402
+from soundtrail.codec.stage import resolve_codec, tokenize_plan  # noqa: E402
+from soundtrail.codec.tokenize import GroupEncoder, finalize_set  # noqa: E402
 from soundtrail.corpus import synthesize_corpus  # noqa: E402
+from soundtrail.data.location import Location  # noqa: E402
 from soundtrail.data.shards import read_manifest  # noqa: E402
+from soundtrail.data.storage import Storage  # noqa: E402
 from soundtrail.flows.runtime import accelerator_options, prefect_api, ray_task_runner, shared_ray  # noqa: E402
 from soundtrail.flows.stage import stage_flow  # noqa: E402
 from soundtrail.flows.tokenize import TOKENIZE, tokenize_flow  # noqa: E402
@@ -66,7 +67,7 @@ AUDIO = {".wav", ".flac", ".ogg", ".mp3"}
 
 
 @task(name="encode-group", retries=2, retry_delay_seconds=2)
-def encode_group_task(set_dir: str, codec_path: str, group: list[dict[str, Any]], segment_s: float,
+def encode_group_task(set_dir: Location, codec_path: str, group: list[dict[str, Any]], segment_s: float,
                       batch_size: int) -> dict[str, Any]:
     """One group with a codec loaded for it alone, decoded then encoded: the task the pool replaced."""
     with GroupEncoder(codec_path, set_dir, segment_s, batch_size) as encoder:
@@ -82,10 +83,7 @@ def per_group_tokenize_flow(workspace: str | None = None) -> dict[str, Any]:
 
     ws = Workspace(workspace)
     settings = ws.settings.tokenize
-    codec = resolve_codec(ws)
-    with Ledger(ws.ledger_url) as ledger:
-        plan = plan_tokenize(ledger, ws.path("shards"), codec.path, codec.id, settings.segment_s,
-                             settings.assets_per_shard)
+    plan = tokenize_plan(ws, resolve_codec(ws))
     with remote_options(**accelerator_options()):
         futures = [encode_group_task.submit(plan.set_dir, plan.codec_path, group, settings.segment_s,
                                             settings.batch_size) for group in plan.groups]
@@ -145,8 +143,9 @@ def _encode_range(bounds: tuple[int, int], batch_size: int) -> int:
 
 
 def shard_hashes(ws: Workspace) -> set[str]:
-    [set_dir] = [path for path in ws.path("shards").iterdir() if path.is_dir()]
-    return {entry["sha256"] for entry in read_manifest(set_dir)["shards"]}
+    shards = Storage.of(ws).shards()
+    [set_name] = {name.split("/", 1)[0] for name in shards.files()}
+    return {entry["sha256"] for entry in read_manifest(shards / set_name)["shards"]}
 
 
 def main() -> None:
@@ -174,7 +173,7 @@ def main() -> None:
         hashes: dict[str, set[str]] = {}
 
         def run_flow(name: str, tokenize: Any) -> None:
-            shutil.rmtree(ws.root / "shards", ignore_errors=True)
+            Storage.of(ws).shards().delete()
             tokenize.with_options(task_runner=ray_task_runner(ws))(str(ws.root))
             hashes[name] = shard_hashes(ws)
 

@@ -40,6 +40,7 @@ from soundtrail.audio import write_wav
 from soundtrail.codec.codecs import KIND as CODEC_KIND
 from soundtrail.codec.codecs import codec_id_of
 from soundtrail.config import ScalingSettings
+from soundtrail.data.location import Location
 from soundtrail.data.shards import CodecInfo, Segment, write_shard
 from soundtrail.flows.distributed import RayTrainLauncher
 from soundtrail.models.codec import CodecConfig, NeuralCodec
@@ -61,14 +62,15 @@ def corpus(root: Path, shards: int, segments: int) -> tuple[TrainingData, list[s
     codec_id = codec_id_of(codec_dir / checkpoint.WEIGHTS)
     info = CodecInfo(codec_id, config.sample_rate, config.frame_rate, config.num_codebooks, config.codebook_size)
     rng = np.random.default_rng(0)
+    shards_dir = Location.local(root / "shards")
     files, ids = [], []
     for index in range(shards):
         rows = [Segment(f"a{index}:{row}", f"a{index}", row * 5.0, SEGMENT_FRAMES / config.frame_rate,
                         rng.integers(0, config.codebook_size, (config.num_codebooks, SEGMENT_FRAMES)).astype(np.int16),
                         text=f"piece {index} with soft pads and a slow pulse, part {row}")
                 for row in range(segments)]
-        entry = write_shard(root / "shards" / f"part-{index:03d}.parquet", rows, info)
-        files.append(root / "shards" / entry.file)
+        entry = write_shard(shards_dir / f"part-{index:03d}.parquet", rows, info)
+        files.append(shards_dir / entry.file)
         ids.append(entry.sha256)
     audio = []
     for index in range(4):

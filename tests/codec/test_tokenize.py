@@ -16,6 +16,7 @@ from sqlalchemy import text
 from soundtrail import checkpoint
 from soundtrail.codec.codecs import KIND, codec_id_of
 from soundtrail.codec.tokenize import GroupEncoder, finalize_set, plan_tokenize, rewrite_without
+from soundtrail.data.location import Location
 from soundtrail.data.shards import iter_segments, read_manifest, shard_paths, verify_shards
 from soundtrail.models.codec import CodecConfig, NeuralCodec
 from soundtrail.provenance.ledger import Ledger, ProjectionMismatch
@@ -31,10 +32,10 @@ def tiny_codec(folder: Path, seed: int = 0) -> tuple[str, str]:
     return str(folder), codec_id_of(folder / checkpoint.WEIGHTS)
 
 
-def tokenize(ledger: Ledger, shards: Path, codec_path: str, codec_id: str) -> dict:
+def tokenize(ledger: Ledger, shards: Location, codec_path: str, codec_id: str) -> dict:
     """The tokenize flow's steps in this process: one encoder for every group, each decoded during the last."""
     plan = plan_tokenize(ledger, shards, codec_path, codec_id, segment_s=1.0, assets_per_shard=2)
-    entries = [e for e in (rewrite_without(Path(plan.set_dir), s, set(plan.accepted)) for s in plan.stale) if e]
+    entries = [e for e in (rewrite_without(plan.set_dir, s, set(plan.accepted)) for s in plan.stale) if e]
     with GroupEncoder(codec_path, plan.set_dir, 1.0, batch_size=4) as encoder:
         for group, then in itertools.zip_longest(plan.groups, plan.groups[1:]):
             result = encoder.encode(group, then)
@@ -48,7 +49,7 @@ def shard_assets(shards: Path) -> set[str]:
     if not shards.exists():
         return found
     for set_dir in shards.iterdir():
-        for path in shard_paths(set_dir):
+        for path in shard_paths(Location.local(set_dir)):
             found |= {row["asset_id"] for row in iter_segments(path, columns=["asset_id"])}
     return found
 
@@ -67,20 +68,20 @@ def test_only_accepted_assets_ever_reach_a_shard(tmp_path_factory, statuses: lis
         path = write(root / f"a{index}.wav", melody(index, seconds=1.5), rate=8000)
         ledger.record("assets", f"a{index}", {"path": str(path), "status": status, "description": f"track {index}",
                                               "license": "CC0-1.0"}, "asset.test")
-    tokenize(ledger, root / "shards", codec_path, codec_id)
+    tokenize(ledger, Location.local(root / "shards"), codec_path, codec_id)
     accepted = {row["id"] for row in ledger.rows("assets", status="accepted")}
     assert shard_assets(root / "shards") == accepted
     for index in revoke:
         if index < len(statuses):
             ledger.record("assets", f"a{index}", {"status": withdrawn}, f"asset.{withdrawn}")
-    tokenize(ledger, root / "shards", codec_path, codec_id)
+    tokenize(ledger, Location.local(root / "shards"), codec_path, codec_id)
     accepted = {row["id"] for row in ledger.rows("assets", status="accepted")}
     assert shard_assets(root / "shards") == accepted
     if (root / "shards").exists():
         current = {row["id"] for row in ledger.rows("shards", status="current")}
         for set_dir in (root / "shards").iterdir():
-            assert verify_shards(set_dir) == []
-            assert {entry["sha256"] for entry in read_manifest(set_dir)["shards"]} == current
+            assert verify_shards(Location.local(set_dir)) == []
+            assert {entry["sha256"] for entry in read_manifest(Location.local(set_dir))["shards"]} == current
     assert ledger.verify().ok
 
 
@@ -91,12 +92,13 @@ def test_rerun_skips_and_codes_match_a_direct_encode(tmp_path: Path) -> None:
     path = write(tmp_path / "a.wav", audio, rate=8000)
     ledger.record("assets", "a", {"path": str(path), "status": "accepted", "description": "calm piano",
                                   "tags": ["piano"], "license": "CC0-1.0", "rights_holder": "Ann"}, "asset.test")
-    summary = tokenize(ledger, tmp_path / "shards", codec_path, codec_id)
+    shards = Location.local(tmp_path / "shards")
+    summary = tokenize(ledger, shards, codec_path, codec_id)
     assert summary["rows"] == 3  # 1 s segments of a 2.5 s file: 1 + 1 + 0.5
     head = ledger.head()
-    plan = plan_tokenize(ledger, tmp_path / "shards", codec_path, codec_id, segment_s=1.0, assets_per_shard=2)
+    plan = plan_tokenize(ledger, shards, codec_path, codec_id, segment_s=1.0, assets_per_shard=2)
     assert plan.nothing_to_do and ledger.head() == head
-    shard = shard_paths(tmp_path / "shards" / summary["shard_set"])[0]
+    shard = shard_paths(shards / summary["shard_set"])[0]
     rows = sorted(iter_segments(shard), key=lambda row: row["start_s"])
     assert [row["text"] for row in rows] == ["calm piano"] * 3 and rows[0]["tags"] == ["piano"]
     from soundtrail.codec.codecs import load_codec
@@ -105,7 +107,7 @@ def test_rerun_skips_and_codes_match_a_direct_encode(tmp_path: Path) -> None:
     stereo_mixed = (audio + audio * 0.9) / 2
     direct = codec.encode(torch.from_numpy(stereo_mixed[:8000].astype(np.float32))[None, None]).numpy()[0]
     np.testing.assert_array_equal(rows[0]["codes"], direct.astype(np.int16))
-    metadata = pq.read_schema(shard).metadata
+    metadata = pq.read_schema(shard.path).metadata
     assert codec_id.encode() in metadata[b"soundtrail"]
 
 
@@ -115,13 +117,14 @@ def test_a_shard_finished_before_a_kill_is_reused(tmp_path: Path) -> None:
     for index in range(4):
         path = write(tmp_path / f"a{index}.wav", melody(index, seconds=1.5), rate=8000)
         ledger.record("assets", f"a{index}", {"path": str(path), "status": "accepted"}, "asset.test")
-    plan = plan_tokenize(ledger, tmp_path / "shards", codec_path, codec_id, segment_s=1.0, assets_per_shard=2)
+    plan = plan_tokenize(ledger, Location.local(tmp_path / "shards"), codec_path, codec_id, segment_s=1.0,
+                         assets_per_shard=2)
     with GroupEncoder(codec_path, plan.set_dir, 1.0, 4) as encoder:
         first = encoder.encode(plan.groups[0])  # then the process "dies"
-    mtime = (Path(plan.set_dir) / first.entry["file"]).stat().st_mtime_ns
-    assert read_manifest(Path(plan.set_dir)) is None, "no manifest until every shard is done"
-    tokenize(ledger, tmp_path / "shards", codec_path, codec_id)
-    assert (Path(plan.set_dir) / first.entry["file"]).stat().st_mtime_ns == mtime
+    mtime = Path((plan.set_dir / first.entry["file"]).path).stat().st_mtime_ns
+    assert read_manifest(plan.set_dir) is None, "no manifest until every shard is done"
+    tokenize(ledger, Location.local(tmp_path / "shards"), codec_path, codec_id)
+    assert Path((plan.set_dir / first.entry["file"]).path).stat().st_mtime_ns == mtime
     assert shard_assets(tmp_path / "shards") == {f"a{i}" for i in range(4)}
 
 
@@ -137,11 +140,11 @@ def test_an_asset_relabelled_accepted_in_the_table_alone_is_refused(ledger_url: 
         connection.commit()
     with pytest.raises(ProjectionMismatch, match="assets row 'a1' column 'status' is 'accepted' but the chain says "
                                                  "'quarantined': refusing to use it"):
-        tokenize(ledger, tmp_path / "shards", codec_path, codec_id)
+        tokenize(ledger, Location.local(tmp_path / "shards"), codec_path, codec_id)
     assert shard_assets(tmp_path / "shards") == set()
     with ledger.engine.connect() as connection:  # the operator puts the row back: tokenize goes on
         connection.execute(text("UPDATE assets SET status = 'quarantined' WHERE id = 'a1'"))
         connection.commit()
-    tokenize(ledger, tmp_path / "shards", codec_path, codec_id)
+    tokenize(ledger, Location.local(tmp_path / "shards"), codec_path, codec_id)
     assert shard_assets(tmp_path / "shards") == {"a0"}
     ledger.close()

@@ -6,11 +6,13 @@ import itertools
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
+import pyarrow as pa
 import pytest
 import torch
 
+from soundtrail.data import dataset
 from soundtrail.data.dataset import ShardStream
+from soundtrail.data.location import Location
 from soundtrail.data.shards import (
     CodecInfo,
     Segment,
@@ -33,7 +35,8 @@ def _segments(asset: str, count: int, frames: int, seed: int) -> list[Segment]:
             for i in range(count)]
 
 
-def _make_set(root: Path, shards: int = 4, per_shard: int = 5, frames: int = 40) -> tuple[Path, dict]:
+def _make_set(folder: Path, shards: int = 4, per_shard: int = 5, frames: int = 40) -> tuple[Location, dict]:
+    root = Location.local(folder)
     written = {}
     entries = []
     for index in range(shards):
@@ -57,14 +60,14 @@ def test_codes_read_back_equal_codes_written(tmp_path: Path) -> None:
             assert row["text"] == original.text and row["tags"] == original.tags
             seen += 1
     assert seen == len(written)
-    assert not any(p.name.startswith(".tmp-") for p in root.iterdir()), "no temporary files left behind"
+    assert not any(p.name.startswith(".tmp-") for p in Path(root.path).iterdir()), "no temporary files left behind"
 
 
 def test_manifest_catches_changed_and_missing_shards(tmp_path: Path) -> None:
     root, _ = _make_set(tmp_path)
     paths = shard_paths(root)
     paths[0].write_bytes(paths[0].read_bytes()[:-10] + b"0123456789")
-    paths[1].unlink()
+    paths[1].delete()
     problems = verify_shards(root)
     assert any("part-000" in p and "sha256" in p for p in problems)
     assert any("part-001" in p and "missing" in p for p in problems)
@@ -73,7 +76,7 @@ def test_manifest_catches_changed_and_missing_shards(tmp_path: Path) -> None:
 def test_datasets_loads_shards_as_they_are(tmp_path: Path) -> None:
     import datasets
     root, written = _make_set(tmp_path)
-    loaded = datasets.load_dataset("parquet", data_files=[str(p) for p in shard_paths(root)], split="train",
+    loaded = datasets.load_dataset("parquet", data_files=[p.path for p in shard_paths(root)], split="train",
                                    cache_dir=str(tmp_path / "hf-cache"))
     assert len(loaded) == len(written)
     row = loaded[0]
@@ -127,14 +130,14 @@ def test_a_resumed_stream_reads_from_its_step_on(tmp_path: Path, monkeypatch: py
     stream = ShardStream(shard_paths(root), frames=16, batch_size=3, seed=7, shuffle_block=8)
     through = list(itertools.islice(stream.batches(), 203))[200:]
     decoded: list[str] = []
-    read_table = pq.read_table
+    read_columns = dataset._read_columns
 
-    def counting(path, columns=None, **kwargs):
-        if columns and "codes" in columns:
-            decoded.append(Path(path).name)
-        return read_table(path, columns=columns, **kwargs)
+    def counting(path: Location, columns: list[str]) -> pa.Table:
+        if "codes" in columns:
+            decoded.append(path.name)
+        return read_columns(path, columns)
 
-    monkeypatch.setattr("soundtrail.data.dataset.pq.read_table", counting)
+    monkeypatch.setattr(dataset, "_read_columns", counting)
     resumed = ShardStream(shard_paths(root), frames=16, batch_size=3, seed=7, shuffle_block=8)
     for expected, actual in zip(through, itertools.islice(resumed.batches(start_step=200), 3), strict=True):
         assert torch.equal(expected["codes"], actual["codes"])
@@ -159,8 +162,7 @@ def test_segments_shorter_than_a_crop_are_skipped(tmp_path: Path) -> None:
     root, _ = _make_set(tmp_path, frames=10)
     with pytest.raises(ValueError, match="no segment of at least 16 frames"):
         ShardStream(shard_paths(root), frames=16, batch_size=2)
-    mixed = tmp_path / "mixed"
-    mixed.mkdir()
+    mixed = Location.local(tmp_path / "mixed")
     entries = [write_shard(mixed / "part-000.parquet", _segments("short", 3, 10, 0) + _segments("long", 2, 40, 1),
                            CODEC)]
     write_manifest(mixed, entries, CODEC, {"segment_s": 2.0})

@@ -13,6 +13,7 @@ from scipy.stats import ortho_group
 
 from soundtrail.codec.stage import choose_codec, split_assets
 from soundtrail.config import Settings, TokenizeSettings, TrainSettings
+from soundtrail.data.storage import Storage
 from soundtrail.evaluate.compare import (
     CompareConfig,
     Gaussian,
@@ -151,7 +152,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now(),
                                        "assets": [row["id"] for row in train_rows]}, "codec.trained")
     choose_codec(ledger, codec_id, "the test's codec")
-    tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
+    tokenize(ledger, Storage.of(workspace).shards(), codec_path, codec_id)
     ledger.close()
     for kind in ("ar", "diffusion"):
         train_generator(workspace, kind)

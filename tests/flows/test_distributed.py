@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from soundtrail import checkpoint
 from soundtrail.config import ScalingSettings, TrainSettings
+from soundtrail.data.storage import Storage
 from soundtrail.flows.distributed import RayTrainLauncher
 from soundtrail.models.ar import ARConfig
 from soundtrail.models.codec import CodecConfig
@@ -64,8 +65,9 @@ def test_two_workers_train_a_generator_and_the_ledger_names_each_ranks_shards(tm
         ar_steps=20, batch_size=2, crop_seconds=0.25, text_encoder="learned", learning_rate=3e-3))
 
     steps: list[int] = []
+    storage = Storage.of(workspace)
     trained = train_generator(workspace, "ar", on_step=lambda step, loss: steps.append(step),
-                              launcher=RayTrainLauncher(TWO_CPU_WORKERS))
+                              launcher=RayTrainLauncher(TWO_CPU_WORKERS, storage))
     model = trained.model
     metrics = model.metrics
     print(f"two workers: AR loss {metrics['initial_loss']:.3f} -> {metrics['final_loss']:.4f} in 20 steps")
@@ -74,9 +76,10 @@ def test_two_workers_train_a_generator_and_the_ledger_names_each_ranks_shards(tm
     assert model.training["world_size"] == 2 and model.shards == tuple(shards)
     by_rank = model.training["shards_by_rank"]
     assert len(by_rank) == 2 and all(by_rank) and set(by_rank[0]) | set(by_rank[1]) == set(shards)
-    document = checkpoint.read_config(model.path)
+    folder = storage.fetch(model.path)
+    document = checkpoint.read_config(folder)
     assert document["train"]["world_size"] == 2 and document["config"]["preset"] == "tiny"
-    assert not (Path(model.path) / "steps").exists(), "Ray Train's step checkpoints are gone once the model is"
+    assert not (folder / "steps").exists(), "Ray Train's step checkpoints are gone once the model is"
 
 
 def test_the_musicgen_family_fine_tunes_on_two_workers(tmp_path: Path) -> None:
@@ -94,7 +97,8 @@ def test_the_musicgen_family_fine_tunes_on_two_workers(tmp_path: Path) -> None:
     workspace = Workspace(tmp_path / "ws", settings)
     add_assets(workspace, range(3), encodec)
 
-    model = train_generator(workspace, "musicgen", launcher=RayTrainLauncher(TWO_CPU_WORKERS)).model
+    storage = Storage.of(workspace)
+    model = train_generator(workspace, "musicgen", launcher=RayTrainLauncher(TWO_CPU_WORKERS, storage)).model
     initial, final = model.metrics["initial_loss"], model.metrics["final_loss"]
     print(f"two workers: musicgen fine-tuning {initial:.3f} -> {final:.3f} in {MUSICGEN_STEPS} steps")
     assert final < initial - MUSICGEN_LEARNED, model.metrics
@@ -102,7 +106,7 @@ def test_the_musicgen_family_fine_tunes_on_two_workers(tmp_path: Path) -> None:
     assert model.training["preset"] is None, "sized by its base model"
     by_rank = model.training["shards_by_rank"]
     assert len(by_rank) == 2 and set(by_rank[0]) | set(by_rank[1]) == set(model.shards)
-    network = load_musicgen(model.path, "cpu")  # the T5 copy's digest is checked against config.json here
+    network = load_musicgen(storage.fetch(model.path), "cpu")  # the T5 copy's digest is checked against config.json
     assert network.generate(["calm piano"], 6, generator=torch.Generator().manual_seed(0)).shape == (1, 2, 6)
 
 

@@ -4,6 +4,7 @@ guarantees (progress, skipped reasons, re-runs, takedowns, the ledger) on top of
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 
 from soundtrail.codec.tokenize import GroupEncoder, TokenizePlan, plan_tokenize
 from soundtrail.config import TokenizeSettings
+from soundtrail.data.location import Location
 from soundtrail.data.shards import iter_segments, read_manifest, shard_paths, verify_shards
 from soundtrail.flows.progress import reporting
 from soundtrail.flows.tokenize import encode_on_pool
@@ -67,16 +69,18 @@ def corpus(root: Path, seconds: tuple[float, ...] = SECONDS, broken: bool = Fals
 
 
 def plan_for(ledger: Ledger, shards: Path, codec_path: str, codec_id: str, assets_per_shard: int) -> TokenizePlan:
-    return plan_tokenize(ledger, shards, codec_path, codec_id, segment_s=1.0, assets_per_shard=assets_per_shard)
+    return plan_tokenize(ledger, Location.local(shards), codec_path, codec_id, segment_s=1.0,
+                         assets_per_shard=assets_per_shard)
 
 
 def pool_settings(workers: int, assets_per_shard: int) -> TokenizeSettings:
     return TokenizeSettings(segment_s=1.0, assets_per_shard=assets_per_shard, batch_size=4, workers=workers)
 
 
-def shard_contents(set_dir: Path) -> dict[str, list[dict]]:
+def shard_contents(set_dir: Location) -> dict[str, list[dict]]:
     """Every shard written in ``set_dir`` (no manifest yet: that is the flow's last step)."""
-    return {path.name: list(iter_segments(path)) for path in sorted(set_dir.glob("part-*.parquet"))}
+    return {name: list(iter_segments(set_dir / name)) for name in set_dir.files()
+            if fnmatch.fnmatch(name, "part-*.parquet")}
 
 
 def test_pools_of_one_and_two_actors_load_the_codec_once_each_and_write_the_reference_bytes(
@@ -89,13 +93,13 @@ def test_pools_of_one_and_two_actors_load_the_codec_once_each_and_write_the_refe
     for group in reference.groups:
         with GroupEncoder(codec_path, reference.set_dir, 1.0, batch_size=4) as encoder:
             encoder.encode(group)
-    expected = shard_contents(Path(reference.set_dir))
+    expected = shard_contents(reference.set_dir)
     for workers in (1, 2):
         plan = plan_for(ledger, tmp_path / f"pool-{workers}", codec_path, codec_id, assets_per_shard=3)
         entries = {result.entry["file"]: result.entry for _, result in encode_on_pool(plan, pool_settings(workers, 3))}
         assert set(entries) == set(expected), "the same groups make the same shard names"
-        for name, rows in shard_contents(Path(plan.set_dir)).items():
-            assert (Path(plan.set_dir) / name).read_bytes() == (Path(reference.set_dir) / name).read_bytes()
+        for name, rows in shard_contents(plan.set_dir).items():
+            assert (plan.set_dir / name).read_bytes() == (reference.set_dir / name).read_bytes()
             assert [row["segment_id"] for row in rows] == [row["segment_id"] for row in expected[name]]
             for row, want in zip(rows, expected[name], strict=True):
                 np.testing.assert_array_equal(row["codes"], want["codes"])
@@ -117,7 +121,7 @@ def test_an_undecodable_asset_is_skipped_with_its_reason_and_the_rest_of_its_gro
     assert broken.entry["asset_ids"] == ["a2"] and broken.entry["rows"] == 2
     [skip] = broken.skipped
     assert skip["asset_id"] == "b" and skip["segment"] == "*" and skip["reason"].startswith("cannot decode: ")
-    rows = list(iter_segments(Path(plan.set_dir) / broken.entry["file"]))
+    rows = list(iter_segments(plan.set_dir / broken.entry["file"]))
     assert [row["segment_id"] for row in rows] == ["a2:0", "a2:1"]
 
 
@@ -156,7 +160,7 @@ def test_tokenize_flow_on_the_pool_reports_skips_reuses_its_shards_and_rewrites_
     reasons = {(skip["asset_id"], skip["segment"]): skip["reason"] for skip in summary["skipped"]}
     assert set(reasons) == too_short | {("b", "*")} and reasons["b", "*"].startswith("cannot decode: ")
     assert all("short" in reasons[key] for key in too_short), reasons
-    set_dir = tmp_path / "shards" / summary["shard_set"]
+    set_dir = Location.local(tmp_path / "shards" / summary["shard_set"])
     assert verify_shards(set_dir) == []
     current = {row["id"] for row in ledger.rows("shards", status="current")}
     assert {entry["sha256"] for entry in read_manifest(set_dir)["shards"]} == current

@@ -11,6 +11,7 @@ import pytest
 
 from soundtrail.codec.tokenize import plan_tokenize
 from soundtrail.config import LicenseSettings, Settings
+from soundtrail.data.location import Location
 from soundtrail.ingest.analyze import analyze_batch
 from soundtrail.ingest.catalog import Catalog
 from soundtrail.ingest.manifest import read_manifest, resolve_inputs
@@ -68,7 +69,7 @@ def test_a_relabelled_copy_of_an_accepted_recording_puts_both_in_dispute(tmp_pat
     assert items["same_bytes.flac"]["reason"] == f"same bytes as asset {original_id}"
 
     assert ledger.rows("assets", status="accepted") == [], "a disputed original leaves the corpus"
-    plan = plan_tokenize(ledger, tmp_path / "shards", "codec", "c1", segment_s=1.0, assets_per_shard=4)
+    plan = plan_tokenize(ledger, Location.local(tmp_path / "shards"), "codec", "c1", segment_s=1.0, assets_per_shard=4)
     assert plan.groups == [], "nothing disputed is encoded into a shard"
 
     events = ledger.head()

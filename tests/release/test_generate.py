@@ -55,7 +55,7 @@ def test_released_and_blocked_generations_leave_only_the_released_file(workspace
     with Ledger(workspace.ledger_url) as ledger:
         copied_path = ledger.get("assets", copied)["path"]
 
-    def copying_model(record, codec, prompt, seconds, seed):  # a model that memorised track12
+    def copying_model(record, model_folder, codec_folder, prompt, seconds, seed):  # a model that memorised track12
         audio = load_mono(copied_path, 16_000)[2 * 16_000:10 * 16_000]
         return Generated(audio.astype(np.float32), 16_000, None, 0.0)
 

@@ -18,6 +18,7 @@ from soundtrail.atomic import sha256_file
 from soundtrail.codec.codecs import KIND, codec_id_of
 from soundtrail.config import Settings
 from soundtrail.data.shards import iter_segments
+from soundtrail.data.storage import Storage
 from soundtrail.models.ar import ARConfig
 from soundtrail.models.codec import NeuralCodec
 from soundtrail.models.conditioning import LearnedTextConfig, LearnedTextEncoder
@@ -49,7 +50,7 @@ def build_release_workspace(root: Path) -> Path:
     codec_path, codec_id = corpus_codec(workspace.path("checkpoints") / "codec", sorted(corpus.glob("*.flac")))
     ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
                   "codec.trained")
-    tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
+    tokenize(ledger, Storage.of(workspace).shards(), codec_path, codec_id)
     shards = [row["id"] for row in ledger.rows("shards", status="current")]
     ledger.record("models", MODEL, {"kind": "ar", "codec_id": codec_id, "shards": shards, "created_at": utc_now()},
                   "model.trained")
@@ -77,8 +78,9 @@ def train_tiny_ar(workspace: Workspace, steps: int = 2) -> ModelRecord:
     with Ledger(workspace.ledger_url) as ledger:
         model_row = ledger.get("models", MODEL)
         shards = ledger.rows("shards", status="current")
+    storage = Storage.of(workspace)
     codes = [torch.from_numpy(row["codes"].astype(np.int64)) for shard in shards
-             for row in iter_segments(Path(shard["path"]), columns=["codes"])]
+             for row in iter_segments(storage.locate(shard["path"]), columns=["codes"])]
     frames = min(piece.shape[-1] for piece in codes)
     examples = torch.stack([piece[:, :frames] for piece in codes])
     directory = workspace.path("checkpoints") / "tiny-ar"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from soundtrail.config import Settings, TokenizeSettings, TrainSettings
+from soundtrail.data.storage import Storage
 from soundtrail.provenance.audit import model_audit
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.provenance.lineage import asset_descendants, model_sources, training_license_summary
@@ -40,7 +41,7 @@ def test_new_shards_continue_the_previous_model_and_a_takedown_starts_afresh(tmp
 
     add_asset(workspace, 3)
     with Ledger(workspace.ledger_url) as ledger:
-        tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
+        tokenize(ledger, Storage.of(workspace).shards(), codec_path, codec_id)
     continued = train_generator(workspace, "ar").model
     assert continued.parent == first.id and continued.predecessor is None
     assert continued.init_reason == f"continued from ar model {first.id}, trained on other shards"
@@ -70,7 +71,7 @@ def test_new_shards_continue_the_previous_model_and_a_takedown_starts_afresh(tmp
         revoke(ledger, "asset0", "rights holder request")
         affected = {model["id"] for model in asset_descendants(ledger, "asset0")["models"]}
         assert affected == {first.id, continued.id, scratch.id}
-        tokenize(ledger, workspace.path("shards"), codec_path, codec_id)  # rewrites its shard without it
+        tokenize(ledger, Storage.of(workspace).shards(), codec_path, codec_id)  # rewrites its shard without it
 
     after = train_generator(workspace, "ar").model
     assert after.parent is None and after.predecessor == scratch.id, "the newest model of other shards, not parent"

@@ -19,6 +19,7 @@ from soundtrail import checkpoint
 from soundtrail.codec.codecs import codec_id_of, load_codec
 from soundtrail.config import BaseModelSettings, CodecSettings, Settings, TokenizeSettings, TrainSettings
 from soundtrail.data.shards import CodecInfo
+from soundtrail.data.storage import Storage
 from soundtrail.provenance.audit import build_report, model_audit, render_markdown
 from soundtrail.provenance.credentials import ensure_signing_identity, read_credentials, sign_wav
 from soundtrail.provenance.ledger import Ledger
@@ -67,7 +68,7 @@ def add_assets(workspace: Workspace, indices: range, encodec: Path) -> None:
             ledger.record("assets", f"asset{index}", {
                 "path": str(path), "status": "accepted", "license": "CC0-1.0", "duration_s": 2.0,
                 "description": f"calm piano melody {index}"}, "asset.test")
-        tokenize(ledger, workspace.path("shards"), str(encodec), codec_id_of(encodec / checkpoint.WEIGHTS))
+        tokenize(ledger, Storage.of(workspace).shards(), str(encodec), codec_id_of(encodec / checkpoint.WEIGHTS))
 
 
 def test_a_full_musicgen_fine_tunes_generates_and_is_named_in_the_ledger_audit_and_credentials(
@@ -99,7 +100,7 @@ def test_a_full_musicgen_fine_tunes_generates_and_is_named_in_the_ledger_audit_a
     assert "Fine-tuned from: tiny-musicgen" in markdown and "from base model tiny-musicgen" in markdown
 
     codec = load_codec(bases["encodec"], "cpu")
-    generator = Generator(model, codec, "cpu")
+    generator = Generator(model, Storage.of(workspace).fetch(model.path), codec, "cpu")
     first, again = (generator.generate("calm piano melody 1", 0.2, seed=3) for _ in range(2))
     other = generator.generate("calm piano melody 1", 0.2, seed=4)
     assert first.codes.shape == (CODEBOOKS, 50) and first.codes.max() < CODES
@@ -183,5 +184,6 @@ def test_a_bare_decoder_fine_tunes_lora_adapters_only(tmp_path: Path, bases: dic
     config = json.loads((Path(model.path) / checkpoint.CONFIG).read_text())
     assert config["config"]["lora_rank"] == 4 and config["config"]["projection"] is True
 
-    generated = Generator(ModelRecord.from_row(model.to_dict()), load_codec(bases["encodec"], "cpu"), "cpu")
+    generated = Generator(ModelRecord.from_row(model.to_dict()), Storage.of(workspace).fetch(model.path),
+                          load_codec(bases["encodec"], "cpu"), "cpu")
     assert generated.generate("calm piano", 0.1, seed=1).codes.shape == (CODEBOOKS, 25)

@@ -11,6 +11,7 @@ import pytest
 from soundtrail import checkpoint
 from soundtrail.codec.stage import choose_codec, resolve_codec
 from soundtrail.config import CodecSettings, Settings, TokenizeSettings, TrainSettings
+from soundtrail.data.storage import Storage
 from soundtrail.models.codec import CodecConfig
 from soundtrail.provenance.ledger import Ledger, utc_now
 from soundtrail.train.families import family
@@ -79,7 +80,7 @@ def tokenize_with_tiny_codec(workspace: Workspace, folder: Path) -> tuple[str, s
         ledger.record("codecs", codec_id, {"kind": "soundtrail", "path": codec_path, "created_at": utc_now()},
                       "codec.trained")
         choose_codec(ledger, codec_id, "the test's codec")
-        tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
+        tokenize(ledger, Storage.of(workspace).shards(), codec_path, codec_id)
     return codec_path, codec_id
 
 
@@ -137,7 +138,7 @@ def test_the_pipeline_keeps_a_model_that_saw_the_current_shards_and_plans_a_new_
     with Ledger(workspace.ledger_url) as ledger:
         ledger.record("assets", "asset3", {"path": str(path), "status": "accepted", "license": "CC0-1.0"},
                       "asset.test")
-        assert tokenize(ledger, workspace.path("shards"), codec_path, codec_id)["new_shards"] == 1
+        assert tokenize(ledger, Storage.of(workspace).shards(), codec_path, codec_id)["new_shards"] == 1
     # The plan decides whether; where the new model starts is soundtrail train's own decision ([train] init).
     plan = plan_generator(workspace, "ar")
     assert (plan.model, plan.reason, plan.start.parent) == (None, "the shards changed", model)

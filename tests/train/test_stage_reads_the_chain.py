@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import text
 
 from soundtrail.codec.stage import choose_codec
+from soundtrail.data.storage import Storage
 from soundtrail.provenance.ledger import Ledger, ProjectionMismatch, utc_now
 from soundtrail.train.stage import train_workspace_codec, training_data
 from soundtrail.workspace import Workspace
@@ -29,7 +30,7 @@ def test_training_refuses_an_nc_asset_relabelled_accepted_in_the_table(ledger_ur
         path = write(tmp_path / f"a{index}.wav", melody(index, seconds=1.5), rate=8000)
         ledger.record("assets", f"a{index}", {"path": str(path), "status": "accepted", "license": "CC0-1.0"},
                       "asset.test")
-    tokenize(ledger, workspace.path("shards"), codec_path, codec_id)
+    tokenize(ledger, Storage.of(workspace).shards(), codec_path, codec_id)
     assert sorted(training_data(workspace).shard_ids) == sorted(row["id"] for row in ledger.rows("shards"))
 
     # The rights holder shows the licence is NC: the ledger records it; someone then edits the tables back.
