@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file
 
 from soundtrail import checkpoint
-from soundtrail.config import ScalingSettings, TrainSettings
+from soundtrail.config import ScalingSettings, Settings, TrainSettings
 from soundtrail.data.storage import Storage
 from soundtrail.flows.distributed import RayTrainLauncher
 from soundtrail.models.ar import ARConfig
@@ -33,6 +33,7 @@ from soundtrail.train.stage import generator_settings, train_generator, training
 from soundtrail.train.unit import OptimizerConfig
 from soundtrail.workspace import Workspace
 from tests.audio_fixtures import melody, write
+from tests.object_store import ObjectStore
 
 pytestmark = pytest.mark.slow
 
@@ -219,12 +220,17 @@ def test_the_diffusion_family_trains_on_two_workers_with_the_whole_streams_stati
 # --- a run killed between checkpoints ---------------------------------------------------------------------
 
 
-def test_workers_killed_between_checkpoints_resume_to_the_same_weights(two_worker_runs: Path,
-                                                                       tmp_path: Path) -> None:
+def test_workers_killed_between_checkpoints_resume_to_the_same_weights(two_worker_runs: Path, tmp_path: Path,
+                                                                       object_store: ObjectStore) -> None:
     """Rank 1 dies after step 3 (checkpoint at 2): Ray Train restarts the group, which resumes at 2. It dies again
     after step 5 with no restarts left: the run fails, and the same command again resumes from Ray Train's
     snapshot: at 4, or at 2 when the worker died before Ray Train had taken in the step-4 report (a checkpoint
-    counts once Ray Train has registered it). Either way it ends on the reference run's weights and losses."""
+    counts once Ray Train has registered it). Either way it ends on the reference run's weights and losses.
+
+    The step checkpoints live on an object store (Azurite, as a ``storage_uri`` puts them): the resumes read them
+    back from there."""
+    uri = object_store.uri()
+    storage = Storage.of(Workspace(tmp_path, Settings(storage_uri=uri)))
     markers = tmp_path / "markers"
     markers.mkdir()
 
@@ -238,10 +244,16 @@ def test_workers_killed_between_checkpoints_resume_to_the_same_weights(two_worke
         return train_tiny_ar(tmp_path / "run", 6, 2, placement, on_step=die, dropout=0.1)
 
     with pytest.raises(Exception):  # noqa: B017, PT011 - Ray Train's error for a worker group that died
-        RayTrainLauncher(TWO_CPU_WORKERS.model_copy(update={"max_failures": 1}))(work, tmp_path / "run", None)
+        RayTrainLauncher(TWO_CPU_WORKERS.model_copy(update={"max_failures": 1}), storage)(work, tmp_path / "run",
+                                                                                          None)
     assert sorted(path.name for path in markers.iterdir()) == ["killed-after-3", "killed-after-5"]
     assert not checkpoint.is_complete(tmp_path / "run")
-    result = RayTrainLauncher(TWO_CPU_WORKERS)(work, tmp_path / "run", None)
+    snapshot = object_store.files(uri)
+    assert any(name.startswith("run/steps/step-") and name.endswith(checkpoint.TRAIN_STATE) for name in snapshot), \
+        snapshot
+    assert not (tmp_path / "run" / "steps").exists(), "the steps went to the object store, not the local folder"
+    result = RayTrainLauncher(TWO_CPU_WORKERS, storage)(work, tmp_path / "run", None)
+    assert not any(name.startswith("run/steps/") for name in object_store.files(uri)), "removed once finished"
     assert result.start_step in (2, 4) and result.total_steps == 6, result.start_step
     reference = checkpoint.read_config(two_worker_runs / "reference")
     assert result.final_loss == pytest.approx(reference["final_loss"], abs=0) and \
