@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +82,9 @@ class Location:
 
     def __str__(self) -> str:
         return self.reference
+
+    def __hash__(self) -> int:  # pyarrow filesystems are not hashable; equal locations share their reference
+        return hash(self.reference)
 
     @property
     def name(self) -> str:
@@ -161,7 +163,3 @@ class Location:
         with atomic_path(target) as tmp:
             pafs.copy_files(self.path, str(tmp), source_filesystem=self.filesystem)
 
-
-def temporary_name(name: str) -> str:
-    """A sibling name for work in progress, never mistaken for a finished file (the ``.tmp-`` convention)."""
-    return f".tmp-{name}.{uuid.uuid4().hex[:8]}"
