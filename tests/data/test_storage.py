@@ -216,22 +216,25 @@ def _tokenize(workspace: Workspace) -> dict:
         return finalize_set(ledger, plan, [entry for entry in entries if entry], 1.0, None)
 
 
-def test_a_workspace_given_a_storage_uri_later_writes_its_shards_there_and_the_ledger_says_so(
+def test_a_workspace_given_a_storage_uri_later_writes_its_shards_there_and_keeps_its_models(
         tmp_path: Path) -> None:
-    """The same shards (same bytes, same ids) written again to the new storage; their rows point there."""
+    """The same shards (same bytes, same ids) written again to the new storage, their rows pointing there; the
+    model trained on them before keeps being the family's model (recorded at its workspace folder)."""
     from soundtrail.codec.stage import choose_codec, record_codec
     from soundtrail.provenance.records import CodecRecord
-    from soundtrail.train.stage import training_data
+    from soundtrail.train.stage import plan_generator, train_generator, training_data
     from tests.codec.test_tokenize import tiny_codec
     from tests.train.test_stage import workspace_with_assets
 
-    settings = Settings(tokenize=TokenizeSettings(segment_s=1.0))
+    settings = Settings(tokenize=TokenizeSettings(segment_s=1.0),
+                        train=TrainSettings(ar_steps=2, batch_size=2, crop_seconds=0.25, text_encoder="learned"))
     workspace = workspace_with_assets(tmp_path / "ws", settings)
     codec_path, codec_id = tiny_codec(tmp_path / "codec")
     with Ledger(workspace.ledger_url) as ledger:
         record_codec(ledger, CodecRecord(codec_id, "soundtrail", codec_path, {}, ()))
         choose_codec(ledger, codec_id, "the test's codec")
     _tokenize(workspace)
+    model = train_generator(workspace, "ar").model
     with Ledger(workspace.ledger_url) as ledger:
         before = {row["id"]: row["path"] for row in ledger.rows("shards", status="current")}
     assert all(path.startswith(str(workspace.root / "shards")) for path in before.values())
@@ -245,3 +248,5 @@ def test_a_workspace_given_a_storage_uri_later_writes_its_shards_there_and_the_l
     assert after.keys() == before.keys(), "the same bytes: the same shard ids"
     assert all(path.startswith(uri + "/shards/") for path in after.values())
     assert sorted(file.reference for file in training_data(moved).files) == sorted(after.values())
+    plan = plan_generator(moved, "ar")
+    assert (plan.model, plan.reason) == (model, "trained on the current shards already")
