@@ -29,7 +29,6 @@ from soundtrail.data.location import Location, StorageError, open_filesystem
 from soundtrail.workspace import Workspace
 
 SHARDS = "shards"
-CHECKPOINTS = "checkpoints"
 
 
 @dataclass(frozen=True)
