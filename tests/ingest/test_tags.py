@@ -7,12 +7,14 @@ import struct
 import subprocess
 from pathlib import Path
 
+import mutagen
 import numpy as np
 import pytest
 import soundfile as sf
 from mutagen.flac import FLAC, Picture
 from mutagen.id3 import APIC, ID3, TCOP, TIT2, TPE1, TXXX, WCOP, WOAR
 from mutagen.mp4 import MP4, MP4FreeForm
+from mutagen.oggopus import OggOpus
 from mutagen.oggvorbis import OggVorbis
 from mutagen.wave import WAVE
 
@@ -84,6 +86,31 @@ def test_mp3_id3_frames(tmp_path: Path) -> None:
 def test_id3_user_text_frame_in_british_spelling(tmp_path: Path) -> None:
     path = _mp3(tmp_path / "a.mp3", TXXX(encoding=3, desc="Licence", text="CC0-1.0"))
     assert read_tags(path).license_candidates == ["CC0-1.0"]
+
+
+@pytest.mark.parametrize("container", ["WAV", "AIFF"])
+def test_id3_licence_frames_in_wav_and_aiff(tmp_path: Path, container: str) -> None:
+    """The ID3 chunk that WAV and AIFF files carry holds the same licence frames as an MP3's."""
+    path = tmp_path / f"a.{container.lower()}"
+    sf.write(path, SILENCE, SR, format=container)
+    audio = mutagen.File(path)
+    audio.add_tags()
+    audio.tags.add(TXXX(encoding=3, desc="licence", text="CC-BY-SA-4.0"))
+    audio.tags.add(TCOP(encoding=3, text="2024 Jane Doe"))
+    audio.save()
+    tags = read_tags(path)
+    assert isinstance(mutagen.File(path).tags, ID3)
+    assert set(tags.license_candidates) == {"CC-BY-SA-4.0", "2024 Jane Doe"}
+    assert combine_licenses(None, tags.license_candidates).spdx_id == "CC-BY-SA-4.0"
+
+
+def test_opus_vorbis_comments(tmp_path: Path) -> None:
+    path = tmp_path / "a.opus"
+    sf.write(path, SILENCE, SR, format="OGG", subtype="OPUS")
+    audio = OggOpus(path)
+    audio["LICENCE"] = "https://creativecommons.org/licenses/by/4.0/"
+    audio.save()
+    assert read_tags(path).license_candidates == ["https://creativecommons.org/licenses/by/4.0/"]
 
 
 def test_wav_riff_info_and_id3_chunk(tmp_path: Path) -> None:
