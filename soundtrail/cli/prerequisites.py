@@ -32,9 +32,8 @@ def storage(workspace: Workspace) -> None:
     from soundtrail.data.storage import Storage
 
     try:
-        Storage.of(workspace).check()
-    except ValueError as exc:  # the URI, or its bucket (StorageError says which)
-        raise CommandError(str(exc)) from None
+        with _as_command_error():  # the URI, or its bucket (StorageError says which)
+            Storage.of(workspace).check()
     except OSError as exc:  # the store: unreachable, no such bucket or container, credentials refused
         raise CommandError(f"storage_uri {workspace.settings.storage_uri!r}: {exc}") from None
 

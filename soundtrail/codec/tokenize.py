@@ -141,7 +141,7 @@ class GroupEncoder:
         self.info = CodecInfo(self.codec.codec_id, self.codec.sample_rate, float(self.codec.frame_rate),
                               self.codec.num_codebooks, self.codec.codebook_size)
         self._decoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize-decode")
-        self._ahead: dict[str, Future[_DecodedGroup]] = {}  # by the shard's reference
+        self._ahead: dict[Location, Future[_DecodedGroup]] = {}
 
     def __enter__(self) -> GroupEncoder:
         return self
@@ -154,10 +154,10 @@ class GroupEncoder:
 
     def encode(self, assets: list[AssetRecord], then: list[AssetRecord] | None = None) -> GroupResult:
         """Write the shard of ``assets`` (or find it finished) while ``then``, the next group, is decoded."""
-        ahead = self._ahead.pop(self._shard_path(assets).reference, None)
+        ahead = self._ahead.pop(self._shard_path(assets), None)
         decoded = ahead.result() if ahead is not None else self._decode(assets)
         if then:
-            self._ahead.setdefault(self._shard_path(then).reference, self._decoder.submit(self._decode, then))
+            self._ahead.setdefault(self._shard_path(then), self._decoder.submit(self._decode, then))
         if decoded.finished is not None:
             return GroupResult(decoded.finished)
         if not decoded.segments:

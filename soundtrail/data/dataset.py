@@ -35,12 +35,11 @@ from typing import Any, Generic, TypeVar
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from soundtrail.data.location import Location
-from soundtrail.data.shards import read_codec_info
+from soundtrail.data.shards import read_codec_info, read_columns
 
 Value = TypeVar("Value")
 COLUMNS = ["segment_id", "asset_id", "codes", "text"]
@@ -147,7 +146,7 @@ class ShardStream(StepBatches):
         return (self.rank * self.span + within) % self.total
 
     def _table(self, shard: int) -> pa.Table:
-        return self._shards.get(shard, lambda: _read_columns(self.files[shard], COLUMNS).combine_chunks())
+        return self._shards.get(shard, lambda: read_columns(self.files[shard], COLUMNS).combine_chunks())
 
     def _example(self, position: int) -> dict[str, Any]:
         epoch, offset = divmod(position, self.span)
@@ -184,15 +183,10 @@ class ShardStream(StepBatches):
         return [self.files[index] for index in sorted(seen)]
 
 
-def _read_columns(path: Location, columns: list[str]) -> pa.Table:
-    with path.open_input() as source:
-        return pq.read_table(source, columns=columns)
-
-
 def _usable_rows(path: Location, frames: int, frame_rate: float) -> np.ndarray:
     """Rows holding at least ``frames`` frames: tokenize writes ceil(duration_s * frame_rate) of them, so the
     duration column (a few bytes a row, read without the codes) says which, rounding down to be safe."""
-    durations = _read_columns(path, ["duration_s"]).column("duration_s").to_numpy()
+    durations = read_columns(path, ["duration_s"]).column("duration_s").to_numpy()
     return np.flatnonzero(np.floor(durations * frame_rate + 1e-6) >= frames)
 
 

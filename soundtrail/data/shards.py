@@ -118,6 +118,12 @@ def read_codec_info(path: Location) -> CodecInfo:
     return CodecInfo(**json.loads(metadata[METADATA_KEY]))
 
 
+def read_columns(path: Location, columns: list[str]) -> pa.Table:
+    """Only ``columns`` of one shard (Parquet reads just their column chunks)."""
+    with path.open_input() as source:
+        return pq.read_table(source, columns=columns)
+
+
 def write_manifest(set_dir: Location, entries: list[ShardEntry], codec: CodecInfo,
                    extra: dict[str, Any]) -> Location:
     """Write the set manifest last: the shard set is complete once this file exists."""

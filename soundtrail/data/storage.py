@@ -94,19 +94,18 @@ class Storage:
         """Copy a finished checkpoint folder to storage, its ``config.json`` (the file that marks it finished)
         last and the sub-folders in ``leave_out`` not at all; returns the reference to record. Without separate
         storage, the folder's own path."""
-        written_last = CONFIG
         folder = Path(folder).resolve()
         if not self.separate:
             return str(folder)
         target = self.mirror(folder)
-        if (target / written_last).exists():  # published before a kill, or by an earlier run of the same settings
+        if (target / CONFIG).exists():  # published before a kill, or by an earlier run of the same settings
             return target.reference
         files = sorted(str(path.relative_to(folder)) for path in folder.rglob("*")
                        if path.is_file() and path.relative_to(folder).parts[0] not in leave_out
                        and not path.name.startswith(".tmp-"))
-        if written_last not in files:
-            raise StorageError(f"{folder} is not finished: it has no {written_last}")
-        for name in [name for name in files if name != written_last] + [written_last]:
+        if CONFIG not in files:
+            raise StorageError(f"{folder} is not finished: it has no {CONFIG}")
+        for name in _finished_last(files):
             (target / name).upload_from(folder / name)
         return target.reference
 
@@ -114,16 +113,20 @@ class Storage:
         """A local folder holding the checkpoint ``reference`` names: the folder itself for a plain path; for a
         reference into storage, its workspace mirror, downloaded (``config.json`` last) unless it already holds
         the finished checkpoint."""
-        written_last = CONFIG
         if "://" not in reference:
             return Path(reference)
         source = self.locate(reference)
         target = self.workspace_root / self._relative(reference)
-        if (target / written_last).is_file():
+        if (target / CONFIG).is_file():
             return target
         files = source.files()
-        if written_last not in files:
-            raise StorageError(f"{reference} holds no finished checkpoint (no {written_last})")
-        for name in [name for name in files if name != written_last] + [written_last]:
+        if CONFIG not in files:
+            raise StorageError(f"{reference} holds no finished checkpoint (no {CONFIG})")
+        for name in _finished_last(files):
             (source / name).download_to(target / name)
         return target
+
+
+def _finished_last(files: list[str]) -> list[str]:
+    """A checkpoint's files in copying order: ``config.json``, which marks it finished, last."""
+    return [name for name in files if name != CONFIG] + [CONFIG]

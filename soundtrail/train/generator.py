@@ -106,8 +106,8 @@ class GeneratorSettings:
 
     def shards_read(self, data: TrainingData, world_size: int) -> list[list[str]]:
         """For each rank, the sha256s of the shards its batches came from over the whole run."""
-        ids = dict(zip([file.reference for file in data.files], data.shard_ids, strict=True))
-        return [[ids[path.reference] for path in self.stream(data, Placement(rank, world_size)).shards_read(self.steps)]
+        ids = dict(zip(data.files, data.shard_ids, strict=True))
+        return [[ids[path] for path in self.stream(data, Placement(rank, world_size)).shards_read(self.steps)]
                 for rank in range(world_size)]
 
 

@@ -214,9 +214,8 @@ def plan_generator(workspace: Workspace, kind: str) -> GeneratorPlan:
     run = generator_run(workspace, kind)
     with Ledger(workspace.ledger_url) as ledger:
         stored = Storage.of(workspace).mirror(run.directory).reference
-        # A model trained before storage_uri was set is recorded at its workspace folder.
-        found = [row for path in dict.fromkeys([stored, str(run.directory)])
-                 for row in ledger.rows("models", kind=kind, path=path)]
+        found = (ledger.rows("models", kind=kind, path=stored)  # or, trained before storage_uri was set:
+                 or ledger.rows("models", kind=kind, path=str(run.directory)))
         previous = ledger.rows("models", kind=kind)
     if found:
         return GeneratorPlan(kind, ModelRecord.from_row(found[0]), "trained on the current shards already")

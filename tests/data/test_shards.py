@@ -35,8 +35,8 @@ def _segments(asset: str, count: int, frames: int, seed: int) -> list[Segment]:
             for i in range(count)]
 
 
-def _make_set(folder: Path, shards: int = 4, per_shard: int = 5, frames: int = 40) -> tuple[Location, dict]:
-    root = Location.local(folder)
+def write_set(root: Location, shards: int = 4, per_shard: int = 5, frames: int = 40) -> dict[str, Segment]:
+    """A shard set of ``shards`` assets in ``root``: its segments by id."""
     written = {}
     entries = []
     for index in range(shards):
@@ -44,7 +44,12 @@ def _make_set(folder: Path, shards: int = 4, per_shard: int = 5, frames: int = 4
         entries.append(write_shard(root / f"part-{index:03d}.parquet", segments, CODEC))
         written.update({segment.segment_id: segment for segment in segments})
     write_manifest(root, entries, CODEC, {"segment_s": 2.0})
-    return root, written
+    return written
+
+
+def _make_set(folder: Path, shards: int = 4, per_shard: int = 5, frames: int = 40) -> tuple[Location, dict]:
+    root = Location.local(folder)
+    return root, write_set(root, shards, per_shard, frames)
 
 
 def test_codes_read_back_equal_codes_written(tmp_path: Path) -> None:
@@ -130,14 +135,14 @@ def test_a_resumed_stream_reads_from_its_step_on(tmp_path: Path, monkeypatch: py
     stream = ShardStream(shard_paths(root), frames=16, batch_size=3, seed=7, shuffle_block=8)
     through = list(itertools.islice(stream.batches(), 203))[200:]
     decoded: list[str] = []
-    read_columns = dataset._read_columns
+    read_columns = dataset.read_columns
 
     def counting(path: Location, columns: list[str]) -> pa.Table:
         if "codes" in columns:
             decoded.append(path.name)
         return read_columns(path, columns)
 
-    monkeypatch.setattr(dataset, "_read_columns", counting)
+    monkeypatch.setattr(dataset, "read_columns", counting)
     resumed = ShardStream(shard_paths(root), frames=16, batch_size=3, seed=7, shuffle_block=8)
     for expected, actual in zip(through, itertools.islice(resumed.batches(start_step=200), 3), strict=True):
         assert torch.equal(expected["codes"], actual["codes"])

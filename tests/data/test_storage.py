@@ -17,22 +17,12 @@ from soundtrail import checkpoint
 from soundtrail.config import CodecSettings, Settings, TokenizeSettings, TrainSettings
 from soundtrail.data.dataset import ShardStream
 from soundtrail.data.location import Location, StorageError, open_filesystem
-from soundtrail.data.shards import (
-    CodecInfo,
-    Segment,
-    iter_segments,
-    read_codec_info,
-    shard_paths,
-    verify_shards,
-    write_manifest,
-    write_shard,
-)
+from soundtrail.data.shards import iter_segments, read_codec_info, shard_paths, verify_shards
 from soundtrail.data.storage import Storage
 from soundtrail.provenance.ledger import Ledger
 from soundtrail.workspace import Workspace
+from tests.data.test_shards import CODEC, write_set
 from tests.object_store import ObjectStore
-
-CODEC = CodecInfo(codec_id="c0ffee", sample_rate=16000, frame_rate=50.0, num_codebooks=4, codebook_size=256)
 
 
 @pytest.fixture(params=["file", "azurite"])
@@ -44,29 +34,12 @@ def storage_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return store.uri()
 
 
-def _stored_files(storage: Storage) -> list[str]:
-    return storage.root.files()
-
-
-def _segments(asset: str, count: int, frames: int, seed: int) -> list[Segment]:
-    rng = np.random.default_rng(seed)
-    return [Segment(f"{asset}:{i}", asset, i * 2.0, frames / CODEC.frame_rate,
-                    rng.integers(0, CODEC.codebook_size, size=(4, frames)).astype(np.int16), f"{asset} part {i}")
-            for i in range(count)]
-
-
-def _write_set(set_dir: Location) -> None:
-    entries = [write_shard(set_dir / f"part-{index}.parquet", _segments(f"a{index}", 4, 40, index), CODEC)
-               for index in range(3)]
-    write_manifest(set_dir, entries, CODEC, {"segment_s": 2.0})
-
-
 def test_a_shard_set_on_storage_is_the_same_bytes_and_batches_as_in_the_workspace(
         tmp_path: Path, storage_uri: str) -> None:
     storage = Storage.of(Workspace(tmp_path / "ws", Settings(storage_uri=storage_uri)))
     stored, local = storage.shards() / "set", Location.local(tmp_path / "local" / "set")
-    _write_set(stored)
-    _write_set(local)
+    write_set(stored, shards=3, per_shard=4)
+    write_set(local, shards=3, per_shard=4)
 
     assert verify_shards(stored) == []
     assert read_codec_info(shard_paths(stored)[0]) == CODEC
@@ -78,15 +51,17 @@ def test_a_shard_set_on_storage_is_the_same_bytes_and_batches_as_in_the_workspac
     for step in range(5):
         assert torch.equal(from_storage.batch(step)["codes"], from_workspace.batch(step)["codes"])
 
-    assert _stored_files(storage) == ["shards/set/manifest.json"] + [f"shards/set/part-{i}.parquet" for i in range(3)]
+    assert storage.root.files() == ["shards/set/manifest.json"] + [f"shards/set/part-{i:03d}.parquet"
+                                                                      for i in range(3)]
     assert not (tmp_path / "ws" / "shards").exists(), "nothing of the shards lands in the workspace"
     reference = shard_paths(stored)[0].reference
     assert reference.startswith(storage_uri.split("?")[0]) and "Eby8" not in reference
     assert storage.locate(reference).sha256() == shard_paths(stored)[0].sha256()
 
-    (stored / "part-1.parquet").write_bytes(b"not the shard")
-    (stored / "part-2.parquet").delete()
-    assert verify_shards(stored) == ["part-1.parquet: sha256 differs from the manifest", "part-2.parquet: missing"]
+    (stored / "part-001.parquet").write_bytes(b"not the shard")
+    (stored / "part-002.parquet").delete()
+    assert verify_shards(stored) == ["part-001.parquet: sha256 differs from the manifest",
+                                     "part-002.parquet: missing"]
 
 
 def _finished_checkpoint(folder: Path) -> None:
@@ -107,7 +82,7 @@ def test_a_published_checkpoint_is_fetched_whole_where_the_workspace_lost_it(
     _finished_checkpoint(folder)
 
     reference = storage.publish(folder, leave_out=("steps",))
-    assert _stored_files(storage) == ["checkpoints/ar/run1/config.json", "checkpoints/ar/run1/model.safetensors",
+    assert storage.root.files() == ["checkpoints/ar/run1/config.json", "checkpoints/ar/run1/model.safetensors",
                                       "checkpoints/ar/run1/text_encoder/tokenizer.json"], "steps/ stays behind"
     assert storage.publish(folder, leave_out=("steps",)) == reference, "publishing again finds it published"
 

@@ -55,13 +55,17 @@ def test_flac_vorbis_comments(tmp_path: Path) -> None:
     assert combine_licenses(None, tags.license_candidates).spdx_id == "CC-BY-4.0"
 
 
-def test_ogg_vorbis_comments(tmp_path: Path) -> None:
-    path = tmp_path / "a.ogg"
-    sf.write(path, SILENCE, SR, format="OGG", subtype="VORBIS")
-    audio = OggVorbis(path)
-    audio["licence"] = "CC0"
+@pytest.mark.parametrize(("subtype", "opener", "key", "licence"), [
+    ("VORBIS", OggVorbis, "licence", "CC0"),
+    ("OPUS", OggOpus, "LICENCE", "https://creativecommons.org/licenses/by/4.0/"),
+])
+def test_ogg_vorbis_comments(tmp_path: Path, subtype: str, opener: type, key: str, licence: str) -> None:
+    path = tmp_path / f"a.{subtype.lower()}"
+    sf.write(path, SILENCE, SR, format="OGG", subtype=subtype)
+    audio = opener(path)
+    audio[key] = licence
     audio.save()
-    assert read_tags(path).license_candidates == ["CC0"]
+    assert read_tags(path).license_candidates == [licence]
 
 
 def test_mp3_id3_frames(tmp_path: Path) -> None:
@@ -102,15 +106,6 @@ def test_id3_licence_frames_in_wav_and_aiff(tmp_path: Path, container: str) -> N
     assert isinstance(mutagen.File(path).tags, ID3)
     assert set(tags.license_candidates) == {"CC-BY-SA-4.0", "2024 Jane Doe"}
     assert combine_licenses(None, tags.license_candidates).spdx_id == "CC-BY-SA-4.0"
-
-
-def test_opus_vorbis_comments(tmp_path: Path) -> None:
-    path = tmp_path / "a.opus"
-    sf.write(path, SILENCE, SR, format="OGG", subtype="OPUS")
-    audio = OggOpus(path)
-    audio["LICENCE"] = "https://creativecommons.org/licenses/by/4.0/"
-    audio.save()
-    assert read_tags(path).license_candidates == ["https://creativecommons.org/licenses/by/4.0/"]
 
 
 def test_wav_riff_info_and_id3_chunk(tmp_path: Path) -> None:
